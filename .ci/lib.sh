@@ -1,0 +1,88 @@
+# Shared helpers for the project's scripts (.ci/test, .ci/dev). Source it; do not run it.
+# Each helper installs what is missing on a Debian/Ubuntu machine, or stops with a message
+# naming exactly what to install.
+
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+log() { printf '\n==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Runs a command as root: directly when we are root, through sudo when it is there.
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"
+  elif command -v sudo >/dev/null 2>&1; then sudo "$@"
+  else return 1
+  fi
+}
+
+APT_UPDATED=0
+# need_apt PKG... installs the Debian packages that are not installed yet.
+need_apt() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  command -v apt-get >/dev/null 2>&1 || die "install these system packages: ${missing[*]}"
+  log "installing system packages: ${missing[*]}"
+  if [ "$APT_UPDATED" = 0 ]; then
+    as_root apt-get update -qq || die "cannot run apt-get as root; install: ${missing[*]}"
+    APT_UPDATED=1
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+    || die "apt-get install failed; install: ${missing[*]}"
+}
+
+# The toolchains and system libraries every build of the workspace needs.
+ensure_build_deps() {
+  command -v cargo >/dev/null 2>&1 || die "install Rust (https://rustup.rs): cargo is missing"
+  need_apt build-essential pkg-config libwebkit2gtk-4.1-dev
+  rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt 2>/dev/null || true
+}
+
+ensure_node() {
+  command -v node >/dev/null 2>&1 || need_apt nodejs npm
+  local major
+  major="$(node -p 'process.versions.node.split(".")[0]')"
+  [ "$major" -ge 20 ] || die "Node.js 20 or newer is needed (found $(node --version))"
+}
+
+# Starts a throwaway PostgreSQL cluster on loopback for this run and exports its URL in
+# POINTS_LEDGER_PG_URL. The cluster is removed when the calling shell exits.
+start_throwaway_postgres() {
+  local bindir
+  bindir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
+  if [ -z "$bindir" ] || [ ! -x "$bindir/initdb" ]; then
+    need_apt postgresql postgresql-contrib
+    bindir="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
+  fi
+  local run=()
+  if [ "$(id -u)" = 0 ]; then
+    id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
+    run=(runuser -u postgres --)
+  fi
+  PG_DIR="$(mktemp -d -t points-pg.XXXXXX)"
+  chmod 755 "$PG_DIR"
+  [ "$(id -u)" = 0 ] && chown postgres "$PG_DIR"
+  local port
+  port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 55432)"
+  "${run[@]}" "$bindir/initdb" -D "$PG_DIR/data" -U points --auth=trust -E UTF8 >/dev/null
+  "${run[@]}" "$bindir/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w \
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $PG_DIR -c max_connections=300 -c fsync=off -c synchronous_commit=off" start >/dev/null
+  PG_STOP=("${run[@]}" "$bindir/pg_ctl" -D "$PG_DIR/data" -m fast stop)
+  trap 'stop_throwaway_postgres' EXIT
+  "${run[@]}" "$bindir/createdb" -h 127.0.0.1 -p "$port" -U points points
+  export POINTS_LEDGER_PG_URL="postgres://points@127.0.0.1:$port/points"
+  export PG_BINDIR="$bindir"
+  log "PostgreSQL on $POINTS_LEDGER_PG_URL"
+}
+
+stop_throwaway_postgres() {
+  if [ -n "${PG_DIR:-}" ]; then
+    "${PG_STOP[@]}" >/dev/null 2>&1 || true
+    rm -rf "$PG_DIR"
+    PG_DIR=
+  fi
+}

@@ -1,0 +1,1 @@
+//! The points ledger contract, implemented for real.
