@@ -1,0 +1,74 @@
+import { useEffect, useSyncExternalStore } from "react";
+import { getPointStore, type PointState, type PointStore } from "./store";
+
+/** The state of `store`, re-rendering on every change. No provider needed. */
+export function usePointStore(store: PointStore): PointState;
+/**
+ * A part of the state of `store`, re-rendering when it changes. `selector` must return a value
+ * already in the state (or a primitive), not a new object on each call.
+ */
+export function usePointStore<T>(store: PointStore, selector: (state: PointState) => T): T;
+export function usePointStore<T>(
+  store: PointStore,
+  selector?: (state: PointState) => T,
+): T | PointState {
+  const read = selector ? () => selector(store.getSnapshot()) : store.getSnapshot;
+  return useSyncExternalStore<T | PointState>(store.subscribe, read, read);
+}
+
+/** Options of {@link usePoints}. */
+export interface UsePointsOptions {
+  /** The store to use. Default: the app's shared store (`getPointStore()`). */
+  store?: PointStore | undefined;
+  /** Fetch the balance on mount when the store has none yet. Default: true. */
+  fetchOnMount?: boolean | undefined;
+}
+
+/** The store's state and actions, as {@link usePoints} returns them. */
+export type UsePoints = PointState &
+  Pick<
+    PointStore,
+    | "fetchBalance"
+    | "checkCost"
+    | "charge"
+    | "openRecharge"
+    | "closeRecharge"
+    | "clearError"
+    | "handleError"
+    | "handleBackendResponse"
+    | "handleBackendBody"
+  >;
+
+/**
+ * The user's points and the actions on them, from the shared store (or `options.store`). On mount
+ * it attaches the store's event listeners (once per store; they stay attached after unmount, as
+ * the store outlives components) and fetches the balance when none is known yet. Failures of that
+ * fetch are in `error`.
+ */
+export function usePoints(options: UsePointsOptions = {}): UsePoints {
+  const store = options.store ?? getPointStore();
+  const fetchOnMount = options.fetchOnMount ?? true;
+  const state = usePointStore(store);
+
+  useEffect(() => {
+    store.start().catch(() => undefined);
+    const now = store.getSnapshot();
+    if (fetchOnMount && now.balance === null && !now.loading) store.fetchBalance().catch(() => undefined);
+  }, [store, fetchOnMount]);
+
+  return {
+    ...state,
+    fetchBalance: store.fetchBalance,
+    checkCost: store.checkCost,
+    charge: store.charge,
+    openRecharge: store.openRecharge,
+    closeRecharge: store.closeRecharge,
+    clearError: store.clearError,
+    handleError: store.handleError,
+    handleBackendResponse: store.handleBackendResponse,
+    handleBackendBody: store.handleBackendBody,
+  };
+}
+
+export { getPointStore, createPointStore } from "./store";
+export type { PointState, PointStore, RechargeDialog } from "./store";

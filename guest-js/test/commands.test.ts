@@ -1,0 +1,116 @@
+import { clearMocks } from "@tauri-apps/api/mocks";
+import { afterEach, describe, expect, it } from "vitest";
+import {
+  charge,
+  checkCost,
+  clearSessionToken,
+  getBalance,
+  getPrices,
+  listBatches,
+  listTransactions,
+  setSessionToken,
+  type Batch,
+  type ChargeReceipt,
+  type CostCheck,
+  type PriceList,
+  type TransactionPage,
+} from "../src";
+import { BALANCE, mockPlugin } from "./ipc";
+
+afterEach(() => clearMocks());
+
+const COST: CostCheck = { service: "video", mode: "duration", required: 300, balance: 120, sufficient: false };
+const RECEIPT: ChargeReceipt = {
+  transactionId: "t-1",
+  service: "compose",
+  points: 5,
+  balance: 115,
+  replayed: false,
+  idempotencyKey: "job-42",
+};
+const PRICES: PriceList = {
+  services: [{ service: "tts", mode: "duration", points: null, pointsPerSecond: 1 }],
+};
+const PAGE: TransactionPage = {
+  items: [{ id: "t-1", kind: "consume", points: -5, balanceAfter: 115, service: "compose", createdAt: "2026-01-01T00:00:00Z" }],
+  nextCursor: "c-2",
+};
+const BATCHES: Batch[] = [{ id: "b-1", points: 200, remaining: 115, expiresAt: "2026-05-03T00:00:00Z", createdAt: "2026-01-01T00:00:00Z" }];
+
+describe("command wrappers", () => {
+  it("get_balance: no arguments, returns the balance", async () => {
+    const calls = mockPlugin({ "plugin:points|get_balance": () => BALANCE });
+    await expect(getBalance()).resolves.toEqual(BALANCE);
+    expect(calls).toEqual([{ cmd: "plugin:points|get_balance", args: {} }]);
+  });
+
+  it("check_cost: service, and duration only when given", async () => {
+    const calls = mockPlugin({ "plugin:points|check_cost": () => COST });
+    await expect(checkCost("video", 30)).resolves.toEqual(COST);
+    await checkCost("compose");
+    expect(calls).toEqual([
+      { cmd: "plugin:points|check_cost", args: { service: "video", duration: 30 } },
+      { cmd: "plugin:points|check_cost", args: { service: "compose" } },
+    ]);
+  });
+
+  it("charge: service, idempotencyKey and reference in camelCase", async () => {
+    const calls = mockPlugin({ "plugin:points|charge": () => RECEIPT });
+    await expect(charge("compose", { idempotencyKey: "job-42", reference: "clip.mp4" })).resolves.toEqual(RECEIPT);
+    await charge("cover_design");
+    await charge("subtitle_burn", { reference: "r", idempotencyKey: undefined });
+    expect(calls).toEqual([
+      { cmd: "plugin:points|charge", args: { service: "compose", idempotencyKey: "job-42", reference: "clip.mp4" } },
+      { cmd: "plugin:points|charge", args: { service: "cover_design" } },
+      { cmd: "plugin:points|charge", args: { service: "subtitle_burn", reference: "r" } },
+    ]);
+  });
+
+  it("get_prices and list_batches: no arguments", async () => {
+    const calls = mockPlugin({
+      "plugin:points|get_prices": () => PRICES,
+      "plugin:points|list_batches": () => BATCHES,
+    });
+    await expect(getPrices()).resolves.toEqual(PRICES);
+    await expect(listBatches()).resolves.toEqual(BATCHES);
+    expect(calls).toEqual([
+      { cmd: "plugin:points|get_prices", args: {} },
+      { cmd: "plugin:points|list_batches", args: {} },
+    ]);
+  });
+
+  it("list_transactions: limit and before only when given", async () => {
+    const calls = mockPlugin({ "plugin:points|list_transactions": () => PAGE });
+    await expect(listTransactions({ limit: 20, before: "c-1" })).resolves.toEqual(PAGE);
+    await listTransactions();
+    await listTransactions({ limit: 5 });
+    expect(calls).toEqual([
+      { cmd: "plugin:points|list_transactions", args: { limit: 20, before: "c-1" } },
+      { cmd: "plugin:points|list_transactions", args: {} },
+      { cmd: "plugin:points|list_transactions", args: { limit: 5 } },
+    ]);
+  });
+
+  it("set_session_token / clear_session_token resolve to undefined", async () => {
+    const calls = mockPlugin({
+      "plugin:points|set_session_token": () => null,
+      "plugin:points|clear_session_token": () => null,
+    });
+    await expect(setSessionToken("tok-1")).resolves.toBeUndefined();
+    await expect(clearSessionToken()).resolves.toBeUndefined();
+    expect(calls).toEqual([
+      { cmd: "plugin:points|set_session_token", args: { token: "tok-1" } },
+      { cmd: "plugin:points|clear_session_token", args: {} },
+    ]);
+  });
+
+  it("passes the plugin's rejection through unchanged", async () => {
+    const error = { kind: "unauthorized", message: "no session token" };
+    mockPlugin({
+      "plugin:points|get_balance": () => {
+        throw error;
+      },
+    });
+    await expect(getBalance()).rejects.toBe(error);
+  });
+});

@@ -1,0 +1,49 @@
+import { mockIPC } from "@tauri-apps/api/mocks";
+import type { PointBalance } from "../src";
+
+export interface Call {
+  cmd: string;
+  args: Record<string, unknown>;
+}
+
+type Handler = (args: Record<string, unknown>) => unknown;
+
+/**
+ * Mocks the plugin's commands (events are mocked too, so `emit` reaches `listen`). Returns the
+ * list of plugin commands invoked, in order. A command without a handler rejects, as Tauri would.
+ */
+export function mockPlugin(handlers: Record<string, Handler> = {}): Call[] {
+  const calls: Call[] = [];
+  mockIPC(
+    (cmd, payload) => {
+      const args = (payload ?? {}) as Record<string, unknown>;
+      if (cmd.startsWith("plugin:points|")) calls.push({ cmd, args: { ...args } });
+      const handler = handlers[cmd];
+      if (!handler) throw `command ${cmd} not found`;
+      return handler(args);
+    },
+    { shouldMockEvents: true },
+  );
+  return calls;
+}
+
+/** A promise settled from outside. */
+export function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void; reject: (e: unknown) => void } {
+  let resolve!: (v: T) => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+export const BALANCE: PointBalance = { balance: 120, totalRecharged: 200, totalConsumed: 70, totalExpired: 10 };
+
+export const INSUFFICIENT = {
+  kind: "insufficientPoints",
+  service: "compose",
+  required: 5,
+  balance: 2,
+  message: "insufficient points: compose needs 5, balance is 2",
+} as const;
