@@ -1,5 +1,10 @@
 //! Tauri v2 plugin to charge, check and show a user's prepaid points against a backend ledger.
 
+mod error;
+pub mod models;
+
+pub use error::{Error, PointsError, Result};
+
 use tauri::{
     plugin::{Builder as PluginBuilder, TauriPlugin},
     Runtime,

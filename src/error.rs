@@ -1,0 +1,272 @@
+//! The one error type of the SDK and the plugin, and its serialised form `{ kind, message, ...fields }`.
+
+use serde::{Serialize, Serializer};
+use ts_rs::TS;
+
+/// Everything that can go wrong when talking to the ledger or charging a job.
+///
+/// It serialises (for IPC) as a [`PointsError`]: an object tagged by `kind` with a human-readable
+/// `message` and the variant's fields in camelCase. Internal details (transport errors, decode
+/// errors) stay in `message`; nothing secret (the session token) is ever part of an error.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    /// Any 402 from the ledger, or a failed pre-check. Fields are `None` when the ledger did not say.
+    #[error("insufficient points{}", insufficient_detail(service, required, balance))]
+    InsufficientPoints {
+        /// The service that was priced or charged.
+        service: Option<String>,
+        /// The points the service costs.
+        required: Option<i64>,
+        /// The balance when the ledger refused.
+        balance: Option<i64>,
+    },
+    /// No session token, or the ledger refused it (401/403).
+    #[error("not signed in, or the ledger refused the session token")]
+    Unauthorized,
+    /// The ledger does not price this service.
+    #[error("the ledger does not know the service `{service}`")]
+    UnknownService {
+        /// The service name as given.
+        service: String,
+    },
+    /// A duration that is missing, not finite, ≤ 0 or over 24 h.
+    #[error("the duration is missing, not finite, not positive or over 24 hours")]
+    InvalidDuration,
+    /// A service that the backend charges itself: charging it here would bill the user twice.
+    #[error("`{service}` cannot be charged from the desktop")]
+    NotChargeableHere {
+        /// The service name as given.
+        service: String,
+    },
+    /// A malformed argument.
+    #[error("invalid `{field}`: {reason}")]
+    InvalidArgument {
+        /// The argument's name (camelCase, as the webview passes it).
+        field: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The ledger could not be reached (DNS, refused or reset connection, TLS).
+    #[error("the ledger could not be reached: {0}")]
+    Network(String),
+    /// The ledger did not answer in time.
+    #[error("the ledger did not answer in time")]
+    Timeout,
+    /// Any other error answer of the ledger.
+    #[error("the ledger answered {status}{}: {message}", code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default())]
+    Backend {
+        /// The HTTP status.
+        status: u16,
+        /// The contract's stable `code`, when the body had one.
+        code: Option<String>,
+        /// The ledger's own words, or the status' reason.
+        message: String,
+    },
+    /// An answer that could not be decoded.
+    #[error("the ledger's answer could not be decoded: {0}")]
+    Protocol(String),
+    /// The journal of pending charges could not be read or written.
+    #[error("the pending-charges journal failed: {0}")]
+    Storage(String),
+}
+
+fn insufficient_detail(
+    service: &Option<String>,
+    required: &Option<i64>,
+    balance: &Option<i64>,
+) -> String {
+    let mut parts = Vec::new();
+    if let Some(service) = service {
+        parts.push(format!("for `{service}`"));
+    }
+    if let Some(required) = required {
+        parts.push(format!("{required} required"));
+    }
+    if let Some(balance) = balance {
+        parts.push(format!("balance {balance}"));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
+    }
+}
+
+/// A `Result` with the plugin's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// The `kind` tag of the serialised form.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::InsufficientPoints { .. } => "insufficientPoints",
+            Error::Unauthorized => "unauthorized",
+            Error::UnknownService { .. } => "unknownService",
+            Error::InvalidDuration => "invalidDuration",
+            Error::NotChargeableHere { .. } => "notChargeableHere",
+            Error::InvalidArgument { .. } => "invalidArgument",
+            Error::Network(_) => "network",
+            Error::Timeout => "timeout",
+            Error::Backend { .. } => "backend",
+            Error::Protocol(_) => "protocol",
+            Error::Storage(_) => "storage",
+        }
+    }
+
+    /// An [`Error::InvalidArgument`] for `field`.
+    pub fn invalid_argument(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The serialised form, as the webview receives it.
+    pub fn to_points_error(&self) -> PointsError {
+        let message = self.to_string();
+        match self.clone() {
+            Error::InsufficientPoints {
+                service,
+                required,
+                balance,
+            } => PointsError::InsufficientPoints {
+                message,
+                service,
+                required,
+                balance,
+            },
+            Error::Unauthorized => PointsError::Unauthorized { message },
+            Error::UnknownService { service } => PointsError::UnknownService { message, service },
+            Error::InvalidDuration => PointsError::InvalidDuration { message },
+            Error::NotChargeableHere { service } => {
+                PointsError::NotChargeableHere { message, service }
+            }
+            Error::InvalidArgument { field, .. } => PointsError::InvalidArgument { message, field },
+            Error::Network(_) => PointsError::Network { message },
+            Error::Timeout => PointsError::Timeout { message },
+            Error::Backend { status, code, .. } => PointsError::Backend {
+                message,
+                status,
+                code,
+            },
+            Error::Protocol(_) => PointsError::Protocol { message },
+            Error::Storage(_) => PointsError::Storage { message },
+        }
+    }
+}
+
+impl Serialize for Error {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        self.to_points_error().serialize(serializer)
+    }
+}
+
+/// The serialised form of [`Error`]: what a failed command rejects with in the webview.
+#[derive(Debug, Clone, PartialEq, Serialize, TS)]
+#[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase")]
+#[ts(export)]
+pub enum PointsError {
+    /// See [`Error::InsufficientPoints`].
+    InsufficientPoints {
+        message: String,
+        service: Option<String>,
+        required: Option<i64>,
+        balance: Option<i64>,
+    },
+    /// See [`Error::Unauthorized`].
+    Unauthorized { message: String },
+    /// See [`Error::UnknownService`].
+    UnknownService { message: String, service: String },
+    /// See [`Error::InvalidDuration`].
+    InvalidDuration { message: String },
+    /// See [`Error::NotChargeableHere`].
+    NotChargeableHere { message: String, service: String },
+    /// See [`Error::InvalidArgument`].
+    InvalidArgument { message: String, field: String },
+    /// See [`Error::Network`].
+    Network { message: String },
+    /// See [`Error::Timeout`].
+    Timeout { message: String },
+    /// See [`Error::Backend`].
+    Backend {
+        message: String,
+        status: u16,
+        code: Option<String>,
+    },
+    /// See [`Error::Protocol`].
+    Protocol { message: String },
+    /// See [`Error::Storage`].
+    Storage { message: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn insufficient_points_serialises_with_kind_message_and_camel_case_fields() {
+        let error = Error::InsufficientPoints {
+            service: Some("compose".into()),
+            required: Some(5),
+            balance: Some(3),
+        };
+        assert_eq!(
+            serde_json::to_value(&error).unwrap(),
+            json!({
+                "kind": "insufficientPoints",
+                "message": "insufficient points (for `compose`, 5 required, balance 3)",
+                "service": "compose",
+                "required": 5,
+                "balance": 3,
+            })
+        );
+    }
+
+    #[test]
+    fn every_kind_tag_matches_the_serialised_kind() {
+        let errors = [
+            Error::InsufficientPoints {
+                service: None,
+                required: None,
+                balance: None,
+            },
+            Error::Unauthorized,
+            Error::UnknownService {
+                service: "x".into(),
+            },
+            Error::InvalidDuration,
+            Error::NotChargeableHere {
+                service: "tts".into(),
+            },
+            Error::invalid_argument("idempotencyKey", "contains a space"),
+            Error::Network("reset".into()),
+            Error::Timeout,
+            Error::Backend {
+                status: 500,
+                code: None,
+                message: "boom".into(),
+            },
+            Error::Protocol("eof".into()),
+            Error::Storage("disk full".into()),
+        ];
+        for error in errors {
+            let value = serde_json::to_value(&error).unwrap();
+            assert_eq!(value["kind"], error.kind(), "{value}");
+            assert_eq!(value["message"], error.to_string(), "{value}");
+        }
+    }
+
+    #[test]
+    fn backend_error_keeps_status_and_code() {
+        let error = Error::Backend {
+            status: 422,
+            code: Some("idempotency_conflict".into()),
+            message: "key reused".into(),
+        };
+        let value = serde_json::to_value(&error).unwrap();
+        assert_eq!(value["status"], 422);
+        assert_eq!(value["code"], "idempotency_conflict");
+        assert_eq!(value["kind"], "backend");
+    }
+}

@@ -1,0 +1,307 @@
+//! The TypeScript surface: every type that crosses IPC or rides on an event (camelCase, ts-rs).
+//!
+//! These types know nothing of HTTP; `client::wire` converts the ledger's answers into them.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+
+/// A user's points summary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "camelCase")]
+#[ts(export)]
+pub struct PointBalance {
+    /// Current balance; negative means arrears.
+    pub balance: i64,
+    /// Points recharged, ever.
+    pub total_recharged: i64,
+    /// Points consumed, ever.
+    pub total_consumed: i64,
+    /// Points that expired unused, ever.
+    pub total_expired: i64,
+}
+
+/// How a service is priced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, TS)]
+#[serde(rename_all = "snake_case")]
+#[ts(export)]
+pub enum PricingMode {
+    /// A fixed number of points per call.
+    Fixed,
+    /// Points per started second of media.
+    Duration,
+    /// Never charged.
+    Free,
+}
+
+/// The services the desktop side charges itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, TS)]
+#[serde(rename_all = "snake_case")]
+#[ts(export)]
+pub enum DesktopService {
+    /// Composing the final video (5 points in the seed's price table).
+    Compose,
+    /// Burning subtitles into a video (2 points).
+    SubtitleBurn,
+    /// Designing a cover (2 points).
+    CoverDesign,
+}
+
+impl DesktopService {
+    /// Every desktop-charged service.
+    pub const ALL: [DesktopService; 3] = [
+        DesktopService::Compose,
+        DesktopService::SubtitleBurn,
+        DesktopService::CoverDesign,
+    ];
+
+    /// The service's name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DesktopService::Compose => "compose",
+            DesktopService::SubtitleBurn => "subtitle_burn",
+            DesktopService::CoverDesign => "cover_design",
+        }
+    }
+}
+
+impl fmt::Display for DesktopService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for DesktopService {
+    type Err = crate::Error;
+
+    /// Parses a desktop service; anything else is [`crate::Error::NotChargeableHere`].
+    fn from_str(service: &str) -> Result<Self, Self::Err> {
+        DesktopService::ALL
+            .into_iter()
+            .find(|known| known.as_str() == service)
+            .ok_or_else(|| crate::Error::NotChargeableHere {
+                service: service.to_owned(),
+            })
+    }
+}
+
+/// Every service of the seed's price table (the ledger may know more).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, TS)]
+#[serde(rename_all = "snake_case")]
+#[ts(export)]
+pub enum KnownService {
+    /// Script writing (backend-charged).
+    Script,
+    /// Script polishing (backend-charged).
+    Polish,
+    /// Title generation (backend-charged).
+    Title,
+    /// Voice cloning (backend-charged).
+    VoiceClone,
+    /// Text to speech, per second (backend-charged).
+    Tts,
+    /// Video generation, per second (backend-charged).
+    Video,
+    /// See [`DesktopService::Compose`].
+    Compose,
+    /// See [`DesktopService::SubtitleBurn`].
+    SubtitleBurn,
+    /// See [`DesktopService::CoverDesign`].
+    CoverDesign,
+    /// Captioning (free).
+    Caption,
+    /// Subtitle alignment (free).
+    AutoAlign,
+}
+
+/// The answer of a price check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "camelCase")]
+#[ts(export)]
+pub struct CostCheck {
+    /// The service priced.
+    pub service: String,
+    /// How it is priced.
+    pub mode: PricingMode,
+    /// Points it costs (for the given duration).
+    pub required: i64,
+    /// The user's balance now.
+    pub balance: i64,
+    /// Whether the balance covers it.
+    pub sufficient: bool,
+}
+
+/// The ledger's acknowledgement of a charge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "camelCase")]
+#[ts(export)]
+pub struct ChargeReceipt {
+    /// The ledger's transaction; `null` for a free service (nothing stored).
+    pub transaction_id: Option<String>,
+    /// The service charged.
+    pub service: String,
+    /// Points charged.
+    pub points: i64,
+    /// The balance after the charge.
+    pub balance: i64,
+    /// `true` when the ledger had already applied this key: nothing was charged again.
+    pub replayed: bool,
+    /// The idempotency key the charge was made with.
+    pub idempotency_key: String,
+}
+
+/// One service of the price table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "camelCase")]
+#[ts(export)]
+pub struct ServicePrice {
+    /// The service's name.
+    pub service: String,
+    /// How it is priced.
+    pub mode: PricingMode,
+    /// Points per call, for `fixed` services.
+    pub points: Option<i64>,
+    /// Points per started second, for `duration` services.
+    pub points_per_second: Option<f64>,
+}
+
+/// The ledger's price table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "camelCase")]
+#[ts(export)]
+pub struct PriceList {
+    /// One entry per service.
+    pub services: Vec<ServicePrice>,
+}
+
+/// What a history entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, TS)]
+#[serde(rename_all = "snake_case")]
+#[ts(export)]
+pub enum TransactionKind {
+    /// Points added.
+    Recharge,
+    /// Points spent.
+    Consume,
+    /// Points that expired.
+    Expire,
+}
+
+/// One history entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "camelCase")]
+#[ts(export)]
+pub struct Transaction {
+    /// The ledger's id.
+    pub id: String,
+    /// What happened.
+    pub kind: TransactionKind,
+    /// Signed: positive for a recharge, negative for a consume or an expiry.
+    pub points: i64,
+    /// The balance right after.
+    pub balance_after: i64,
+    /// The service, for a consume.
+    pub service: Option<String>,
+    /// When (RFC 3339, UTC).
+    pub created_at: String,
+}
+
+/// A page of history, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "camelCase")]
+#[ts(export)]
+pub struct TransactionPage {
+    /// The entries.
+    pub items: Vec<Transaction>,
+    /// Pass as `before` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A live recharge batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "camelCase")]
+#[ts(export)]
+pub struct Batch {
+    /// The ledger's id.
+    pub id: String,
+    /// Points recharged in this batch.
+    pub points: i64,
+    /// Points left in it.
+    pub remaining: i64,
+    /// When the remaining points expire (RFC 3339, UTC).
+    pub expires_at: String,
+    /// When it was recharged (RFC 3339, UTC).
+    pub created_at: String,
+}
+
+/// Payload of `points://balance-changed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "camelCase")]
+#[ts(export)]
+pub struct BalanceChanged {
+    /// The new balance.
+    pub balance: i64,
+    /// The whole summary after a fetch; `null` after a charge (only the balance is known).
+    pub details: Option<PointBalance>,
+}
+
+/// Payload of `points://insufficient`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "camelCase")]
+#[ts(export)]
+pub struct InsufficientPoints {
+    /// The service refused, when known.
+    pub service: Option<String>,
+    /// The points it costs, when known.
+    pub required: Option<i64>,
+    /// The balance, when known.
+    pub balance: Option<i64>,
+}
+
+/// Payload of `points://pending-changed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "camelCase")]
+#[ts(export)]
+pub struct PendingCharges {
+    /// Charges made but not yet acknowledged by the ledger.
+    pub count: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn desktop_services_parse_and_everything_else_is_not_chargeable_here() {
+        for service in DesktopService::ALL {
+            assert_eq!(service.as_str().parse::<DesktopService>(), Ok(service));
+        }
+        for other in ["tts", "script", "Compose", "", "compose "] {
+            assert_eq!(
+                other.parse::<DesktopService>(),
+                Err(crate::Error::NotChargeableHere {
+                    service: other.into()
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn point_balance_has_exactly_the_four_camel_case_fields() {
+        let value = serde_json::to_value(PointBalance {
+            balance: -3,
+            total_recharged: 10,
+            total_consumed: 13,
+            total_expired: 0,
+        })
+        .unwrap();
+        let mut keys: Vec<_> = value.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            ["balance", "totalConsumed", "totalExpired", "totalRecharged"]
+        );
+    }
+}
