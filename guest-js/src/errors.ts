@@ -21,6 +21,7 @@ const KINDS: { readonly [K in PointsErrorKind]: true } = {
   timeout: true,
   backend: true,
   protocol: true,
+  storage: true,
 };
 
 /** Every kind of {@link PointsError}. */

@@ -1,7 +1,8 @@
-import { listen, type UnlistenFn } from "@tauri-apps/api/event";
+import { listen } from "@tauri-apps/api/event";
 import type { BalanceChanged, InsufficientPoints, PendingCharges } from "./bindings";
 
-export type { UnlistenFn };
+/** Stops a listener (the same as `UnlistenFn` of `@tauri-apps/api/event`). */
+export type UnlistenFn = () => void;
 
 /** The events the plugin emits to every window. */
 export const EVENTS = {

@@ -24,6 +24,7 @@ const SAMPLES: PointsError[] = [
   { kind: "timeout", message: "m" },
   { kind: "backend", status: 500, code: null, message: "m" },
   { kind: "protocol", message: "m" },
+  { kind: "storage", message: "m" },
 ];
 
 describe("error guards", () => {

@@ -1,0 +1,154 @@
+// Type-level tests of the generated bindings, checked by `npm run check` (tsc): any binding that
+// gains, loses or retypes a field, or turns an integer into `bigint`, makes this file fail to
+// compile. test/bindings-types.test.ts proves that it does.
+import type {
+  BalanceChanged,
+  Batch,
+  ChargeReceipt,
+  CostCheck,
+  DesktopService,
+  InsufficientPoints,
+  KnownService,
+  PendingCharges,
+  PointBalance,
+  PointsError,
+  PriceList,
+  PricingMode,
+  ServicePrice,
+  Transaction,
+  TransactionKind,
+  TransactionPage,
+} from "../src/bindings";
+
+/** `true` only when A and B are the same type (exact keys, exact field types, same optionality). */
+export type Equals<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
+export type Expect<T extends true> = T;
+
+/** `true` when a `bigint` appears anywhere inside T (or in any member of the union T). */
+export type HasBigint<T> = true extends BigintIn<T> ? true : false;
+type BigintIn<T> = T extends bigint
+  ? true
+  : T extends readonly (infer U)[]
+    ? BigintIn<U>
+    : T extends object
+      ? true extends { [K in keyof T]-?: BigintIn<T[K]> }[keyof T]
+        ? true
+        : false
+      : false;
+
+type Kind<K extends PointsError["kind"]> = Extract<PointsError, { kind: K }>;
+
+export type PointBalanceIsExact = Expect<
+  Equals<PointBalance, { balance: number; totalRecharged: number; totalConsumed: number; totalExpired: number }>
+>;
+
+export type ShapesMatchTheIpcDoc = [
+  Expect<Equals<DesktopService, "compose" | "subtitle_burn" | "cover_design">>,
+  Expect<
+    Equals<
+      KnownService,
+      | "script"
+      | "polish"
+      | "title"
+      | "voice_clone"
+      | "tts"
+      | "video"
+      | "compose"
+      | "subtitle_burn"
+      | "cover_design"
+      | "caption"
+      | "auto_align"
+    >
+  >,
+  Expect<Equals<PricingMode, "fixed" | "duration" | "free">>,
+  Expect<Equals<CostCheck, { service: string; mode: PricingMode; required: number; balance: number; sufficient: boolean }>>,
+  Expect<
+    Equals<
+      ChargeReceipt,
+      {
+        transactionId: string | null;
+        service: string;
+        points: number;
+        balance: number;
+        replayed: boolean;
+        idempotencyKey: string;
+      }
+    >
+  >,
+  Expect<Equals<ServicePrice, { service: string; mode: PricingMode; points: number | null; pointsPerSecond: number | null }>>,
+  Expect<Equals<PriceList, { services: Array<ServicePrice> }>>,
+  Expect<Equals<TransactionKind, "recharge" | "consume" | "expire">>,
+  Expect<
+    Equals<
+      Transaction,
+      { id: string; kind: TransactionKind; points: number; balanceAfter: number; service: string | null; createdAt: string }
+    >
+  >,
+  Expect<Equals<TransactionPage, { items: Array<Transaction>; nextCursor: string | null }>>,
+  Expect<Equals<Batch, { id: string; points: number; remaining: number; expiresAt: string; createdAt: string }>>,
+  Expect<Equals<BalanceChanged, { balance: number; details: PointBalance | null }>>,
+  Expect<Equals<InsufficientPoints, { service: string | null; required: number | null; balance: number | null }>>,
+  Expect<Equals<PendingCharges, { count: number }>>,
+];
+
+export type ErrorsMatchTheIpcDoc = [
+  Expect<
+    Equals<
+      Kind<"insufficientPoints">,
+      { kind: "insufficientPoints"; message: string; service: string | null; required: number | null; balance: number | null }
+    >
+  >,
+  Expect<Equals<Kind<"unauthorized">, { kind: "unauthorized"; message: string }>>,
+  Expect<Equals<Kind<"unknownService">, { kind: "unknownService"; message: string; service: string }>>,
+  Expect<Equals<Kind<"invalidDuration">, { kind: "invalidDuration"; message: string }>>,
+  Expect<Equals<Kind<"notChargeableHere">, { kind: "notChargeableHere"; message: string; service: string }>>,
+  Expect<Equals<Kind<"invalidArgument">, { kind: "invalidArgument"; message: string; field: string }>>,
+  Expect<Equals<Kind<"network">, { kind: "network"; message: string }>>,
+  Expect<Equals<Kind<"timeout">, { kind: "timeout"; message: string }>>,
+  Expect<Equals<Kind<"backend">, { kind: "backend"; message: string; status: number; code: string | null }>>,
+  Expect<Equals<Kind<"protocol">, { kind: "protocol"; message: string }>>,
+  Expect<Equals<Kind<"storage">, { kind: "storage"; message: string }>>,
+  Expect<
+    Equals<
+      PointsError["kind"],
+      | "insufficientPoints"
+      | "unauthorized"
+      | "unknownService"
+      | "invalidDuration"
+      | "notChargeableHere"
+      | "invalidArgument"
+      | "network"
+      | "timeout"
+      | "backend"
+      | "protocol"
+      | "storage"
+    >
+  >,
+];
+
+export type NoBigintAnywhere = Expect<
+  Equals<
+    HasBigint<
+      | PointBalance
+      | CostCheck
+      | ChargeReceipt
+      | ServicePrice
+      | PriceList
+      | Transaction
+      | TransactionPage
+      | Batch
+      | BalanceChanged
+      | InsufficientPoints
+      | PendingCharges
+      | PointsError
+    >,
+    false
+  >
+>;
+
+// The detector itself: it must see a bigint at any depth.
+export type DetectorWorks = [
+  Expect<Equals<HasBigint<{ a: { b: Array<bigint | null> } }>, true>>,
+  Expect<Equals<HasBigint<{ a: number } | { b: bigint }>, true>>,
+  Expect<Equals<HasBigint<{ a: number | null; b: string[] }>, false>>,
+];

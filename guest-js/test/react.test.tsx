@@ -1,0 +1,119 @@
+import { act, cleanup, render, screen, waitFor } from "@testing-library/react";
+import { emit } from "@tauri-apps/api/event";
+import { clearMocks } from "@tauri-apps/api/mocks";
+import { StrictMode } from "react";
+import { afterEach, describe, expect, it } from "vitest";
+import { createPointStore, getPointStore, type PointStore } from "../src";
+import { usePointStore, usePoints } from "../src/react";
+import { BALANCE, INSUFFICIENT, mockPlugin } from "./ipc";
+
+let stores: PointStore[] = [];
+function newStore(): PointStore {
+  const store = createPointStore();
+  stores.push(store);
+  return store;
+}
+
+afterEach(() => {
+  cleanup();
+  for (const store of stores) store.dispose();
+  stores = [];
+  getPointStore().dispose();
+  clearMocks();
+});
+
+describe("usePointStore", () => {
+  it("re-renders when the store changes, and only then", () => {
+    const store = newStore();
+    let renders = 0;
+    function Dialog() {
+      renders++;
+      const { recharge } = usePointStore(store);
+      return <p data-testid="dialog">{recharge.open ? `need ${recharge.required}` : "closed"}</p>;
+    }
+    render(<Dialog />);
+    expect(screen.getByTestId("dialog").textContent).toBe("closed");
+    const initial = renders;
+
+    act(() => store.openRecharge({ required: 7 }));
+    expect(screen.getByTestId("dialog").textContent).toBe("need 7");
+    expect(renders).toBe(initial + 1);
+
+    act(() => store.openRecharge({ required: 7 }));
+    expect(renders).toBe(initial + 1);
+
+    act(() => store.closeRecharge());
+    expect(screen.getByTestId("dialog").textContent).toBe("closed");
+  });
+
+  it("with a selector, re-renders only when the selected part changes", () => {
+    const store = newStore();
+    let renders = 0;
+    function Pending() {
+      renders++;
+      const pending = usePointStore(store, (s) => s.pendingCharges);
+      return <p data-testid="pending">{pending}</p>;
+    }
+    render(<Pending />);
+    const initial = renders;
+    act(() => store.openRecharge());
+    expect(renders).toBe(initial);
+    expect(screen.getByTestId("pending").textContent).toBe("0");
+  });
+});
+
+describe("usePoints", () => {
+  function Balance({ store }: { store?: PointStore }) {
+    const points = usePoints({ store });
+    return (
+      <div>
+        <p data-testid="balance">{points.loading ? "loading" : (points.balance?.balance ?? "none")}</p>
+        <p data-testid="recharge">{points.recharge.open ? `recharge ${points.recharge.service}` : "no dialog"}</p>
+        <button onClick={() => points.charge("compose").catch(() => undefined)}>compose</button>
+      </div>
+    );
+  }
+
+  it("fetches the balance once on mount (StrictMode too) and follows the plugin's events", async () => {
+    const calls = mockPlugin({ "plugin:points|get_balance": () => BALANCE });
+    const store = newStore();
+    render(
+      <StrictMode>
+        <Balance store={store} />
+      </StrictMode>,
+    );
+    await waitFor(() => expect(screen.getByTestId("balance").textContent).toBe("120"));
+    expect(calls.filter((c) => c.cmd === "plugin:points|get_balance")).toHaveLength(1);
+
+    // the hook attached the store's listeners itself
+    await waitFor(async () => {
+      await act(() => emit("points://balance-changed", { balance: 95, details: null }));
+      expect(screen.getByTestId("balance").textContent).toBe("95");
+    });
+
+    await act(() => emit("points://insufficient", { service: "subtitle_burn", required: 2, balance: 0 }));
+    expect(screen.getByTestId("recharge").textContent).toBe("recharge subtitle_burn");
+  });
+
+  it("opens the dialog when a charge made through the hook is refused", async () => {
+    mockPlugin({
+      "plugin:points|get_balance": () => BALANCE,
+      "plugin:points|charge": () => {
+        throw INSUFFICIENT;
+      },
+    });
+    render(<Balance store={newStore()} />);
+    await waitFor(() => expect(screen.getByTestId("balance").textContent).toBe("120"));
+    await act(async () => screen.getByText("compose").click());
+    await waitFor(() => expect(screen.getByTestId("recharge").textContent).toBe("recharge compose"));
+  });
+
+  it("uses the shared store by default", async () => {
+    mockPlugin({ "plugin:points|get_balance": () => BALANCE });
+    render(<Balance />);
+    await waitFor(() => expect(screen.getByTestId("balance").textContent).toBe("120"));
+    expect(getPointStore().getSnapshot().balance).toEqual(BALANCE);
+    act(() => getPointStore().openRecharge({ service: "cover_design" }));
+    expect(screen.getByTestId("recharge").textContent).toBe("recharge cover_design");
+  });
+});
