@@ -163,8 +163,9 @@ export function createPointStore(options: PointStoreOptions = {}): PointStore {
     return sameFields(state.recharge, next) ? state.recharge : Object.freeze(next);
   }
 
-  function fail(error: unknown): void {
-    const patch: { -readonly [K in keyof PointState]?: PointState[K] } = { error: toStoreError(error) };
+  /** Keeps a failure in `error` (with `also` in the same change); opens the dialog for a 402. */
+  function fail(error: unknown, also: Partial<PointState> = {}): void {
+    const patch: { -readonly [K in keyof PointState]?: PointState[K] } = { ...also, error: toStoreError(error) };
     if (isInsufficientPoints(error)) patch.recharge = dialog(error);
     set(patch);
   }
@@ -189,8 +190,7 @@ export function createPointStore(options: PointStoreOptions = {}): PointStore {
         },
         (error: unknown) => {
           inflight = null;
-          set({ loading: false });
-          fail(error);
+          fail(error, { loading: false });
           throw error;
         },
       );

@@ -119,9 +119,11 @@ describe("createPointStore: fetchBalance", () => {
       },
     });
     const store = newStore();
+    const seen = watch(store);
     const results = await Promise.allSettled([store.fetchBalance(), store.fetchBalance()]);
     expect(results.map((r) => r.status)).toEqual(["rejected", "rejected"]);
     expect(calls).toHaveLength(1);
+    expect(seen.count()).toBe(2); // loading, then the failure and the end of loading at once
     expect(store.getSnapshot()).toMatchObject({ loading: false, error: { kind: "network" }, balance: null, recharge: CLOSED });
 
     fail = false;
