@@ -1,5 +1,5 @@
 import { emit } from "@tauri-apps/api/event";
-import { clearMocks } from "@tauri-apps/api/mocks";
+import { clearMocks, mockIPC } from "@tauri-apps/api/mocks";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { createPointStore, getPointStore, type ChargeReceipt, type PointBalance, type PointStore } from "../src";
 import { BALANCE, INSUFFICIENT, deferred, mockPlugin } from "./ipc";
@@ -251,6 +251,18 @@ describe("createPointStore: plugin events", () => {
     await starting;
     await emit("points://pending-changed", { count: 3 });
     expect(store.getSnapshot().pendingCharges).toBe(0);
+  });
+
+  it("start() rejects when the listeners cannot be attached, and can be tried again", async () => {
+    mockIPC(() => {
+      throw "event plugin not available";
+    });
+    const store = newStore();
+    await expect(store.start()).rejects.toBe("event plugin not available");
+    mockPlugin();
+    await store.start();
+    await emit("points://pending-changed", { count: 5 });
+    expect(store.getSnapshot().pendingCharges).toBe(5);
   });
 
   it("the start option attaches the listeners at once", async () => {
