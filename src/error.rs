@@ -11,7 +11,10 @@ use ts_rs::TS;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Error {
     /// Any 402 from the ledger, or a failed pre-check. Fields are `None` when the ledger did not say.
-    #[error("insufficient points{}", insufficient_detail(service, required, balance))]
+    #[error(
+        "insufficient points{}",
+        insufficient_detail(service, required, balance)
+    )]
     InsufficientPoints {
         /// The service that was priced or charged.
         service: Option<String>,
@@ -163,7 +166,11 @@ impl Serialize for Error {
 
 /// The serialised form of [`Error`]: what a failed command rejects with in the webview.
 #[derive(Debug, Clone, PartialEq, Serialize, TS)]
-#[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 #[ts(export)]
 pub enum PointsError {
     /// See [`Error::InsufficientPoints`].

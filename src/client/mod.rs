@@ -1,0 +1,510 @@
+//! The ledger client SDK: one method per route of the points ledger contract.
+//!
+//! Nothing here knows Tauri; it runs in any tokio program. The session token is read from a
+//! [`TokenProvider`] for every request and never logged.
+
+mod key;
+pub mod retry;
+mod token;
+pub mod wire;
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::{HeaderValue, ACCEPT, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::{Method, Url};
+use tokio::sync::OnceCell;
+
+pub use key::IdempotencyKey;
+pub use retry::RetryPolicy;
+pub use token::{SessionToken, TokenProvider};
+pub use wire::ConsumeRequest;
+
+use crate::models::{Batch, ChargeReceipt, CostCheck, PointBalance, PriceList, TransactionPage};
+use crate::{Error, Result};
+use retry::Attempt;
+
+/// The longest media duration the contract accepts, in seconds (24 h).
+pub const MAX_DURATION_SECONDS: f64 = 86_400.0;
+
+/// The header that carries a consume's idempotency key.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
+
+/// A client of the points ledger. Cheap to clone: clones share the connection pool and the
+/// in-flight balance request.
+#[derive(Clone)]
+pub struct LedgerClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base_url: Url,
+    tokens: Arc<dyn TokenProvider>,
+    retry: RetryPolicy,
+    /// The balance request in flight, shared by every concurrent `balance()` call.
+    balance_in_flight: Mutex<Option<Arc<OnceCell<Result<PointBalance>>>>>,
+}
+
+/// Configures a [`LedgerClient`].
+pub struct LedgerClientBuilder {
+    base_url: String,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    retry: RetryPolicy,
+    tokens: Arc<dyn TokenProvider>,
+}
+
+impl LedgerClientBuilder {
+    /// The longest wait for a connection (default 5 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The longest wait for a whole request, answer body included (default 15 s).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// How failed requests are retried (default: 3 attempts).
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Where the bearer token comes from (default: none, every call is `Unauthorized`).
+    pub fn token_provider(mut self, tokens: impl TokenProvider) -> Self {
+        self.tokens = Arc::new(tokens);
+        self
+    }
+
+    /// Builds the client; the base URL must be https, or http on a loopback host.
+    pub fn build(self) -> Result<LedgerClient> {
+        let base_url = parse_base_url(&self.base_url)?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(self.connect_timeout)
+            .timeout(self.request_timeout)
+            // A redirect could carry the bearer token elsewhere; the ledger never redirects.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("tauri-plugin-points/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| Error::Network(error_chain(&error)))?;
+        Ok(LedgerClient {
+            inner: Arc::new(Inner {
+                http,
+                base_url,
+                tokens: self.tokens,
+                retry: self.retry,
+                balance_in_flight: Mutex::new(None),
+            }),
+        })
+    }
+}
+
+/// Parses and checks a ledger base URL: `https`, or `http` only for a loopback host
+/// (127.0.0.0/8, ::1, localhost). The result ends with `/` so routes join below its path.
+pub fn parse_base_url(base_url: &str) -> Result<Url> {
+    let invalid = |reason: &str| Error::invalid_argument("baseUrl", reason);
+    let mut url = Url::parse(base_url).map_err(|error| invalid(&error.to_string()))?;
+    let loopback = match url.host() {
+        Some(url::Host::Domain(domain)) => {
+            let domain = domain.trim_end_matches('.');
+            domain.eq_ignore_ascii_case("localhost")
+        }
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => return Err(invalid("has no host")),
+    };
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        "http" => {
+            return Err(invalid(
+                "http is allowed only for a loopback host; use https",
+            ))
+        }
+        _ => return Err(invalid("must be an https URL")),
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid("must not carry credentials"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("must not have a query or a fragment"));
+    }
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    Ok(url)
+}
+
+/// Checks a service name before it goes on the wire (the ledger decides whether it exists).
+pub fn check_service(service: &str) -> Result<()> {
+    let valid = !service.is_empty()
+        && service.len() <= 64
+        && service
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-');
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::UnknownService {
+            service: service.chars().take(64).collect(),
+        })
+    }
+}
+
+/// Checks a media duration: finite, > 0 and at most 24 h.
+pub fn check_duration(duration: Option<f64>) -> Result<()> {
+    match duration {
+        Some(seconds)
+            if !(seconds.is_finite() && seconds > 0.0 && seconds <= MAX_DURATION_SECONDS) =>
+        {
+            Err(Error::InvalidDuration)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// One request to send, possibly several times.
+struct Call<'a> {
+    method: Method,
+    path: &'static str,
+    query: Vec<(&'static str, String)>,
+    body: Option<Vec<u8>>,
+    idempotency_key: Option<&'a IdempotencyKey>,
+    /// The service the call is about, to name it in errors.
+    service: Option<&'a str>,
+}
+
+impl<'a> Call<'a> {
+    fn get(path: &'static str) -> Self {
+        Self {
+            method: Method::GET,
+            path,
+            query: Vec::new(),
+            body: None,
+            idempotency_key: None,
+            service: None,
+        }
+    }
+}
+
+impl LedgerClient {
+    /// Starts configuring a client of the ledger at `base_url`.
+    pub fn builder(base_url: impl Into<String>) -> LedgerClientBuilder {
+        LedgerClientBuilder {
+            base_url: base_url.into(),
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(15),
+            retry: RetryPolicy::default(),
+            tokens: Arc::new(|| None::<String>),
+        }
+    }
+
+    /// The ledger's base URL (always ending with `/`).
+    pub fn base_url(&self) -> &Url {
+        &self.inner.base_url
+    }
+
+    /// The retry policy in use.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.inner.retry
+    }
+
+    /// `GET /points/balance`. Concurrent calls share one request.
+    pub async fn balance(&self) -> Result<PointBalance> {
+        let flight = {
+            let mut slot = self
+                .inner
+                .balance_in_flight
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            slot.get_or_insert_with(|| Arc::new(OnceCell::new()))
+                .clone()
+        };
+        let result = flight
+            .get_or_init(|| async {
+                let body = self.send(Call::get("points/balance")).await?;
+                wire::decode::<wire::WireBalance>(&body).map(PointBalance::from)
+            })
+            .await
+            .clone();
+        let mut slot = self
+            .inner
+            .balance_in_flight
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if slot
+            .as_ref()
+            .is_some_and(|current| Arc::ptr_eq(current, &flight))
+        {
+            *slot = None;
+        }
+        result
+    }
+
+    /// `GET /points/cost`: the price of one use of `service` (for `duration` seconds of media,
+    /// for services priced by duration) and whether the balance covers it.
+    pub async fn cost(&self, service: &str, duration: Option<f64>) -> Result<CostCheck> {
+        check_service(service)?;
+        check_duration(duration)?;
+        let mut call = Call::get("points/cost");
+        call.query.push(("service", service.to_owned()));
+        if let Some(seconds) = duration {
+            call.query.push(("duration", seconds.to_string()));
+        }
+        call.service = Some(service);
+        let body = self.send(call).await?;
+        wire::decode::<wire::WireCost>(&body).map(CostCheck::from)
+    }
+
+    /// `POST /points/consume` with `key` as `Idempotency-Key`, reused on every retry.
+    pub async fn consume(
+        &self,
+        request: &ConsumeRequest,
+        key: &IdempotencyKey,
+    ) -> Result<ChargeReceipt> {
+        check_service(&request.service)?;
+        check_duration(request.duration)?;
+        let body =
+            serde_json::to_vec(request).map_err(|error| Error::Protocol(error.to_string()))?;
+        let call = Call {
+            method: Method::POST,
+            path: "points/consume",
+            query: Vec::new(),
+            body: Some(body),
+            idempotency_key: Some(key),
+            service: Some(&request.service),
+        };
+        let body = self.send(call).await?;
+        wire::decode::<wire::WireReceipt>(&body).map(|receipt| receipt.into_receipt(key.as_str()))
+    }
+
+    /// `GET /points/prices`: the price table.
+    pub async fn prices(&self) -> Result<PriceList> {
+        let body = self.send(Call::get("points/prices")).await?;
+        wire::decode::<wire::WirePrices>(&body).map(PriceList::from)
+    }
+
+    /// `GET /points/transactions`: history, newest first; pass a page's `next_cursor` as `before`.
+    pub async fn transactions(
+        &self,
+        limit: Option<u32>,
+        before: Option<&str>,
+    ) -> Result<TransactionPage> {
+        let mut call = Call::get("points/transactions");
+        if let Some(limit) = limit {
+            call.query.push(("limit", limit.to_string()));
+        }
+        if let Some(cursor) = before {
+            call.query.push(("before", cursor.to_owned()));
+        }
+        let body = self.send(call).await?;
+        wire::decode::<wire::WireTransactions>(&body).map(TransactionPage::from)
+    }
+
+    /// `GET /points/batches`: live recharge batches, soonest expiry first.
+    pub async fn batches(&self) -> Result<Vec<Batch>> {
+        let body = self.send(Call::get("points/batches")).await?;
+        wire::decode::<wire::WireBatches>(&body).map(Vec::<Batch>::from)
+    }
+
+    /// Sends `call`, retrying as the policy allows; the success body.
+    async fn send(&self, call: Call<'_>) -> Result<Vec<u8>> {
+        let mut attempt = 1;
+        loop {
+            let (error, retry_after) = match self.attempt(&call).await {
+                Ok(body) => return Ok(body),
+                Err(failure) => failure,
+            };
+            let delay = Attempt::of(&error).and_then(|kind| {
+                self.inner
+                    .retry
+                    .delay_before(attempt + 1, kind, retry_after)
+            });
+            let Some(delay) = delay else {
+                return Err(error);
+            };
+            tracing::debug!(
+                path = call.path,
+                attempt,
+                delay_ms = delay.as_millis() as u64,
+                %error,
+                "retrying a ledger request"
+            );
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+    }
+
+    /// One attempt: the success body, or the error and the server's `Retry-After`.
+    async fn attempt(
+        &self,
+        call: &Call<'_>,
+    ) -> std::result::Result<Vec<u8>, (Error, Option<Duration>)> {
+        let token = self
+            .inner
+            .tokens
+            .token()
+            .ok_or((Error::Unauthorized, None))?;
+        let url = self
+            .inner
+            .base_url
+            .join(call.path)
+            .map_err(|error| (Error::Protocol(error.to_string()), None))?;
+        let mut request = self
+            .inner
+            .http
+            .request(call.method.clone(), url)
+            .bearer_auth(token)
+            .header(
+                ACCEPT,
+                HeaderValue::from_static("application/json, application/problem+json"),
+            );
+        if !call.query.is_empty() {
+            request = request.query(&call.query);
+        }
+        if let Some(key) = call.idempotency_key {
+            request = request.header(IDEMPOTENCY_KEY_HEADER, key.as_str());
+        }
+        if let Some(body) = &call.body {
+            request = request
+                .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                .body(body.clone());
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|error| (transport_error(&error), None))?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| retry::parse_retry_after(value, SystemTime::now()));
+        let body = response
+            .bytes()
+            .await
+            .map_err(|error| (transport_error(&error), retry_after))?;
+        if (200..300).contains(&status) {
+            Ok(body.to_vec())
+        } else {
+            Err((
+                wire::error_from_answer(status, &body, call.service),
+                retry_after,
+            ))
+        }
+    }
+}
+
+impl std::fmt::Debug for LedgerClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LedgerClient")
+            .field("base_url", &self.inner.base_url.as_str())
+            .field("retry", &self.inner.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A transport failure as a typed error (the URL holds no secret; the token is in a header).
+fn transport_error(error: &reqwest::Error) -> Error {
+    if error.is_timeout() {
+        Error::Timeout
+    } else {
+        Error::Network(error_chain(error))
+    }
+}
+
+/// An error and its sources, on one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_url_is_https_or_loopback_http() {
+        for ok in [
+            "https://ledger.example.com",
+            "https://ledger.example.com/api",
+            "http://127.0.0.1:8080",
+            "http://127.1.2.3",
+            "http://[::1]:9000/",
+            "http://localhost:3000",
+            "http://LOCALHOST.",
+        ] {
+            let url = parse_base_url(ok).unwrap_or_else(|error| panic!("{ok}: {error}"));
+            assert!(url.path().ends_with('/'), "{url}");
+        }
+        for bad in [
+            "http://ledger.example.com",
+            "http://192.168.1.2",
+            "http://localhost.evil.com",
+            "http://128.0.0.1",
+            "ftp://127.0.0.1",
+            "https://user:pw@ledger.example.com",
+            "https://ledger.example.com/?a=1",
+            "not a url",
+            "",
+        ] {
+            assert!(
+                matches!(parse_base_url(bad), Err(Error::InvalidArgument { ref field, .. }) if field == "baseUrl"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn routes_join_below_the_base_path() {
+        let url = parse_base_url("https://example.com/api").unwrap();
+        assert_eq!(
+            url.join("points/balance").unwrap().as_str(),
+            "https://example.com/api/points/balance"
+        );
+    }
+
+    #[test]
+    fn durations_must_be_finite_positive_and_at_most_a_day() {
+        assert!(check_duration(None).is_ok());
+        assert!(check_duration(Some(0.5)).is_ok());
+        assert!(check_duration(Some(86_400.0)).is_ok());
+        for bad in [
+            0.0,
+            -1.0,
+            86_400.1,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ] {
+            assert_eq!(
+                check_duration(Some(bad)),
+                Err(Error::InvalidDuration),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn service_names_are_short_identifiers() {
+        assert!(check_service("subtitle_burn").is_ok());
+        for bad in ["", "a b", "../x", "é", &"x".repeat(65)] {
+            assert!(
+                matches!(check_service(bad), Err(Error::UnknownService { .. })),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! The IPC commands (`plugin:points|<name>`): read the arguments, call [`Points`], return.
+//!
+//! Arguments arrive as raw JSON and are checked here, so that whatever a webview sends (a wrong
+//! type, a huge number, a long string) is answered with a typed `invalidArgument` rather than
+//! Tauri's untyped refusal.
+
+use serde_json::Value;
+use tauri::{command, AppHandle, Runtime};
+
+use crate::client::IdempotencyKey;
+use crate::models::{
+    Batch, ChargeReceipt, CostCheck, DesktopService, PointBalance, PriceList, TransactionPage,
+};
+use crate::{Error, PointsExt, Result};
+
+/// The longest string argument accepted (service names, references, cursors).
+const MAX_STRING_LEN: usize = 1024;
+/// The largest `limit` accepted for a history page.
+const MAX_PAGE_LIMIT: u32 = 1000;
+
+#[command]
+pub(crate) async fn get_balance<R: Runtime>(app: AppHandle<R>) -> Result<PointBalance> {
+    app.points().balance().await
+}
+
+#[command]
+pub(crate) async fn check_cost<R: Runtime>(
+    app: AppHandle<R>,
+    service: Option<Value>,
+    duration: Option<Value>,
+) -> Result<CostCheck> {
+    let service = required_string("service", service)?;
+    let duration = optional_number("duration", duration).map_err(|_| Error::InvalidDuration)?;
+    app.points().check_cost(&service, duration).await
+}
+
+#[command]
+pub(crate) async fn charge<R: Runtime>(
+    app: AppHandle<R>,
+    service: Option<Value>,
+    idempotency_key: Option<Value>,
+    reference: Option<Value>,
+) -> Result<ChargeReceipt> {
+    let service: DesktopService = required_string("service", service)?.parse()?;
+    let key = optional_string("idempotencyKey", idempotency_key)?
+        .map(IdempotencyKey::parse)
+        .transpose()?;
+    let reference = optional_string("reference", reference)?;
+    app.points().charge(service, key, reference).await
+}
+
+#[command]
+pub(crate) async fn get_prices<R: Runtime>(app: AppHandle<R>) -> Result<PriceList> {
+    app.points().prices().await
+}
+
+#[command]
+pub(crate) async fn list_transactions<R: Runtime>(
+    app: AppHandle<R>,
+    limit: Option<Value>,
+    before: Option<Value>,
+) -> Result<TransactionPage> {
+    let limit = optional_limit("limit", limit)?;
+    let before = optional_string("before", before)?;
+    app.points().transactions(limit, before.as_deref()).await
+}
+
+#[command]
+pub(crate) async fn list_batches<R: Runtime>(app: AppHandle<R>) -> Result<Vec<Batch>> {
+    app.points().batches().await
+}
+
+#[command]
+pub(crate) fn set_session_token<R: Runtime>(app: AppHandle<R>, token: Option<Value>) -> Result<()> {
+    let token = required_string("token", token)?;
+    app.points().set_session_token(token)
+}
+
+#[command]
+pub(crate) fn clear_session_token<R: Runtime>(app: AppHandle<R>) {
+    app.points().clear_session_token();
+}
+
+/// A string argument that must be present.
+fn required_string(field: &str, value: Option<Value>) -> Result<String> {
+    optional_string(field, value)?.ok_or_else(|| Error::invalid_argument(field, "is required"))
+}
+
+/// A string argument; `null` or absent is `None`.
+fn optional_string(field: &str, value: Option<Value>) -> Result<Option<String>> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) if text.len() <= MAX_STRING_LEN => Ok(Some(text)),
+        Some(Value::String(_)) => Err(Error::invalid_argument(
+            field,
+            format!("is longer than {MAX_STRING_LEN} bytes"),
+        )),
+        Some(_) => Err(Error::invalid_argument(field, "must be a string")),
+    }
+}
+
+/// A number argument; `null` or absent is `None`.
+fn optional_number(field: &str, value: Option<Value>) -> Result<Option<f64>> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(number)) => number
+            .as_f64()
+            .filter(|number| number.is_finite())
+            .map(Some)
+            .ok_or_else(|| Error::invalid_argument(field, "must be a finite number")),
+        Some(_) => Err(Error::invalid_argument(field, "must be a number")),
+    }
+}
+
+/// A page size: a whole number from 1 to [`MAX_PAGE_LIMIT`]; `null` or absent is `None`.
+fn optional_limit(field: &str, value: Option<Value>) -> Result<Option<u32>> {
+    let Some(number) = optional_number(field, value)? else {
+        return Ok(None);
+    };
+    if number.fract() != 0.0 || number < 1.0 || number > f64::from(MAX_PAGE_LIMIT) {
+        return Err(Error::invalid_argument(
+            field,
+            format!("must be a whole number from 1 to {MAX_PAGE_LIMIT}"),
+        ));
+    }
+    Ok(Some(number as u32))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn limits_are_whole_numbers_in_range() {
+        assert_eq!(optional_limit("limit", None), Ok(None));
+        assert_eq!(optional_limit("limit", Some(Value::Null)), Ok(None));
+        assert_eq!(optional_limit("limit", Some(json!(20))), Ok(Some(20)));
+        for bad in [
+            json!(0),
+            json!(1.5),
+            json!(-3),
+            json!(1001),
+            json!(1e300),
+            json!("20"),
+        ] {
+            assert!(
+                matches!(optional_limit("limit", Some(bad.clone())), Err(Error::InvalidArgument { ref field, .. }) if field == "limit"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn strings_are_typed_and_bounded() {
+        assert_eq!(
+            optional_string("before", Some(json!("c1"))),
+            Ok(Some("c1".into()))
+        );
+        assert!(optional_string("before", Some(json!(1))).is_err());
+        assert!(optional_string("before", Some(json!("x".repeat(1025)))).is_err());
+        assert!(required_string("service", None).is_err());
+    }
+}

@@ -1,0 +1,40 @@
+//! The plugin's configuration: `tauri.conf.json > plugins.points`.
+//!
+//! ```json
+//! { "plugins": { "points": { "baseUrl": "https://api.example.com", "requestTimeoutMs": 15000 } } }
+//! ```
+//! Values given to [`crate::Builder`] win over the file. The base URL must be https, or http on a
+//! loopback host; the webview can never change it.
+
+use serde::Deserialize;
+
+/// `plugins.points` in `tauri.conf.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Config {
+    /// The ledger's base URL (the routes are `<baseUrl>/points/...`).
+    pub base_url: Option<String>,
+    /// The longest wait for a connection, in milliseconds (default 5000).
+    pub connect_timeout_ms: Option<u64>,
+    /// The longest wait for a whole request, in milliseconds (default 15000).
+    pub request_timeout_ms: Option<u64>,
+    /// Attempts per request, the first included (default 3).
+    pub max_attempts: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_camel_case_and_refuses_unknown_keys() {
+        let config: Config = serde_json::from_str(
+            r#"{"baseUrl":"http://127.0.0.1:9","connectTimeoutMs":100,"maxAttempts":2}"#,
+        )
+        .unwrap();
+        assert_eq!(config.base_url.as_deref(), Some("http://127.0.0.1:9"));
+        assert_eq!(config.connect_timeout_ms, Some(100));
+        assert_eq!(config.max_attempts, Some(2));
+        assert!(serde_json::from_str::<Config>(r#"{"token":"x"}"#).is_err());
+    }
+}
