@@ -1,1 +1,195 @@
-//! The points ledger contract, implemented for real.
+//! `points-ledger`: the points ledger contract, implemented for real.
+//!
+//! An axum HTTP API over a ledger kept in SQLite (embedded default, file or in memory) or
+//! PostgreSQL (a `postgres://` URL), with the same SQL and money rules on both. Embed it in
+//! tests with [`LedgerConfig::ephemeral`] and [`serve`]:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let ledger = points_ledger::serve(points_ledger::LedgerConfig::ephemeral()).await?;
+//! let user = uuid::Uuid::new_v4();
+//! ledger.recharge(user, 100, time::OffsetDateTime::now_utc() + time::Duration::days(30)).await?;
+//! let (url, token) = (ledger.base_url(), ledger.token_for(user));
+//! # let _ = (url, token);
+//! ledger.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod ledger;
+pub mod openapi;
+pub mod pricing;
+pub mod problem;
+pub mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+pub use crate::clock::{Clock, ManualClock, SystemClock};
+pub use crate::config::LedgerConfig;
+pub use crate::ledger::{Ledger, LedgerError};
+pub use crate::pricing::PriceTable;
+
+use crate::auth::Auth;
+use crate::db::Db;
+use crate::routes::AppState;
+
+/// Why the ledger did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database could not be opened or migrated.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+}
+
+/// A ledger serving HTTP in the background. Stop it with [`RunningLedger::shutdown`].
+#[derive(Debug)]
+pub struct RunningLedger {
+    addr: SocketAddr,
+    ledger: Arc<Ledger>,
+    auth: Arc<Auth>,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<std::io::Result<()>>,
+    sweeper: JoinHandle<()>,
+}
+
+/// Opens the database (running migrations), binds the address and serves the API, with the
+/// expiry sweep running every `config.sweep_interval`.
+pub async fn serve(config: LedgerConfig) -> Result<RunningLedger, StartError> {
+    let db = Db::connect(&config.database_url, config.max_connections).await?;
+    let ledger = Arc::new(Ledger::new(db, config.pricing, config.clock));
+    let auth = Arc::new(Auth::new(&config.jwt_secret, &config.admin_key));
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.bind,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.bind,
+        source,
+    })?;
+    let (stop, stopped) = watch::channel(false);
+
+    let app = routes::router(AppState {
+        ledger: ledger.clone(),
+        auth: auth.clone(),
+    });
+    let mut server_stopped = stopped.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = server_stopped.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+    let sweeper = tokio::spawn(sweep(ledger.clone(), config.sweep_interval, stopped));
+    tracing::info!(%addr, backend = ?ledger.db().backend(), "points ledger listening");
+    Ok(RunningLedger {
+        addr,
+        ledger,
+        auth,
+        stop,
+        server,
+        sweeper,
+    })
+}
+
+/// Expires due batches every `interval` until told to stop. Reads and writes enforce expiry on
+/// their own; this only tidies.
+async fn sweep(
+    ledger: Arc<Ledger>,
+    interval: std::time::Duration,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stopped.wait_for(|stop| *stop) => return,
+        }
+        match ledger.expire_all().await {
+            Ok(report) if report.batches > 0 => {
+                tracing::info!(
+                    users = report.users,
+                    batches = report.batches,
+                    points = report.points,
+                    "expired batches"
+                )
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "expiry sweep failed"),
+        }
+    }
+}
+
+impl RunningLedger {
+    /// The address the API listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://IP:PORT`, without a trailing slash.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A bearer token (HS256 JWT, `sub` = `user`) this ledger accepts, valid for a year.
+    pub fn token_for(&self, user: Uuid) -> String {
+        self.auth.token_for(user)
+    }
+
+    /// The key that opens the admin routes (`X-Admin-Key` header).
+    pub fn admin_key(&self) -> &str {
+        self.auth.admin_key()
+    }
+
+    /// Adds a batch of `points` expiring at `expires_at` to `user` (debt is paid first).
+    pub async fn recharge(
+        &self,
+        user: Uuid,
+        points: i64,
+        expires_at: time::OffsetDateTime,
+    ) -> Result<(), LedgerError> {
+        self.ledger
+            .recharge(user, points, expires_at)
+            .await
+            .map(|_| ())
+    }
+
+    /// The ledger itself, for direct calls.
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
+    }
+
+    /// Stops accepting connections, lets in-flight requests finish, stops the sweep and closes
+    /// the database.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        match self.server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "server stopped with an error"),
+            Err(error) => tracing::warn!(%error, "server task failed"),
+        }
+        let _ = self.sweeper.await;
+        self.ledger.db().close().await;
+        tracing::info!("points ledger stopped");
+    }
+}

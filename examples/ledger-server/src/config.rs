@@ -1,0 +1,104 @@
+//! How a ledger is set up: database, secrets, prices, address, sweep interval and clock.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::{Clock, SystemClock};
+use crate::pricing::PriceTable;
+
+/// How often the expiry sweep runs by default (the seed's scheduler: every 5 minutes).
+pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(300);
+
+/// Everything [`crate::serve`] needs.
+#[derive(Debug, Clone)]
+pub struct LedgerConfig {
+    /// `sqlite:PATH`, `sqlite::memory:` or `postgres://...`.
+    pub database_url: String,
+    /// The HS256 secret user tokens are signed with.
+    pub jwt_secret: String,
+    /// The key that opens the admin routes.
+    pub admin_key: String,
+    /// The price table.
+    pub pricing: PriceTable,
+    /// Where to listen; port 0 picks a free port.
+    pub bind: SocketAddr,
+    /// How often due batches are swept (reads and writes expire them anyway).
+    pub sweep_interval: Duration,
+    /// The ledger's clock.
+    pub clock: Arc<dyn Clock>,
+    /// The most database connections to hold (SQLite in memory always uses one).
+    pub max_connections: u32,
+}
+
+/// A random secret: 64 hex characters from the operating system's generator.
+pub fn random_secret() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+impl LedgerConfig {
+    /// In-memory SQLite, random JWT secret and admin key, the shipped price table, 127.0.0.1:0.
+    pub fn ephemeral() -> Self {
+        Self {
+            database_url: "sqlite::memory:".to_owned(),
+            jwt_secret: random_secret(),
+            admin_key: random_secret(),
+            pricing: PriceTable::shipped(),
+            bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            sweep_interval: DEFAULT_SWEEP_INTERVAL,
+            clock: Arc::new(SystemClock),
+            max_connections: 16,
+        }
+    }
+
+    /// The same, on another database.
+    pub fn with_database_url(mut self, url: impl Into<String>) -> Self {
+        self.database_url = url.into();
+        self
+    }
+
+    /// The same, with another clock (a [`crate::ManualClock`] lets tests jump past expiry).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The same, with another price table.
+    pub fn with_pricing(mut self, pricing: PriceTable) -> Self {
+        self.pricing = pricing;
+        self
+    }
+
+    /// The same, listening on `bind`.
+    pub fn with_bind(mut self, bind: SocketAddr) -> Self {
+        self.bind = bind;
+        self
+    }
+
+    /// The same, sweeping every `interval`.
+    pub fn with_sweep_interval(mut self, interval: Duration) -> Self {
+        self.sweep_interval = interval;
+        self
+    }
+
+    /// The same, with the given JWT secret and admin key.
+    pub fn with_secrets(
+        mut self,
+        jwt_secret: impl Into<String>,
+        admin_key: impl Into<String>,
+    ) -> Self {
+        self.jwt_secret = jwt_secret.into();
+        self.admin_key = admin_key.into();
+        self
+    }
+
+    /// The same, with at most `max` database connections.
+    pub fn with_max_connections(mut self, max: u32) -> Self {
+        self.max_connections = max;
+        self
+    }
+}

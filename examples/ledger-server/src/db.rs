@@ -1,0 +1,113 @@
+//! The database: one connection pool over SQLite or PostgreSQL, and the few places where the two
+//! dialects differ (how a write transaction starts, how the user's row is locked).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+/// Which database the URL selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite, in a file or in memory.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// A pool of connections to the ledger's database, migrated.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// The migrations in `migrations/`, shared by both dialects.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+impl Db {
+    /// Connects to `url` (`sqlite:...` or `postgres://...`) and runs the migrations.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, sqlx::Error> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            return Err(sqlx::Error::Configuration(
+                format!("unsupported database URL `{url}`: use sqlite:... or postgres://...")
+                    .into(),
+            ));
+        };
+        let in_memory =
+            backend == Backend::Sqlite && (url.contains(":memory:") || url.contains("mode=memory"));
+        let options = AnyConnectOptions::from_str(url)?;
+        let mut pool = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(60));
+        pool = if in_memory {
+            // Every connection to `:memory:` is its own database: keep exactly one, forever.
+            pool.max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+        } else {
+            pool.max_connections(max_connections.max(1))
+        };
+        if backend == Backend::Sqlite {
+            pool = pool.after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if !in_memory {
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    }
+                    conn.execute("PRAGMA busy_timeout = 30000").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = pool.connect_with(options).await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool, backend })
+    }
+
+    /// The pool, for reads.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Which dialect this database speaks.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Starts a write transaction. On SQLite it takes the database's write lock at once
+    /// (`BEGIN IMMEDIATE`), so two writers never both read and then collide on upgrade.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
+    /// The query that reads a user's summary row inside a write transaction and holds it
+    /// until commit: `FOR UPDATE` on PostgreSQL; SQLite's immediate transaction already holds
+    /// the write lock.
+    pub fn lock_account_sql(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => {
+                "SELECT balance, total_recharged, total_consumed, total_expired, last_seq \
+                 FROM accounts WHERE user_id = $1 FOR UPDATE"
+            }
+            Backend::Sqlite => {
+                "SELECT balance, total_recharged, total_consumed, total_expired, last_seq \
+                 FROM accounts WHERE user_id = $1"
+            }
+        }
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

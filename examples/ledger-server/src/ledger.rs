@@ -1,0 +1,852 @@
+//! The money rules: recharge, consume, expire, and the reads that show them. Every write runs in
+//! one transaction holding the user's summary row, expires the user's due batches first, burns
+//! the soonest-expiring batch first and appends to the journal. Nothing here knows HTTP.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use sqlx::{Any, Row};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::clock::Clock;
+use crate::db::Db;
+use crate::pricing::{PriceTable, PricingError, PricingMode};
+
+type Tx = sqlx::Transaction<'static, Any>;
+
+/// The most history entries one page may hold.
+pub const MAX_PAGE: u32 = 200;
+/// History entries per page when the client does not say.
+pub const DEFAULT_PAGE: u32 = 50;
+
+/// Why a ledger operation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// The service or duration cannot be priced.
+    #[error(transparent)]
+    Pricing(#[from] PricingError),
+    /// The balance does not cover the charge and debt was not allowed. Nothing was written.
+    #[error("insufficient points for `{service}`: {required} required, balance {balance}")]
+    InsufficientPoints {
+        /// The service asked for.
+        service: String,
+        /// Its price.
+        required: i64,
+        /// The user's balance.
+        balance: i64,
+    },
+    /// A request with the same idempotency key is still being applied.
+    #[error("a request with this idempotency key is still in flight")]
+    IdempotencyInFlight,
+    /// The idempotency key was already used for a different request.
+    #[error("this idempotency key was already used with a different request")]
+    IdempotencyMismatch,
+    /// A recharge that cannot be applied (no points, or already expired).
+    #[error("invalid recharge: {0}")]
+    InvalidRecharge(String),
+    /// A history cursor that this ledger did not hand out.
+    #[error("invalid cursor")]
+    InvalidCursor,
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// A client's idempotency key: 1 to 255 printable ASCII characters, no space.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    /// Checks a key's shape; `None` when it is not a valid key.
+    pub fn parse(key: &str) -> Option<Self> {
+        let valid =
+            (1..=255).contains(&key.len()) && key.bytes().all(|b| (0x21..=0x7e).contains(&b));
+        valid.then(|| Self(key.to_owned()))
+    }
+
+    /// The key as sent.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A user's summary row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+pub struct Summary {
+    /// Points available now; negative while the user is in arrears.
+    pub balance: i64,
+    /// Points ever recharged.
+    pub total_recharged: i64,
+    /// Points ever consumed.
+    pub total_consumed: i64,
+    /// Points that expired unused.
+    pub total_expired: i64,
+}
+
+/// A priced use of a service, against the user's balance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CostCheck {
+    /// The service priced.
+    pub service: String,
+    /// How it is priced.
+    pub mode: PricingMode,
+    /// Points it costs.
+    pub required: i64,
+    /// The user's balance now.
+    pub balance: i64,
+    /// `required == 0 || balance >= required`.
+    pub sufficient: bool,
+}
+
+/// One use of a service to charge, as the client asked for it (after defaults).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConsumeRequest {
+    /// The service used.
+    pub service: String,
+    /// Seconds of media, for duration services.
+    pub duration: Option<f64>,
+    /// Apply the charge even if the balance goes negative.
+    pub allow_debt: bool,
+    /// The client's own reference, stored with the transaction.
+    pub reference: Option<String>,
+}
+
+/// The ledger's answer to a consume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Receipt {
+    /// The journal entry; `null` for a free service (nothing stored).
+    pub transaction_id: Option<String>,
+    /// The service charged.
+    pub service: String,
+    /// Points charged.
+    pub points: i64,
+    /// The balance right after the charge.
+    pub balance: i64,
+    /// `true` when this is the stored answer to an earlier request with the same key.
+    pub replayed: bool,
+}
+
+/// The ledger's answer to a recharge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RechargeReceipt {
+    /// The journal entry.
+    pub transaction_id: String,
+    /// The batch created.
+    pub batch_id: String,
+    /// The balance right after (debt is paid first).
+    pub balance: i64,
+}
+
+/// What an expiry run reclaimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+pub struct ExpiryReport {
+    /// Users whose batches expired.
+    pub users: u64,
+    /// Batches expired.
+    pub batches: u64,
+    /// Points reclaimed.
+    pub points: i64,
+}
+
+/// A recharge batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Batch {
+    /// The batch's id.
+    pub id: String,
+    /// Points recharged.
+    pub points: i64,
+    /// Points left.
+    pub remaining: i64,
+    /// When the remaining points expire.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: OffsetDateTime,
+    /// When the batch was recharged.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+}
+
+/// The live batches of a user, soonest expiry first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BatchList {
+    /// The batches with points left that have not expired.
+    pub items: Vec<Batch>,
+}
+
+/// What a journal entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    /// Points added.
+    Recharge,
+    /// Points spent.
+    Consume,
+    /// Points that expired.
+    Expire,
+}
+
+impl EntryKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::Recharge => "recharge",
+            EntryKind::Consume => "consume",
+            EntryKind::Expire => "expire",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "recharge" => Some(EntryKind::Recharge),
+            "consume" => Some(EntryKind::Consume),
+            "expire" => Some(EntryKind::Expire),
+            _ => None,
+        }
+    }
+}
+
+/// One history entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Entry {
+    /// The transaction's id.
+    pub id: String,
+    /// What happened.
+    pub kind: EntryKind,
+    /// Signed: positive for a recharge, negative for a consume or an expiry.
+    pub points: i64,
+    /// The balance right after.
+    pub balance_after: i64,
+    /// The service, for a consume.
+    pub service: Option<String>,
+    /// When it happened.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+}
+
+/// A page of history, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EntryPage {
+    /// The entries.
+    pub items: Vec<Entry>,
+    /// Pass as `before` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// The summary row as held in a write transaction.
+#[derive(Debug, Clone, Copy)]
+struct Account {
+    summary: Summary,
+    last_seq: i64,
+}
+
+/// A batch with points left, as held in a write transaction.
+#[derive(Debug, Clone)]
+struct LiveBatch {
+    id: String,
+    remaining: i64,
+    expires_at: i64,
+}
+
+/// A journal entry to append.
+struct NewEntry<'a> {
+    kind: EntryKind,
+    points: i64,
+    service: Option<&'a str>,
+    batch_id: Option<&'a str>,
+    idempotency_key: Option<&'a str>,
+    reference: Option<&'a str>,
+}
+
+/// The ledger: prices, the database and the clock.
+#[derive(Debug)]
+pub struct Ledger {
+    db: Db,
+    pricing: PriceTable,
+    clock: Arc<dyn Clock>,
+    in_flight: Mutex<HashSet<(Uuid, String)>>,
+}
+
+/// Marks an idempotency key as being applied until dropped.
+struct InFlight<'a> {
+    set: &'a Mutex<HashSet<(Uuid, String)>>,
+    entry: (Uuid, String),
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.set.lock().expect("in-flight lock").remove(&self.entry);
+    }
+}
+
+/// Microseconds since the Unix epoch, the database's time unit.
+fn to_micros(at: OffsetDateTime) -> i64 {
+    (at.unix_timestamp_nanos() / 1_000) as i64
+}
+
+fn from_micros(micros: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+impl Ledger {
+    /// A ledger over a migrated database.
+    pub fn new(db: Db, pricing: PriceTable, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            db,
+            pricing,
+            clock,
+            in_flight: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// The price table.
+    pub fn pricing(&self) -> &PriceTable {
+        &self.pricing
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The ledger's current time.
+    pub fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+
+    /// The user's summary, after expiring any batch that is due.
+    pub async fn summary(&self, user: Uuid) -> Result<Summary, LedgerError> {
+        self.expire_user_if_due(user).await?;
+        let row = sqlx::query(
+            "SELECT balance, total_recharged, total_consumed, total_expired FROM accounts WHERE user_id = $1",
+        )
+        .bind(user.to_string())
+        .fetch_optional(self.db.pool())
+        .await?;
+        Ok(match row {
+            Some(row) => Summary {
+                balance: row.try_get(0)?,
+                total_recharged: row.try_get(1)?,
+                total_consumed: row.try_get(2)?,
+                total_expired: row.try_get(3)?,
+            },
+            None => Summary::default(),
+        })
+    }
+
+    /// Prices one use of `service` and says whether the balance covers it.
+    pub async fn cost(
+        &self,
+        user: Uuid,
+        service: &str,
+        duration: Option<f64>,
+    ) -> Result<CostCheck, LedgerError> {
+        let quote = self.pricing.quote(service, duration)?;
+        let balance = self.summary(user).await?.balance;
+        Ok(CostCheck {
+            service: service.to_owned(),
+            mode: quote.mode,
+            required: quote.points,
+            balance,
+            sufficient: quote.points == 0 || balance >= quote.points,
+        })
+    }
+
+    /// The user's live batches, soonest expiry first.
+    pub async fn batches(&self, user: Uuid) -> Result<BatchList, LedgerError> {
+        self.expire_user_if_due(user).await?;
+        let now = to_micros(self.clock.now());
+        let rows = sqlx::query(
+            "SELECT id, points, remaining, expires_at, created_at FROM batches \
+             WHERE user_id = $1 AND remaining > 0 AND expires_at > $2 \
+             ORDER BY expires_at, created_at, id",
+        )
+        .bind(user.to_string())
+        .bind(now)
+        .fetch_all(self.db.pool())
+        .await?;
+        let items = rows
+            .iter()
+            .map(|row| {
+                Ok(Batch {
+                    id: row.try_get(0)?,
+                    points: row.try_get(1)?,
+                    remaining: row.try_get(2)?,
+                    expires_at: from_micros(row.try_get(3)?),
+                    created_at: from_micros(row.try_get(4)?),
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()?;
+        Ok(BatchList { items })
+    }
+
+    /// A page of the user's history, newest first. `before` is a cursor from an earlier page.
+    pub async fn transactions(
+        &self,
+        user: Uuid,
+        limit: u32,
+        before: Option<&str>,
+    ) -> Result<EntryPage, LedgerError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let before = match before {
+            None => i64::MAX,
+            Some(cursor) => cursor
+                .parse::<i64>()
+                .ok()
+                .filter(|seq| *seq > 0)
+                .ok_or(LedgerError::InvalidCursor)?,
+        };
+        self.expire_user_if_due(user).await?;
+        let rows = sqlx::query(
+            "SELECT id, kind, points, balance_after, service, created_at, seq FROM journal \
+             WHERE user_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
+        )
+        .bind(user.to_string())
+        .bind(before)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(self.db.pool())
+        .await?;
+        let more = rows.len() > limit as usize;
+        let mut items = Vec::with_capacity(rows.len().min(limit as usize));
+        let mut last_seq = None;
+        for row in rows.iter().take(limit as usize) {
+            let kind: String = row.try_get(1)?;
+            items.push(Entry {
+                id: row.try_get(0)?,
+                kind: EntryKind::parse(&kind).ok_or_else(|| {
+                    sqlx::Error::Decode(format!("unknown journal kind `{kind}`").into())
+                })?,
+                points: row.try_get(2)?,
+                balance_after: row.try_get(3)?,
+                service: row.try_get(4)?,
+                created_at: from_micros(row.try_get(5)?),
+            });
+            last_seq = Some(row.try_get::<i64, _>(6)?);
+        }
+        Ok(EntryPage {
+            items,
+            next_cursor: if more {
+                last_seq.map(|seq| seq.to_string())
+            } else {
+                None
+            },
+        })
+    }
+
+    /// Adds a batch of `points` that expire at `expires_at`. Debt is paid first.
+    pub async fn recharge(
+        &self,
+        user: Uuid,
+        points: i64,
+        expires_at: OffsetDateTime,
+    ) -> Result<RechargeReceipt, LedgerError> {
+        let now = self.clock.now();
+        if points <= 0 {
+            return Err(LedgerError::InvalidRecharge(
+                "points must be 1 or more".into(),
+            ));
+        }
+        if expires_at <= now {
+            return Err(LedgerError::InvalidRecharge(
+                "expires_at must be in the future".into(),
+            ));
+        }
+        let now = to_micros(now);
+        let mut tx = self.db.begin_write().await?;
+        let mut account = self.lock_account(&mut tx, user).await?;
+        let mut live = self.live_batches(&mut tx, user).await?;
+        self.expire_due(&mut tx, user, &mut account, &mut live, now)
+            .await?;
+
+        let old_balance = account.summary.balance;
+        account.summary.balance += points;
+        account.summary.total_recharged += points;
+        let remaining = (old_balance + points).clamp(0, points);
+        let batch_id = Uuid::new_v4().to_string();
+        sqlx::query(
+            "INSERT INTO batches (id, user_id, points, remaining, expires_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&batch_id)
+        .bind(user.to_string())
+        .bind(points)
+        .bind(remaining)
+        .bind(to_micros(expires_at))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let transaction_id = self
+            .append_entry(
+                &mut tx,
+                user,
+                &mut account,
+                now,
+                NewEntry {
+                    kind: EntryKind::Recharge,
+                    points,
+                    service: None,
+                    batch_id: Some(&batch_id),
+                    idempotency_key: None,
+                    reference: None,
+                },
+            )
+            .await?;
+        self.save_account(&mut tx, user, &account).await?;
+        tx.commit().await?;
+        Ok(RechargeReceipt {
+            transaction_id,
+            batch_id,
+            balance: account.summary.balance,
+        })
+    }
+
+    /// Charges one use of a service, at most once per idempotency key.
+    ///
+    /// Checks, in order: the service and duration, the key (in flight: 409; used with another
+    /// request: 422; used with this request: the first receipt, replayed), then the balance
+    /// (short and no debt allowed: nothing written). A free service writes nothing.
+    pub async fn consume(
+        &self,
+        user: Uuid,
+        request: &ConsumeRequest,
+        key: &IdempotencyKey,
+    ) -> Result<Receipt, LedgerError> {
+        let quote = self.pricing.quote(&request.service, request.duration)?;
+        if quote.points == 0 {
+            let balance = self.summary(user).await?.balance;
+            return Ok(Receipt {
+                transaction_id: None,
+                service: request.service.clone(),
+                points: 0,
+                balance,
+                replayed: false,
+            });
+        }
+        let _in_flight = self.mark_in_flight(user, key)?;
+        let fingerprint = serde_json::to_string(request).expect("a consume request serialises");
+        let user_text = user.to_string();
+
+        let mut tx = self.db.begin_write().await?;
+        let mut account = self.lock_account(&mut tx, user).await?;
+        let earlier = sqlx::query("SELECT request_fingerprint, response FROM idempotency WHERE user_id = $1 AND idem_key = $2")
+            .bind(&user_text)
+            .bind(key.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(row) = earlier {
+            tx.rollback().await?;
+            let stored_fingerprint: String = row.try_get(0)?;
+            if stored_fingerprint != fingerprint {
+                return Err(LedgerError::IdempotencyMismatch);
+            }
+            let response: String = row.try_get(1)?;
+            let mut receipt: Receipt = serde_json::from_str(&response)
+                .map_err(|e| sqlx::Error::Decode(format!("stored receipt: {e}").into()))?;
+            receipt.replayed = true;
+            return Ok(receipt);
+        }
+
+        let now = to_micros(self.clock.now());
+        let mut live = self.live_batches(&mut tx, user).await?;
+        self.expire_due(&mut tx, user, &mut account, &mut live, now)
+            .await?;
+        let required = quote.points;
+        if !request.allow_debt && account.summary.balance < required {
+            tx.rollback().await?;
+            return Err(LedgerError::InsufficientPoints {
+                service: request.service.clone(),
+                required,
+                balance: account.summary.balance,
+            });
+        }
+
+        // Burn the soonest-expiring batches first; with debt allowed, whatever is left over
+        // takes the balance below zero and every batch ends empty.
+        let mut left = required;
+        for batch in &live {
+            if left == 0 {
+                break;
+            }
+            let burn = batch.remaining.min(left);
+            left -= burn;
+            sqlx::query("UPDATE batches SET remaining = $1 WHERE id = $2")
+                .bind(batch.remaining - burn)
+                .bind(&batch.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        account.summary.balance -= required;
+        account.summary.total_consumed += required;
+        let transaction_id = self
+            .append_entry(
+                &mut tx,
+                user,
+                &mut account,
+                now,
+                NewEntry {
+                    kind: EntryKind::Consume,
+                    points: -required,
+                    service: Some(&request.service),
+                    batch_id: None,
+                    idempotency_key: Some(key.as_str()),
+                    reference: request.reference.as_deref(),
+                },
+            )
+            .await?;
+        self.save_account(&mut tx, user, &account).await?;
+        let receipt = Receipt {
+            transaction_id: Some(transaction_id.clone()),
+            service: request.service.clone(),
+            points: required,
+            balance: account.summary.balance,
+            replayed: false,
+        };
+        sqlx::query(
+            "INSERT INTO idempotency (user_id, idem_key, request_fingerprint, response, transaction_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&user_text)
+        .bind(key.as_str())
+        .bind(&fingerprint)
+        .bind(serde_json::to_string(&receipt).expect("a receipt serialises"))
+        .bind(&transaction_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(receipt)
+    }
+
+    /// Expires every due batch of every user now (the sweep). Each user is handled in a
+    /// transaction of its own.
+    pub async fn expire_all(&self) -> Result<ExpiryReport, LedgerError> {
+        let mut report = ExpiryReport::default();
+        let mut seen = HashSet::new();
+        loop {
+            let now = to_micros(self.clock.now());
+            let users: Vec<String> = sqlx::query_scalar(
+                "SELECT DISTINCT user_id FROM batches WHERE remaining > 0 AND expires_at <= $1 LIMIT 500",
+            )
+            .bind(now)
+            .fetch_all(self.db.pool())
+            .await?;
+            let fresh: Vec<String> = users
+                .into_iter()
+                .filter(|u| seen.insert(u.clone()))
+                .collect();
+            if fresh.is_empty() {
+                return Ok(report);
+            }
+            for user in fresh {
+                let user = Uuid::parse_str(&user).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+                let (batches, points) = self.expire_user(user).await?;
+                if batches > 0 {
+                    report.users += 1;
+                    report.batches += batches;
+                    report.points += points;
+                }
+            }
+        }
+    }
+
+    /// Expires the user's due batches, in a write transaction of their own.
+    async fn expire_user(&self, user: Uuid) -> Result<(u64, i64), LedgerError> {
+        let now = to_micros(self.clock.now());
+        let mut tx = self.db.begin_write().await?;
+        let mut account = self.lock_account(&mut tx, user).await?;
+        let mut live = self.live_batches(&mut tx, user).await?;
+        let expired = self
+            .expire_due(&mut tx, user, &mut account, &mut live, now)
+            .await?;
+        if expired.0 > 0 {
+            self.save_account(&mut tx, user, &account).await?;
+        }
+        tx.commit().await?;
+        Ok(expired)
+    }
+
+    /// Runs [`Self::expire_user`] when the user has a batch past its expiry, so that reads never
+    /// show expired points even between sweeps.
+    async fn expire_user_if_due(&self, user: Uuid) -> Result<(), LedgerError> {
+        let now = to_micros(self.clock.now());
+        let due: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM batches WHERE user_id = $1 AND remaining > 0 AND expires_at <= $2 LIMIT 1",
+        )
+        .bind(user.to_string())
+        .bind(now)
+        .fetch_optional(self.db.pool())
+        .await?;
+        if due.is_some() {
+            self.expire_user(user).await?;
+        }
+        Ok(())
+    }
+
+    fn mark_in_flight(
+        &self,
+        user: Uuid,
+        key: &IdempotencyKey,
+    ) -> Result<InFlight<'_>, LedgerError> {
+        let entry = (user, key.as_str().to_owned());
+        if !self
+            .in_flight
+            .lock()
+            .expect("in-flight lock")
+            .insert(entry.clone())
+        {
+            return Err(LedgerError::IdempotencyInFlight);
+        }
+        Ok(InFlight {
+            set: &self.in_flight,
+            entry,
+        })
+    }
+
+    /// Reads the user's summary row and holds it until the transaction ends, creating it first
+    /// for a new user.
+    async fn lock_account(&self, tx: &mut Tx, user: Uuid) -> Result<Account, LedgerError> {
+        let user_text = user.to_string();
+        for _ in 0..2 {
+            let row = sqlx::query(self.db.lock_account_sql())
+                .bind(&user_text)
+                .fetch_optional(&mut **tx)
+                .await?;
+            if let Some(row) = row {
+                return Ok(Account {
+                    summary: Summary {
+                        balance: row.try_get(0)?,
+                        total_recharged: row.try_get(1)?,
+                        total_consumed: row.try_get(2)?,
+                        total_expired: row.try_get(3)?,
+                    },
+                    last_seq: row.try_get(4)?,
+                });
+            }
+            sqlx::query(
+                "INSERT INTO accounts (user_id) VALUES ($1) ON CONFLICT (user_id) DO NOTHING",
+            )
+            .bind(&user_text)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Err(sqlx::Error::RowNotFound.into())
+    }
+
+    /// The user's batches with points left, soonest expiry first.
+    async fn live_batches(&self, tx: &mut Tx, user: Uuid) -> Result<Vec<LiveBatch>, LedgerError> {
+        let rows = sqlx::query(
+            "SELECT id, remaining, expires_at FROM batches WHERE user_id = $1 AND remaining > 0 \
+             ORDER BY expires_at, created_at, id",
+        )
+        .bind(user.to_string())
+        .fetch_all(&mut **tx)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(LiveBatch {
+                    id: row.try_get(0)?,
+                    remaining: row.try_get(1)?,
+                    expires_at: row.try_get(2)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Expires the batches of `live` that are due at `now`: their remaining points leave the
+    /// balance and join `total_expired`, one journal entry each. Leaves only the unexpired ones
+    /// in `live`. Returns the batches and points expired.
+    async fn expire_due(
+        &self,
+        tx: &mut Tx,
+        user: Uuid,
+        account: &mut Account,
+        live: &mut Vec<LiveBatch>,
+        now: i64,
+    ) -> Result<(u64, i64), LedgerError> {
+        let (due, keep): (Vec<_>, Vec<_>) = live.drain(..).partition(|b| b.expires_at <= now);
+        *live = keep;
+        let mut points = 0;
+        for batch in &due {
+            sqlx::query("UPDATE batches SET remaining = 0 WHERE id = $1")
+                .bind(&batch.id)
+                .execute(&mut **tx)
+                .await?;
+            account.summary.balance -= batch.remaining;
+            account.summary.total_expired += batch.remaining;
+            points += batch.remaining;
+            self.append_entry(
+                tx,
+                user,
+                account,
+                now,
+                NewEntry {
+                    kind: EntryKind::Expire,
+                    points: -batch.remaining,
+                    service: None,
+                    batch_id: Some(&batch.id),
+                    idempotency_key: None,
+                    reference: None,
+                },
+            )
+            .await?;
+        }
+        Ok((due.len() as u64, points))
+    }
+
+    /// Appends a journal entry with the account's balance as `balance_after`.
+    async fn append_entry(
+        &self,
+        tx: &mut Tx,
+        user: Uuid,
+        account: &mut Account,
+        now: i64,
+        entry: NewEntry<'_>,
+    ) -> Result<String, LedgerError> {
+        account.last_seq += 1;
+        let id = Uuid::new_v4().to_string();
+        sqlx::query(
+            "INSERT INTO journal (id, user_id, seq, kind, points, balance_after, service, batch_id, idempotency_key, reference, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(&id)
+        .bind(user.to_string())
+        .bind(account.last_seq)
+        .bind(entry.kind.as_str())
+        .bind(entry.points)
+        .bind(account.summary.balance)
+        .bind(entry.service)
+        .bind(entry.batch_id)
+        .bind(entry.idempotency_key)
+        .bind(entry.reference)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        Ok(id)
+    }
+
+    async fn save_account(
+        &self,
+        tx: &mut Tx,
+        user: Uuid,
+        account: &Account,
+    ) -> Result<(), LedgerError> {
+        let s = account.summary;
+        sqlx::query(
+            "UPDATE accounts SET balance = $1, total_recharged = $2, total_consumed = $3, \
+             total_expired = $4, last_seq = $5 WHERE user_id = $6",
+        )
+        .bind(s.balance)
+        .bind(s.total_recharged)
+        .bind(s.total_consumed)
+        .bind(s.total_expired)
+        .bind(account.last_seq)
+        .bind(user.to_string())
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,380 @@
+//! The HTTP surface: thin handlers that check who is calling, parse the request and hand it to
+//! the [`Ledger`]. Checks run in the contract's order: token (401), request shape (400), key,
+//! service and duration (422), idempotency (409/422), balance (402).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequestParts, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::auth::Auth;
+use crate::ledger::{
+    BatchList, ConsumeRequest, CostCheck, EntryPage, ExpiryReport, IdempotencyKey, Ledger, Receipt,
+    RechargeReceipt, Summary, DEFAULT_PAGE, MAX_PAGE,
+};
+use crate::pricing::{Price, PricingMode};
+use crate::problem::Problem;
+
+/// The header that carries a consume's idempotency key.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// The header that carries the admin key.
+pub const ADMIN_KEY: &str = "x-admin-key";
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The money rules.
+    pub ledger: Arc<Ledger>,
+    /// Token and admin-key checks.
+    pub auth: Arc<Auth>,
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/points/balance", get(balance))
+        .route("/points/cost", get(cost))
+        .route("/points/consume", post(consume))
+        .route("/points/prices", get(prices))
+        .route("/points/transactions", get(transactions))
+        .route("/points/batches", get(batches))
+        .route("/admin/recharge", post(admin_recharge))
+        .route("/admin/expire", post(admin_expire))
+        .route("/openapi.json", get(openapi))
+        .fallback(|| async { Problem::not_found() })
+        .layer(middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+async fn log_request(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    tracing::debug!(%method, path, status = response.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
+    response
+}
+
+/// The user named by the request's bearer token.
+#[derive(Debug, Clone, Copy)]
+pub struct User(pub Uuid);
+
+impl FromRequestParts<AppState> for User {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| Problem::unauthorized("an Authorization: Bearer token is required"))?;
+        header
+            .to_str()
+            .ok()
+            .and_then(|value| state.auth.user_of_header(value))
+            .map(User)
+            .ok_or_else(|| Problem::unauthorized("the bearer token is invalid or expired"))
+    }
+}
+
+/// A caller holding the admin key.
+#[derive(Debug, Clone, Copy)]
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let key = parts
+            .headers
+            .get(ADMIN_KEY)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if state.auth.is_admin_key(key) {
+            Ok(Admin)
+        } else {
+            Err(Problem::unauthorized(
+                "the X-Admin-Key header is missing or wrong",
+            ))
+        }
+    }
+}
+
+fn query<T>(parsed: Result<Query<T>, QueryRejection>) -> Result<T, Problem> {
+    parsed
+        .map(|Query(params)| params)
+        .map_err(|e| Problem::invalid_request(e.body_text()))
+}
+
+fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Problem> {
+    serde_json::from_slice(body).map_err(|e| Problem::invalid_request(format!("request body: {e}")))
+}
+
+/// The user's summary row.
+#[utoipa::path(get, path = "/points/balance", tag = "points", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The summary row", body = Summary),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn balance(
+    State(state): State<AppState>,
+    User(user): User,
+) -> Result<Json<Summary>, Problem> {
+    Ok(Json(state.ledger.summary(user).await?))
+}
+
+/// Query of `GET /points/cost`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CostParams {
+    /// The service to price.
+    pub service: String,
+    /// Seconds of media; required for `duration` services (finite, > 0, ≤ 86400).
+    pub duration: Option<f64>,
+}
+
+/// Prices one use of a service and says whether the balance covers it.
+#[utoipa::path(get, path = "/points/cost", tag = "points", security(("bearer" = [])), params(CostParams),
+    responses(
+        (status = 200, description = "The price and the pre-check", body = CostCheck),
+        (status = 400, description = "`invalid_request`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`unknown_service` or `invalid_duration`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn cost(
+    State(state): State<AppState>,
+    User(user): User,
+    params: Result<Query<CostParams>, QueryRejection>,
+) -> Result<Json<CostCheck>, Problem> {
+    let params = query(params)?;
+    Ok(Json(
+        state
+            .ledger
+            .cost(user, &params.service, params.duration)
+            .await?,
+    ))
+}
+
+/// Body of `POST /points/consume`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ConsumeBody {
+    /// The service used.
+    pub service: String,
+    /// Seconds of media; required for `duration` services (finite, > 0, ≤ 86400), ignored otherwise.
+    #[serde(default)]
+    pub duration: Option<f64>,
+    /// Apply the charge even if the balance goes negative (for work already done). Default false.
+    #[serde(default)]
+    pub allow_debt: Option<bool>,
+    /// The client's own reference, stored with the transaction.
+    #[serde(default)]
+    pub reference: Option<String>,
+}
+
+/// Charges one use of a service, at most once per `Idempotency-Key`.
+///
+/// The same key with the same body returns the first answer with `replayed: true`; with another
+/// body, 422 `idempotency_conflict`; while the first request is in flight, 409. A 402 writes
+/// nothing and leaves the key unused. Free services write nothing (`transaction_id: null`).
+#[utoipa::path(post, path = "/points/consume", tag = "points", security(("bearer" = [])),
+    params(("Idempotency-Key" = String, Header, description = "1 to 255 printable ASCII characters without space, scoped to the user")),
+    request_body = ConsumeBody,
+    responses(
+        (status = 200, description = "Charged, replayed, or free", body = Receipt),
+        (status = 400, description = "`invalid_request`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 402, description = "`insufficient_points`, with `service`, `required` and `balance`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`idempotency_conflict`: the key is in flight", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_idempotency_key`, `unknown_service`, `invalid_duration`, or `idempotency_conflict` (key used with another body)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn consume(
+    State(state): State<AppState>,
+    User(user): User,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Receipt>, Problem> {
+    let body: ConsumeBody = json_body(&body)?;
+    let key = headers
+        .get(IDEMPOTENCY_KEY)
+        .and_then(|v| v.to_str().ok())
+        .and_then(IdempotencyKey::parse)
+        .ok_or_else(Problem::invalid_idempotency_key)?;
+    let request = ConsumeRequest {
+        service: body.service,
+        duration: body.duration,
+        allow_debt: body.allow_debt.unwrap_or(false),
+        reference: body.reference,
+    };
+    Ok(Json(state.ledger.consume(user, &request, &key).await?))
+}
+
+/// One service of the price table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ServicePrice {
+    /// The service's name.
+    pub service: String,
+    /// How it is priced.
+    pub mode: PricingMode,
+    /// Points per call, for `fixed` services.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub points: Option<i64>,
+    /// Points per started second, for `duration` services.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub points_per_second: Option<f64>,
+}
+
+/// The price table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PriceList {
+    /// One entry per service, by name.
+    pub services: Vec<ServicePrice>,
+}
+
+/// The price table, for display.
+#[utoipa::path(get, path = "/points/prices", tag = "points", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every service with its mode and rate", body = PriceList),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn prices(State(state): State<AppState>, _user: User) -> Json<PriceList> {
+    let services = state
+        .ledger
+        .pricing()
+        .iter()
+        .map(|(service, price)| ServicePrice {
+            service: service.to_owned(),
+            mode: price.mode(),
+            points: match price {
+                Price::Fixed { points } => Some(*points),
+                _ => None,
+            },
+            points_per_second: match price {
+                Price::Duration { points_per_second } => Some(*points_per_second),
+                _ => None,
+            },
+        })
+        .collect();
+    Json(PriceList { services })
+}
+
+/// Query of `GET /points/transactions`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TransactionParams {
+    /// Entries per page, 1 to 200 (default 50).
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub before: Option<String>,
+}
+
+/// The user's history, newest first.
+#[utoipa::path(get, path = "/points/transactions", tag = "points", security(("bearer" = [])), params(TransactionParams),
+    responses(
+        (status = 200, description = "A page of recharge, consume and expire entries", body = EntryPage),
+        (status = 400, description = "`invalid_request` (bad limit or cursor)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn transactions(
+    State(state): State<AppState>,
+    User(user): User,
+    params: Result<Query<TransactionParams>, QueryRejection>,
+) -> Result<Json<EntryPage>, Problem> {
+    let params = query(params)?;
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(Problem::invalid_request(format!(
+            "limit must be 1 to {MAX_PAGE}"
+        )));
+    }
+    Ok(Json(
+        state
+            .ledger
+            .transactions(user, limit, params.before.as_deref())
+            .await?,
+    ))
+}
+
+/// The user's live recharge batches, soonest expiry first.
+#[utoipa::path(get, path = "/points/batches", tag = "points", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Batches with points left that have not expired", body = BatchList),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn batches(
+    State(state): State<AppState>,
+    User(user): User,
+) -> Result<Json<BatchList>, Problem> {
+    Ok(Json(state.ledger.batches(user).await?))
+}
+
+/// Body of `POST /admin/recharge`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RechargeBody {
+    /// The user to recharge.
+    pub user_id: Uuid,
+    /// Points to add (1 or more).
+    pub points: i64,
+    /// When the batch's remaining points expire (RFC 3339, in the future).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: OffsetDateTime,
+}
+
+/// Recharges a user with a new batch. Server to server, with the admin key.
+#[utoipa::path(post, path = "/admin/recharge", tag = "admin", security(("admin_key" = [])),
+    request_body = RechargeBody,
+    responses(
+        (status = 200, description = "The batch was added; debt is paid first", body = RechargeReceipt),
+        (status = 400, description = "`invalid_request`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn admin_recharge(
+    State(state): State<AppState>,
+    _admin: Admin,
+    body: Bytes,
+) -> Result<Json<RechargeReceipt>, Problem> {
+    let body: RechargeBody = json_body(&body)?;
+    Ok(Json(
+        state
+            .ledger
+            .recharge(body.user_id, body.points, body.expires_at)
+            .await?,
+    ))
+}
+
+/// Expires every due batch now, as the scheduled sweep does.
+#[utoipa::path(post, path = "/admin/expire", tag = "admin", security(("admin_key" = [])),
+    responses(
+        (status = 200, description = "What was reclaimed", body = ExpiryReport),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn admin_expire(
+    State(state): State<AppState>,
+    _admin: Admin,
+) -> Result<Json<ExpiryReport>, Problem> {
+    Ok(Json(state.ledger.expire_all().await?))
+}
+
+/// This API's OpenAPI 3.1 document.
+#[utoipa::path(get, path = "/openapi.json", tag = "meta",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
+pub async fn openapi() -> impl IntoResponse {
+    Json(crate::openapi::document())
+}

@@ -1,0 +1,142 @@
+//! Shared set-up for the integration tests: a ledger on SQLite or on a fresh PostgreSQL database,
+//! a manual clock, and an HTTP client.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use points_ledger::{LedgerConfig, ManualClock, RunningLedger};
+use sqlx::Connection;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A running ledger with a clock the test controls.
+pub struct TestLedger {
+    pub running: RunningLedger,
+    pub clock: ManualClock,
+    pub http: reqwest::Client,
+}
+
+/// A fixed starting time, so expiry dates in tests are easy to read.
+pub fn start_time() -> OffsetDateTime {
+    time::macros::datetime!(2026-05-01 12:00 UTC)
+}
+
+/// The PostgreSQL server to test against, from `POINTS_LEDGER_PG_URL`. Without it the test is
+/// skipped, unless `POINTS_REQUIRE_PG=1`, when it fails.
+pub fn pg_url() -> Option<String> {
+    match std::env::var("POINTS_LEDGER_PG_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            if std::env::var("POINTS_REQUIRE_PG").as_deref() == Ok("1") {
+                panic!("POINTS_REQUIRE_PG=1 but POINTS_LEDGER_PG_URL is not set");
+            }
+            eprintln!("skipped: POINTS_LEDGER_PG_URL not set");
+            None
+        }
+    }
+}
+
+/// Creates an empty database with a random name on the server of `base_url`; returns its URL.
+pub async fn fresh_pg_database(base_url: &str) -> String {
+    let name = format!("points_test_{}", Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(base_url).await.expect("connect to PostgreSQL");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create a test database");
+    conn.close().await.ok();
+    let (without_query, query) = match base_url.split_once('?') {
+        Some((url, query)) => (url, Some(query)),
+        None => (base_url, None),
+    };
+    let (server, _) = without_query.rsplit_once('/').expect("a database URL has a path");
+    match query {
+        Some(query) => format!("{server}/{name}?{query}"),
+        None => format!("{server}/{name}"),
+    }
+}
+
+/// The database URL for `backend`, or `None` when PostgreSQL is not available (test skipped).
+pub async fn database_url(backend: Backend) -> Option<String> {
+    match backend {
+        Backend::Sqlite => Some("sqlite::memory:".to_owned()),
+        Backend::Postgres => Some(fresh_pg_database(&pg_url()?).await),
+    }
+}
+
+/// A ledger on `backend` with a manual clock at [`start_time`].
+pub async fn start(backend: Backend) -> Option<TestLedger> {
+    let url = database_url(backend).await?;
+    let clock = ManualClock::new(start_time());
+    let config = LedgerConfig::ephemeral()
+        .with_database_url(url)
+        .with_clock(Arc::new(clock.clone()));
+    let running = points_ledger::serve(config).await.expect("the ledger starts");
+    Some(TestLedger {
+        running,
+        clock,
+        http: reqwest::Client::new(),
+    })
+}
+
+impl TestLedger {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.running.base_url(), path)
+    }
+
+    /// A new user with a recharge of `points` expiring in 30 days (none when `points` is 0).
+    pub async fn user_with(&self, points: i64) -> (Uuid, String) {
+        let user = Uuid::new_v4();
+        if points > 0 {
+            self.running
+                .recharge(user, points, self.clock.now_plus_days(30))
+                .await
+                .expect("recharge");
+        }
+        (user, self.running.token_for(user))
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).bearer_auth(token).send().await.expect("GET")
+    }
+
+    pub async fn get_json(&self, token: &str, path: &str) -> serde_json::Value {
+        let response = self.get(token, path).await;
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().await.expect("JSON")
+    }
+
+    pub async fn consume(&self, token: &str, key: &str, body: serde_json::Value) -> reqwest::Response {
+        self.http
+            .post(self.url("/points/consume"))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST /points/consume")
+    }
+
+    pub async fn balance(&self, token: &str) -> i64 {
+        self.get_json(token, "/points/balance").await["balance"].as_i64().expect("balance")
+    }
+}
+
+/// Days from the manual clock's now.
+pub trait ClockExt {
+    fn now_plus_days(&self, days: i64) -> OffsetDateTime;
+}
+
+impl ClockExt for ManualClock {
+    fn now_plus_days(&self, days: i64) -> OffsetDateTime {
+        use points_ledger::Clock;
+        self.now() + time::Duration::days(days)
+    }
+}
