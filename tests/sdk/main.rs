@@ -1,0 +1,9 @@
+//! The client SDK against the real reference ledger, a misbehaving stub, and crashes.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod faults;
+mod journal;
+mod ledger;
+mod stub;
