@@ -1,1 +1,174 @@
-fn main() {}
+//! `points-ledger`: run the reference points ledger.
+//!
+//! `points-ledger dev` starts on loopback with a fresh SQLite file and a demo user;
+//! `points-ledger serve` takes its configuration from flags or the environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use points_ledger::{LedgerConfig, PriceTable, RunningLedger};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "points-ledger",
+    version,
+    about = "The reference points ledger (HTTP + SQLite or PostgreSQL)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs on loopback with a fresh SQLite file and a demo user; prints the URL, a token and the admin key.
+    Dev {
+        /// Port on 127.0.0.1 (0 picks a free one).
+        #[arg(long, default_value_t = 8787)]
+        port: u16,
+        /// Points recharged to the demo user.
+        #[arg(long, default_value_t = 1000)]
+        demo_points: i64,
+    },
+    /// Runs with the configuration from flags or the environment.
+    Serve(ServeArgs),
+    /// Prints the OpenAPI document.
+    Openapi,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// `sqlite:PATH?mode=rwc`, `sqlite::memory:` or `postgres://USER@HOST/DB`.
+    #[arg(
+        long,
+        env = "POINTS_LEDGER_DATABASE_URL",
+        default_value = "sqlite:points-ledger.sqlite?mode=rwc"
+    )]
+    database_url: String,
+    /// Address to listen on.
+    #[arg(long, env = "POINTS_LEDGER_BIND", default_value = "127.0.0.1:8787")]
+    bind: SocketAddr,
+    /// HS256 secret of the users' bearer tokens.
+    #[arg(long, env = "POINTS_LEDGER_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: String,
+    /// Key of the admin routes (X-Admin-Key header).
+    #[arg(long, env = "POINTS_LEDGER_ADMIN_KEY", hide_env_values = true)]
+    admin_key: String,
+    /// Price table (YAML); the shipped one when not given.
+    #[arg(long, env = "POINTS_LEDGER_PRICES")]
+    prices: Option<PathBuf>,
+    /// Seconds between expiry sweeps.
+    #[arg(long, env = "POINTS_LEDGER_SWEEP_SECONDS", default_value_t = 300)]
+    sweep_seconds: u64,
+    /// Most database connections.
+    #[arg(long, env = "POINTS_LEDGER_MAX_CONNECTIONS", default_value_t = 16)]
+    max_connections: u32,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("points-ledger: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Openapi => {
+            print!("{}", points_ledger::openapi::document_json());
+            Ok(())
+        }
+        Command::Serve(args) => serve(args).await,
+        Command::Dev { port, demo_points } => dev(port, demo_points).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    if args.jwt_secret.len() < 16 {
+        return Err("--jwt-secret must be at least 16 characters".into());
+    }
+    if args.admin_key.len() < 16 {
+        return Err("--admin-key must be at least 16 characters".into());
+    }
+    if args.sweep_seconds == 0 {
+        return Err("--sweep-seconds must be 1 or more".into());
+    }
+    let pricing = match &args.prices {
+        Some(path) => PriceTable::from_file(path).map_err(|e| e.to_string())?,
+        None => PriceTable::shipped(),
+    };
+    let config = LedgerConfig::ephemeral()
+        .with_database_url(args.database_url)
+        .with_bind(args.bind)
+        .with_secrets(args.jwt_secret, args.admin_key)
+        .with_pricing(pricing)
+        .with_sweep_interval(Duration::from_secs(args.sweep_seconds))
+        .with_max_connections(args.max_connections);
+    let running = points_ledger::serve(config)
+        .await
+        .map_err(|e| e.to_string())?;
+    run_until_signal(running).await
+}
+
+async fn dev(port: u16, demo_points: i64) -> Result<(), String> {
+    let path = std::env::temp_dir().join(format!(
+        "points-ledger-dev-{}.sqlite",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let config = LedgerConfig::ephemeral()
+        .with_database_url(format!("sqlite:{}?mode=rwc", path.display()))
+        .with_bind(SocketAddr::from(([127, 0, 0, 1], port)));
+    let running = points_ledger::serve(config)
+        .await
+        .map_err(|e| e.to_string())?;
+    let user = uuid::Uuid::new_v4();
+    let expires_at = time::OffsetDateTime::now_utc() + time::Duration::days(30);
+    running
+        .recharge(user, demo_points, expires_at)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("points-ledger dev");
+    println!("  database:  {}", path.display());
+    println!("  base URL:  {}", running.base_url());
+    println!("  user:      {user} ({demo_points} points, expiring in 30 days)");
+    println!("  token:     {}", running.token_for(user));
+    println!("  admin key: {}", running.admin_key());
+    println!(
+        "  try:       curl -H \"Authorization: Bearer $TOKEN\" {}/points/balance",
+        running.base_url()
+    );
+    run_until_signal(running).await
+}
+
+/// Serves until SIGINT or SIGTERM, then lets in-flight requests finish.
+async fn run_until_signal(running: RunningLedger) -> Result<(), String> {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .map_err(|e| format!("cannot listen for SIGTERM: {e}"))?;
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    running.shutdown().await;
+    Ok(())
+}

@@ -46,7 +46,9 @@ pub fn pg_url() -> Option<String> {
 /// Creates an empty database with a random name on the server of `base_url`; returns its URL.
 pub async fn fresh_pg_database(base_url: &str) -> String {
     let name = format!("points_test_{}", Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(base_url).await.expect("connect to PostgreSQL");
+    let mut conn = sqlx::PgConnection::connect(base_url)
+        .await
+        .expect("connect to PostgreSQL");
     sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&mut conn)
         .await
@@ -56,7 +58,9 @@ pub async fn fresh_pg_database(base_url: &str) -> String {
         Some((url, query)) => (url, Some(query)),
         None => (base_url, None),
     };
-    let (server, _) = without_query.rsplit_once('/').expect("a database URL has a path");
+    let (server, _) = without_query
+        .rsplit_once('/')
+        .expect("a database URL has a path");
     match query {
         Some(query) => format!("{server}/{name}?{query}"),
         None => format!("{server}/{name}"),
@@ -73,17 +77,23 @@ pub async fn database_url(backend: Backend) -> Option<String> {
 
 /// A ledger on `backend` with a manual clock at [`start_time`].
 pub async fn start(backend: Backend) -> Option<TestLedger> {
-    let url = database_url(backend).await?;
+    Some(start_with_url(database_url(backend).await?).await)
+}
+
+/// A ledger on the database at `url` with a manual clock at [`start_time`].
+pub async fn start_with_url(url: String) -> TestLedger {
     let clock = ManualClock::new(start_time());
     let config = LedgerConfig::ephemeral()
         .with_database_url(url)
         .with_clock(Arc::new(clock.clone()));
-    let running = points_ledger::serve(config).await.expect("the ledger starts");
-    Some(TestLedger {
+    let running = points_ledger::serve(config)
+        .await
+        .expect("the ledger starts");
+    TestLedger {
         running,
         clock,
         http: reqwest::Client::new(),
-    })
+    }
 }
 
 impl TestLedger {
@@ -104,7 +114,12 @@ impl TestLedger {
     }
 
     pub async fn get(&self, token: &str, path: &str) -> reqwest::Response {
-        self.http.get(self.url(path)).bearer_auth(token).send().await.expect("GET")
+        self.http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("GET")
     }
 
     pub async fn get_json(&self, token: &str, path: &str) -> serde_json::Value {
@@ -113,7 +128,12 @@ impl TestLedger {
         response.json().await.expect("JSON")
     }
 
-    pub async fn consume(&self, token: &str, key: &str, body: serde_json::Value) -> reqwest::Response {
+    pub async fn consume(
+        &self,
+        token: &str,
+        key: &str,
+        body: serde_json::Value,
+    ) -> reqwest::Response {
         self.http
             .post(self.url("/points/consume"))
             .bearer_auth(token)
@@ -125,7 +145,9 @@ impl TestLedger {
     }
 
     pub async fn balance(&self, token: &str) -> i64 {
-        self.get_json(token, "/points/balance").await["balance"].as_i64().expect("balance")
+        self.get_json(token, "/points/balance").await["balance"]
+            .as_i64()
+            .expect("balance")
     }
 }
 
@@ -138,5 +160,54 @@ impl ClockExt for ManualClock {
     fn now_plus_days(&self, days: i64) -> OffsetDateTime {
         use points_ledger::Clock;
         self.now() + time::Duration::days(days)
+    }
+}
+
+/// Checks every account in the database: `balance == total_recharged - total_consumed -
+/// total_expired`; while `balance >= 0` the batches' remaining points sum to it, else they are
+/// all empty; and the journal's newest `balance_after` is the balance.
+pub async fn assert_books_balance(ledger: &points_ledger::Ledger) {
+    use sqlx::Row;
+    let pool = ledger.db().pool();
+    let accounts = sqlx::query(
+        "SELECT user_id, balance, total_recharged, total_consumed, total_expired, last_seq FROM accounts",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    for account in accounts {
+        let user: String = account.get(0);
+        let balance: i64 = account.get(1);
+        let (recharged, consumed, expired): (i64, i64, i64) =
+            (account.get(2), account.get(3), account.get(4));
+        assert_eq!(
+            balance,
+            recharged - consumed - expired,
+            "user {user}: totals"
+        );
+        let remaining: i64 = sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(remaining), 0) AS BIGINT) FROM batches WHERE user_id = $1",
+        )
+        .bind(&user)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            remaining,
+            balance.max(0),
+            "user {user}: batches hold the balance"
+        );
+        let last_seq: i64 = account.get(5);
+        if last_seq > 0 {
+            let after: i64 = sqlx::query_scalar(
+                "SELECT balance_after FROM journal WHERE user_id = $1 AND seq = $2",
+            )
+            .bind(&user)
+            .bind(last_seq)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+            assert_eq!(after, balance, "user {user}: journal ends at the balance");
+        }
     }
 }

@@ -1,0 +1,242 @@
+//! Property test: random recharges, consumes (with and without debt), replays, clock jumps and
+//! sweeps against a small in-memory model. After every step the ledger must agree with the model
+//! and the books must balance.
+
+mod common;
+
+use std::sync::Arc;
+
+use points_ledger::db::Db;
+use points_ledger::ledger::{ConsumeRequest, IdempotencyKey, LedgerError};
+use points_ledger::{Ledger, ManualClock, PriceTable};
+use proptest::prelude::*;
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Recharge {
+        points: i64,
+        ttl_hours: i64,
+    },
+    Consume {
+        service: &'static str,
+        duration: Option<f64>,
+        allow_debt: bool,
+    },
+    ReplayLast,
+    Jump {
+        hours: i64,
+    },
+    Sweep,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (1i64..120, 1i64..240).prop_map(|(points, ttl_hours)| Op::Recharge { points, ttl_hours }),
+        4 => (prop::sample::select(vec!["script", "title", "voice_clone", "caption"]), any::<bool>())
+            .prop_map(|(service, allow_debt)| Op::Consume { service, duration: None, allow_debt }),
+        2 => (1u32..600, any::<bool>()).prop_map(|(tenths, allow_debt)| Op::Consume {
+            service: "tts",
+            duration: Some(f64::from(tenths) / 10.0),
+            allow_debt,
+        }),
+        1 => Just(Op::ReplayLast),
+        2 => (0i64..120).prop_map(|hours| Op::Jump { hours }),
+        1 => Just(Op::Sweep),
+    ]
+}
+
+/// The ledger's rules, written as plainly as possible.
+#[derive(Debug, Default)]
+struct Model {
+    /// (expires_at, remaining), in recharge order.
+    batches: Vec<(OffsetDateTime, i64)>,
+    balance: i64,
+    recharged: i64,
+    consumed: i64,
+    expired: i64,
+}
+
+impl Model {
+    fn expire(&mut self, now: OffsetDateTime) {
+        for (expires_at, remaining) in &mut self.batches {
+            if *expires_at <= now && *remaining > 0 {
+                self.balance -= *remaining;
+                self.expired += *remaining;
+                *remaining = 0;
+            }
+        }
+    }
+
+    fn recharge(&mut self, now: OffsetDateTime, points: i64, expires_at: OffsetDateTime) {
+        self.expire(now);
+        let remaining = (self.balance + points).clamp(0, points);
+        self.balance += points;
+        self.recharged += points;
+        self.batches.push((expires_at, remaining));
+    }
+
+    /// `Some(balance)` when charged, `None` when refused.
+    fn consume(&mut self, now: OffsetDateTime, points: i64, allow_debt: bool) -> Option<i64> {
+        self.expire(now);
+        if points == 0 {
+            return Some(self.balance);
+        }
+        if !allow_debt && self.balance < points {
+            return None;
+        }
+        let mut order: Vec<usize> = (0..self.batches.len()).collect();
+        order.sort_by_key(|i| self.batches[*i].0);
+        let mut left = points;
+        for i in order {
+            let burn = self.batches[i].1.min(left);
+            self.batches[i].1 -= burn;
+            left -= burn;
+        }
+        self.balance -= points;
+        self.consumed += points;
+        Some(self.balance)
+    }
+
+    /// Remaining points by expiry date (batches sharing a date burn in an unspecified order).
+    fn remaining_by_expiry(&self) -> Vec<(OffsetDateTime, i64)> {
+        let mut sums: std::collections::BTreeMap<OffsetDateTime, i64> = Default::default();
+        for (expires_at, remaining) in &self.batches {
+            if *remaining > 0 {
+                *sums.entry(*expires_at).or_default() += remaining;
+            }
+        }
+        sums.into_iter().collect()
+    }
+}
+
+async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let clock = ManualClock::new(common::start_time());
+    let db = Db::connect("sqlite::memory:", 1).await.unwrap();
+    let ledger = Ledger::new(db, PriceTable::shipped(), Arc::new(clock.clone()));
+    let user = Uuid::new_v4();
+    let mut model = Model::default();
+    let mut last: Option<(
+        ConsumeRequest,
+        IdempotencyKey,
+        points_ledger::ledger::Receipt,
+    )> = None;
+    let now = |clock: &ManualClock| points_ledger::Clock::now(clock);
+
+    for (step, op) in ops.into_iter().enumerate() {
+        match op {
+            Op::Recharge { points, ttl_hours } => {
+                let expires_at = now(&clock) + Duration::hours(ttl_hours);
+                let receipt = ledger.recharge(user, points, expires_at).await.unwrap();
+                model.recharge(now(&clock), points, expires_at);
+                prop_assert_eq!(receipt.balance, model.balance, "step {}: recharge", step);
+            }
+            Op::Consume {
+                service,
+                duration,
+                allow_debt,
+            } => {
+                let request = ConsumeRequest {
+                    service: service.to_owned(),
+                    duration,
+                    allow_debt,
+                    reference: None,
+                };
+                let points = ledger.pricing().quote(service, duration).unwrap().points;
+                let key = IdempotencyKey::parse(&format!("step-{step}")).unwrap();
+                let expected = model.consume(now(&clock), points, allow_debt);
+                match (ledger.consume(user, &request, &key).await, expected) {
+                    (Ok(receipt), Some(balance)) => {
+                        prop_assert_eq!(receipt.balance, balance, "step {}: consume", step);
+                        prop_assert_eq!(receipt.points, points);
+                        prop_assert!(!receipt.replayed);
+                        if points > 0 {
+                            last = Some((request, key, receipt));
+                        }
+                    }
+                    (
+                        Err(LedgerError::InsufficientPoints {
+                            required, balance, ..
+                        }),
+                        None,
+                    ) => {
+                        prop_assert_eq!(required, points);
+                        prop_assert_eq!(balance, model.balance);
+                    }
+                    (got, expected) => {
+                        return Err(TestCaseError::fail(format!(
+                            "step {step}: got {got:?}, expected {expected:?}"
+                        )))
+                    }
+                }
+            }
+            Op::ReplayLast => {
+                if let Some((request, key, receipt)) = &last {
+                    let again = ledger.consume(user, request, key).await.unwrap();
+                    prop_assert!(again.replayed);
+                    prop_assert_eq!(&again.transaction_id, &receipt.transaction_id);
+                    prop_assert_eq!(again.balance, receipt.balance);
+                }
+            }
+            Op::Jump { hours } => clock.advance(Duration::hours(hours)),
+            Op::Sweep => {
+                let report = ledger.expire_all().await.unwrap();
+                let before = model.expired;
+                model.expire(now(&clock));
+                prop_assert_eq!(
+                    report.points,
+                    model.expired - before,
+                    "step {}: sweep",
+                    step
+                );
+            }
+        }
+
+        // The stored books balance after every step, even before expiry is applied.
+        common::assert_books_balance(&ledger).await;
+        // What a reader sees agrees with the model.
+        let summary = ledger.summary(user).await.unwrap();
+        model.expire(now(&clock));
+        prop_assert_eq!(
+            (
+                summary.balance,
+                summary.total_recharged,
+                summary.total_consumed,
+                summary.total_expired
+            ),
+            (
+                model.balance,
+                model.recharged,
+                model.consumed,
+                model.expired
+            ),
+            "step {}: summary",
+            step
+        );
+        let batches = ledger.batches(user).await.unwrap();
+        let mut seen: Vec<(OffsetDateTime, i64)> = Vec::new();
+        for batch in &batches.items {
+            prop_assert!(batch.expires_at > now(&clock), "an expired batch is listed");
+            match seen.last_mut() {
+                Some((at, sum)) if *at == batch.expires_at => *sum += batch.remaining,
+                _ => seen.push((batch.expires_at, batch.remaining)),
+            }
+        }
+        prop_assert_eq!(seen, model.remaining_by_expiry(), "step {}: batches", step);
+        let live: i64 = batches.items.iter().map(|b| b.remaining).sum();
+        prop_assert_eq!(live, model.balance.max(0));
+    }
+    ledger.db().close().await;
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn ledger_matches_the_model(ops in prop::collection::vec(op(), 1..40)) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(run(ops))?;
+    }
+}
