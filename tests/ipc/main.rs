@@ -1,0 +1,12 @@
+//! The plugin through Tauri's real IPC path on the mock runtime: commands invoked as a webview
+//! would, through the ACL built from the plugin's own permission files, against the real ledger.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod harness;
+
+mod acl;
+mod commands;
+mod props;
+mod run_charged;

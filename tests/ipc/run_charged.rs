@@ -1,0 +1,202 @@
+//! `app.points().run_charged(...)`: pre-check, work, charge on success only, journaled.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde_json::json;
+use tauri::async_runtime::block_on;
+use tauri_plugin_points::client::{ConsumeRequest, IdempotencyKey};
+use tauri_plugin_points::events::{BALANCE_CHANGED, INSUFFICIENT, PENDING_CHANGED};
+use tauri_plugin_points::journal::Journal;
+use tauri_plugin_points::{DesktopService, Error, PointsExt};
+
+use crate::harness::{ledger, signed_in_app, Setup, TestApp};
+
+#[derive(Debug, PartialEq)]
+enum JobError {
+    Points(Error),
+    Failed,
+}
+
+impl From<Error> for JobError {
+    fn from(error: Error) -> Self {
+        JobError::Points(error)
+    }
+}
+
+fn balance(app: &TestApp) -> i64 {
+    app.invoke("get_balance", json!({})).unwrap()["balance"]
+        .as_i64()
+        .unwrap()
+}
+
+#[test]
+fn too_few_points_refuse_the_job_before_it_starts() {
+    let ledger = ledger(4);
+    let app = signed_in_app(&ledger);
+    let ran = AtomicBool::new(false);
+    let result = block_on(
+        app.app
+            .points()
+            .run_charged(DesktopService::Compose, None, || async {
+                ran.store(true, Ordering::SeqCst);
+                Ok::<_, JobError>(())
+            }),
+    );
+    assert_eq!(
+        result.unwrap_err(),
+        JobError::Points(Error::InsufficientPoints {
+            service: Some("compose".into()),
+            required: Some(5),
+            balance: Some(4),
+        })
+    );
+    assert!(!ran.load(Ordering::SeqCst), "the work never started");
+    app.wait_until("insufficient", || {
+        !app.events_named(INSUFFICIENT).is_empty()
+    });
+    assert_eq!(
+        app.events_named(INSUFFICIENT),
+        [json!({"service": "compose", "required": 5, "balance": 4})]
+    );
+    assert_eq!(balance(&app), 4);
+}
+
+#[test]
+fn a_failed_job_is_not_charged() {
+    let ledger = ledger(10);
+    let app = signed_in_app(&ledger);
+    let result = block_on(app.app.points().run_charged(
+        DesktopService::SubtitleBurn,
+        Some("burn-1"),
+        || async { Err::<(), _>(JobError::Failed) },
+    ));
+    assert_eq!(result.unwrap_err(), JobError::Failed);
+    assert_eq!(app.app.points().pending_count(), 0);
+    assert_eq!(balance(&app), 10);
+}
+
+#[test]
+fn a_finished_job_is_charged_once_per_job_key_with_debt_allowed() {
+    let ledger = ledger(5);
+    let app = signed_in_app(&ledger);
+    let points = app.app.points();
+    let charged = block_on(
+        points.run_charged(DesktopService::Compose, Some("job-9"), || async {
+            // Meanwhile another device spends 3 points: the finished job is charged anyway.
+            points
+                .client()
+                .consume(
+                    &ConsumeRequest::new("cover_design"),
+                    &IdempotencyKey::random(),
+                )
+                .await
+                .unwrap();
+            points
+                .client()
+                .consume(&ConsumeRequest::new("title"), &IdempotencyKey::random())
+                .await
+                .unwrap();
+            Ok::<_, JobError>("video.mp4")
+        }),
+    )
+    .unwrap();
+    assert_eq!(charged.output, "video.mp4");
+    let receipt = charged.receipt.expect("acknowledged");
+    assert_eq!(
+        (receipt.points, receipt.balance, receipt.replayed),
+        (5, -3, false)
+    );
+    assert_eq!(receipt.idempotency_key, "job-9");
+    assert_eq!(points.pending_count(), 0);
+    app.wait_until("balance-changed", || {
+        app.events_named(BALANCE_CHANGED)
+            .contains(&json!({"balance": -3, "details": null}))
+    });
+    app.wait_until("pending back to 0", || {
+        app.events_named(PENDING_CHANGED) == [json!({"count": 1}), json!({"count": 0})]
+    });
+
+    // The same job reported again (e.g. retried by the app) is not charged twice... but its
+    // pre-check now fails: the user is in debt.
+    let again = block_on(
+        points.run_charged(DesktopService::Compose, Some("job-9"), || async {
+            Ok::<_, JobError>(())
+        }),
+    );
+    assert!(matches!(
+        again,
+        Err(JobError::Points(Error::InsufficientPoints { .. }))
+    ));
+    assert_eq!(balance(&app), -3);
+}
+
+#[test]
+fn a_charge_not_acknowledged_survives_a_restart_and_is_applied_once() {
+    let ledger = ledger(10);
+    let journal_dir = tempfile::tempdir().unwrap();
+    {
+        let app = TestApp::start(Setup {
+            journal_dir: Some(journal_dir.path().to_owned()),
+            ..Setup::new(ledger.ledger.base_url())
+        });
+        let points = app.app.points();
+        points.set_session_token(ledger.token.clone()).unwrap();
+        let charged =
+            block_on(
+                points.run_charged(DesktopService::CoverDesign, Some("cover-3"), || async {
+                    // The user signs out while the job runs: the charge cannot be sent now.
+                    points.clear_session_token();
+                    Ok::<_, JobError>(())
+                }),
+            )
+            .unwrap();
+        assert_eq!(charged.receipt, None);
+        assert_eq!(points.pending_count(), 1);
+        // The app quits here.
+    }
+    assert_eq!(Journal::open(journal_dir.path()).unwrap().len(), 1);
+
+    let app = TestApp::start(Setup {
+        token: Some(ledger.token.clone()),
+        journal_dir: Some(journal_dir.path().to_owned()),
+        ..Setup::new(ledger.ledger.base_url())
+    });
+    app.wait_until("the replay at start", || {
+        app.app.points().pending_count() == 0
+    });
+    let page = app.invoke("list_transactions", json!({})).unwrap();
+    let consumes: Vec<_> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|item| item["kind"] == "consume")
+        .collect();
+    assert_eq!(consumes.len(), 1);
+    assert_eq!(consumes[0]["service"], "cover_design");
+    assert_eq!(balance(&app), 8);
+}
+
+#[test]
+fn setting_a_session_token_replays_pending_charges() {
+    let ledger = ledger(10);
+    let journal_dir = tempfile::tempdir().unwrap();
+    Journal::open(journal_dir.path())
+        .unwrap()
+        .record(
+            &IdempotencyKey::parse("left-over").unwrap(),
+            &ConsumeRequest {
+                allow_debt: true,
+                ..ConsumeRequest::new("compose")
+            },
+        )
+        .unwrap();
+    let app = TestApp::start(Setup {
+        journal_dir: Some(journal_dir.path().to_owned()),
+        ..Setup::new(ledger.ledger.base_url())
+    });
+    assert_eq!(app.app.points().pending_count(), 1, "signed out: kept");
+    app.invoke("set_session_token", json!({"token": ledger.token}))
+        .unwrap();
+    app.wait_until("the replay", || app.app.points().pending_count() == 0);
+    assert_eq!(balance(&app), 5);
+}
