@@ -28,8 +28,8 @@ const KINDS: { readonly [K in PointsErrorKind]: true } = {
 export const POINTS_ERROR_KINDS: readonly PointsErrorKind[] = Object.keys(KINDS) as PointsErrorKind[];
 
 /**
- * Whether a rejection of a plugin command is the plugin's own error. Tauri's refusals (a command
- * the capability does not allow, arguments of the wrong type) are plain strings: not these.
+ * Whether a rejection of a plugin command is the plugin's own error. Tauri's own refusals (a
+ * command the capability does not allow, an unknown command) are plain strings: not these.
  */
 export function isPointsError(error: unknown): error is PointsError {
   if (typeof error !== "object" || error === null || Array.isArray(error)) return false;
