@@ -25,7 +25,9 @@ CREATE TABLE batches (
 CREATE INDEX batches_live_by_user ON batches (user_id, expires_at) WHERE remaining > 0;
 CREATE INDEX batches_live_by_expiry ON batches (expires_at) WHERE remaining > 0;
 
--- Append-only history: every recharge, consume and expiry.
+-- Append-only history: every recharge, consume and expiry. A consume carries the client's
+-- idempotency key and a fingerprint of its request: the journal row is the idempotency record,
+-- unique per (user, key) and kept as long as the transaction it produced.
 CREATE TABLE journal (
     id TEXT PRIMARY KEY,
     user_id TEXT NOT NULL REFERENCES accounts (user_id),
@@ -36,18 +38,11 @@ CREATE TABLE journal (
     service TEXT,
     batch_id TEXT,
     idempotency_key TEXT,
+    request_fingerprint TEXT,
     reference TEXT,
     created_at BIGINT NOT NULL,
-    UNIQUE (user_id, seq)
+    UNIQUE (user_id, seq),
+    CHECK ((idempotency_key IS NULL) = (request_fingerprint IS NULL))
 );
-
--- Consume requests already applied, by the client's key: replayed, never charged twice.
-CREATE TABLE idempotency (
-    user_id TEXT NOT NULL REFERENCES accounts (user_id),
-    idem_key TEXT NOT NULL,
-    request_fingerprint TEXT NOT NULL,
-    response TEXT NOT NULL,
-    transaction_id TEXT NOT NULL REFERENCES journal (id),
-    created_at BIGINT NOT NULL,
-    PRIMARY KEY (user_id, idem_key)
-);
+CREATE UNIQUE INDEX journal_idempotency ON journal (user_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;

@@ -90,19 +90,17 @@ impl Db {
         }
     }
 
-    /// The query that reads a user's summary row inside a write transaction and holds it
-    /// until commit: `FOR UPDATE` on PostgreSQL; SQLite's immediate transaction already holds
-    /// the write lock.
-    pub fn lock_account_sql(&self) -> &'static str {
+    /// The statement that takes a user's summary row lock (`$1`: the user) for the rest of a
+    /// write transaction, when the database needs one: `SELECT ... FOR UPDATE` on PostgreSQL.
+    /// SQLite's immediate transaction already holds the write lock. Reads of the user's other
+    /// rows must come in later statements, so that they see what the previous holder of the
+    /// lock committed.
+    pub fn row_lock_sql(&self) -> Option<&'static str> {
         match self.backend {
             Backend::Postgres => {
-                "SELECT balance, total_recharged, total_consumed, total_expired, last_seq \
-                 FROM accounts WHERE user_id = $1 FOR UPDATE"
+                Some("SELECT last_seq FROM accounts WHERE user_id = $1 FOR UPDATE")
             }
-            Backend::Sqlite => {
-                "SELECT balance, total_recharged, total_consumed, total_expired, last_seq \
-                 FROM accounts WHERE user_id = $1"
-            }
+            Backend::Sqlite => None,
         }
     }
 

@@ -251,6 +251,32 @@ struct LiveBatch {
     expires_at: i64,
 }
 
+/// A consume already journalled under the request's idempotency key.
+#[derive(Debug)]
+struct Earlier {
+    request_fingerprint: Option<String>,
+    receipt: Receipt,
+}
+
+/// What a write transaction holds about a user.
+#[derive(Debug)]
+struct Locked {
+    account: Account,
+    live: Vec<LiveBatch>,
+    earlier: Option<Earlier>,
+}
+
+/// Reads a user's summary row, live batches and the consume made under a key (`$2`, may be
+/// null), in one round trip, once the user's row lock is held.
+const READ_LOCKED_USER_SQL: &str = "SELECT a.balance, a.total_recharged, a.total_consumed, a.total_expired, a.last_seq, \
+     j.id, j.request_fingerprint, j.service, j.points, j.balance_after, \
+     b.id, b.remaining, b.expires_at \
+     FROM accounts a \
+     LEFT JOIN journal j ON j.user_id = a.user_id AND j.idempotency_key = $2 AND j.kind = 'consume' \
+     LEFT JOIN batches b ON b.user_id = a.user_id AND b.remaining > 0 \
+     WHERE a.user_id = $1 \
+     ORDER BY b.expires_at, b.created_at, b.id";
+
 /// A journal entry to append.
 struct NewEntry<'a> {
     kind: EntryKind,
@@ -258,6 +284,7 @@ struct NewEntry<'a> {
     service: Option<&'a str>,
     batch_id: Option<&'a str>,
     idempotency_key: Option<&'a str>,
+    request_fingerprint: Option<&'a str>,
     reference: Option<&'a str>,
 }
 
@@ -457,8 +484,11 @@ impl Ledger {
         }
         let now = to_micros(now);
         let mut tx = self.db.begin_write().await?;
-        let mut account = self.lock_account(&mut tx, user).await?;
-        let mut live = self.live_batches(&mut tx, user).await?;
+        let Locked {
+            mut account,
+            mut live,
+            ..
+        } = self.lock_user(&mut tx, user, None).await?;
         self.expire_due(&mut tx, user, &mut account, &mut live, now)
             .await?;
 
@@ -491,6 +521,7 @@ impl Ledger {
                     service: None,
                     batch_id: Some(&batch_id),
                     idempotency_key: None,
+                    request_fingerprint: None,
                     reference: None,
                 },
             )
@@ -528,30 +559,22 @@ impl Ledger {
         }
         let _in_flight = self.mark_in_flight(user, key)?;
         let fingerprint = serde_json::to_string(request).expect("a consume request serialises");
-        let user_text = user.to_string();
 
         let mut tx = self.db.begin_write().await?;
-        let mut account = self.lock_account(&mut tx, user).await?;
-        let earlier = sqlx::query("SELECT request_fingerprint, response FROM idempotency WHERE user_id = $1 AND idem_key = $2")
-            .bind(&user_text)
-            .bind(key.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-        if let Some(row) = earlier {
+        let Locked {
+            mut account,
+            mut live,
+            earlier,
+        } = self.lock_user(&mut tx, user, Some(key)).await?;
+        if let Some(earlier) = earlier {
             tx.rollback().await?;
-            let stored_fingerprint: String = row.try_get(0)?;
-            if stored_fingerprint != fingerprint {
+            if earlier.request_fingerprint.as_deref() != Some(fingerprint.as_str()) {
                 return Err(LedgerError::IdempotencyMismatch);
             }
-            let response: String = row.try_get(1)?;
-            let mut receipt: Receipt = serde_json::from_str(&response)
-                .map_err(|e| sqlx::Error::Decode(format!("stored receipt: {e}").into()))?;
-            receipt.replayed = true;
-            return Ok(receipt);
+            return Ok(earlier.receipt);
         }
 
         let now = to_micros(self.clock.now());
-        let mut live = self.live_batches(&mut tx, user).await?;
         self.expire_due(&mut tx, user, &mut account, &mut live, now)
             .await?;
         let required = quote.points;
@@ -593,6 +616,7 @@ impl Ledger {
                     service: Some(&request.service),
                     batch_id: None,
                     idempotency_key: Some(key.as_str()),
+                    request_fingerprint: Some(&fingerprint),
                     reference: request.reference.as_deref(),
                 },
             )
@@ -605,18 +629,6 @@ impl Ledger {
             balance: account.summary.balance,
             replayed: false,
         };
-        sqlx::query(
-            "INSERT INTO idempotency (user_id, idem_key, request_fingerprint, response, transaction_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&user_text)
-        .bind(key.as_str())
-        .bind(&fingerprint)
-        .bind(serde_json::to_string(&receipt).expect("a receipt serialises"))
-        .bind(&transaction_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
         tx.commit().await?;
         Ok(receipt)
     }
@@ -657,8 +669,11 @@ impl Ledger {
     async fn expire_user(&self, user: Uuid) -> Result<(u64, i64), LedgerError> {
         let now = to_micros(self.clock.now());
         let mut tx = self.db.begin_write().await?;
-        let mut account = self.lock_account(&mut tx, user).await?;
-        let mut live = self.live_batches(&mut tx, user).await?;
+        let Locked {
+            mut account,
+            mut live,
+            ..
+        } = self.lock_user(&mut tx, user, None).await?;
         let expired = self
             .expire_due(&mut tx, user, &mut account, &mut live, now)
             .await?;
@@ -706,54 +721,82 @@ impl Ledger {
         })
     }
 
-    /// Reads the user's summary row and holds it until the transaction ends, creating it first
-    /// for a new user.
-    async fn lock_account(&self, tx: &mut Tx, user: Uuid) -> Result<Account, LedgerError> {
+    /// Takes the user's row lock, then reads in one query their summary row, their batches with
+    /// points left (soonest expiry first) and the consume journalled under `key`, if any.
+    /// Creates the summary row first for a new user.
+    async fn lock_user(
+        &self,
+        tx: &mut Tx,
+        user: Uuid,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Locked, LedgerError> {
         let user_text = user.to_string();
-        for _ in 0..2 {
-            let row = sqlx::query(self.db.lock_account_sql())
+        for _ in 0..3 {
+            let exists = match self.db.row_lock_sql() {
+                Some(lock) => sqlx::query(lock)
+                    .bind(&user_text)
+                    .fetch_optional(&mut **tx)
+                    .await?
+                    .is_some(),
+                None => true,
+            };
+            let rows = if exists {
+                sqlx::query(READ_LOCKED_USER_SQL)
+                    .bind(&user_text)
+                    .bind(key.map(IdempotencyKey::as_str))
+                    .fetch_all(&mut **tx)
+                    .await?
+            } else {
+                Vec::new()
+            };
+            let Some(first) = rows.first() else {
+                sqlx::query(
+                    "INSERT INTO accounts (user_id) VALUES ($1) ON CONFLICT (user_id) DO NOTHING",
+                )
                 .bind(&user_text)
-                .fetch_optional(&mut **tx)
+                .execute(&mut **tx)
                 .await?;
-            if let Some(row) = row {
-                return Ok(Account {
-                    summary: Summary {
-                        balance: row.try_get(0)?,
-                        total_recharged: row.try_get(1)?,
-                        total_consumed: row.try_get(2)?,
-                        total_expired: row.try_get(3)?,
+                continue;
+            };
+            let account = Account {
+                summary: Summary {
+                    balance: first.try_get(0)?,
+                    total_recharged: first.try_get(1)?,
+                    total_consumed: first.try_get(2)?,
+                    total_expired: first.try_get(3)?,
+                },
+                last_seq: first.try_get(4)?,
+            };
+            let earlier = match first.try_get::<Option<String>, _>(5)? {
+                None => None,
+                Some(transaction_id) => Some(Earlier {
+                    request_fingerprint: first.try_get(6)?,
+                    receipt: Receipt {
+                        transaction_id: Some(transaction_id),
+                        service: first.try_get::<Option<String>, _>(7)?.unwrap_or_default(),
+                        points: -first.try_get::<i64, _>(8)?,
+                        balance: first.try_get(9)?,
+                        replayed: true,
                     },
-                    last_seq: row.try_get(4)?,
-                });
+                }),
+            };
+            let mut live = Vec::with_capacity(rows.len());
+            for row in &rows {
+                if let Some(id) = row.try_get::<Option<String>, _>(10)? {
+                    live.push(LiveBatch {
+                        id,
+                        remaining: row.try_get(11)?,
+                        expires_at: row.try_get(12)?,
+                    });
+                }
             }
-            sqlx::query(
-                "INSERT INTO accounts (user_id) VALUES ($1) ON CONFLICT (user_id) DO NOTHING",
-            )
-            .bind(&user_text)
-            .execute(&mut **tx)
-            .await?;
+            return Ok(Locked {
+                account,
+                live,
+                earlier,
+            });
         }
         Err(sqlx::Error::RowNotFound.into())
-    }
-
-    /// The user's batches with points left, soonest expiry first.
-    async fn live_batches(&self, tx: &mut Tx, user: Uuid) -> Result<Vec<LiveBatch>, LedgerError> {
-        let rows = sqlx::query(
-            "SELECT id, remaining, expires_at FROM batches WHERE user_id = $1 AND remaining > 0 \
-             ORDER BY expires_at, created_at, id",
-        )
-        .bind(user.to_string())
-        .fetch_all(&mut **tx)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(LiveBatch {
-                    id: row.try_get(0)?,
-                    remaining: row.try_get(1)?,
-                    expires_at: row.try_get(2)?,
-                })
-            })
-            .collect()
     }
 
     /// Expires the batches of `live` that are due at `now`: their remaining points leave the
@@ -789,6 +832,7 @@ impl Ledger {
                     service: None,
                     batch_id: Some(&batch.id),
                     idempotency_key: None,
+                    request_fingerprint: None,
                     reference: None,
                 },
             )
@@ -809,8 +853,9 @@ impl Ledger {
         account.last_seq += 1;
         let id = Uuid::new_v4().to_string();
         sqlx::query(
-            "INSERT INTO journal (id, user_id, seq, kind, points, balance_after, service, batch_id, idempotency_key, reference, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            "INSERT INTO journal (id, user_id, seq, kind, points, balance_after, service, batch_id, \
+             idempotency_key, request_fingerprint, reference, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(&id)
         .bind(user.to_string())
@@ -821,6 +866,7 @@ impl Ledger {
         .bind(entry.service)
         .bind(entry.batch_id)
         .bind(entry.idempotency_key)
+        .bind(entry.request_fingerprint)
         .bind(entry.reference)
         .bind(now)
         .execute(&mut **tx)
