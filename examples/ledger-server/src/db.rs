@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
+use uuid::Uuid;
 
 /// Which database the URL selects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,20 +82,36 @@ impl Db {
         self.backend
     }
 
-    /// Starts a write transaction. On SQLite it takes the database's write lock at once
-    /// (`BEGIN IMMEDIATE`), so two writers never both read and then collide on upgrade.
-    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+    /// Starts a write transaction for `user`, holding their summary row lock when the row
+    /// exists, in one round trip.
+    ///
+    /// - SQLite: `BEGIN IMMEDIATE` takes the database's write lock at once, so two writers never
+    ///   both read and then collide on upgrade.
+    /// - PostgreSQL: `BEGIN; SELECT ... FOR UPDATE` in one simple query. The user id is inlined:
+    ///   a [`Uuid`] prints as hex digits and hyphens only.
+    ///
+    /// Reads of the user's rows must come in later statements, so that they see what the
+    /// previous holder of the lock committed.
+    pub async fn begin_write(
+        &self,
+        user: Uuid,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
         match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
+            Backend::Postgres => {
+                let user = user.hyphenated();
+                self.pool
+                    .begin_with(format!(
+                        "BEGIN; SELECT last_seq FROM accounts WHERE user_id = '{user}' FOR UPDATE"
+                    ))
+                    .await
+            }
         }
     }
 
-    /// The statement that takes a user's summary row lock (`$1`: the user) for the rest of a
-    /// write transaction, when the database needs one: `SELECT ... FOR UPDATE` on PostgreSQL.
-    /// SQLite's immediate transaction already holds the write lock. Reads of the user's other
-    /// rows must come in later statements, so that they see what the previous holder of the
-    /// lock committed.
+    /// The statement that takes a user's summary row lock (`$1`: the user) inside a write
+    /// transaction, for a row created after [`Db::begin_write`]: `SELECT ... FOR UPDATE` on
+    /// PostgreSQL; none on SQLite, whose immediate transaction holds the write lock.
     pub fn row_lock_sql(&self) -> Option<&'static str> {
         match self.backend {
             Backend::Postgres => {

@@ -483,7 +483,7 @@ impl Ledger {
             ));
         }
         let now = to_micros(now);
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.db.begin_write(user).await?;
         let Locked {
             mut account,
             mut live,
@@ -560,7 +560,7 @@ impl Ledger {
         let _in_flight = self.mark_in_flight(user, key)?;
         let fingerprint = serde_json::to_string(request).expect("a consume request serialises");
 
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.db.begin_write(user).await?;
         let Locked {
             mut account,
             mut live,
@@ -668,7 +668,7 @@ impl Ledger {
     /// Expires the user's due batches, in a write transaction of their own.
     async fn expire_user(&self, user: Uuid) -> Result<(u64, i64), LedgerError> {
         let now = to_micros(self.clock.now());
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.db.begin_write(user).await?;
         let Locked {
             mut account,
             mut live,
@@ -721,7 +721,7 @@ impl Ledger {
         })
     }
 
-    /// Takes the user's row lock, then reads in one query their summary row, their batches with
+    /// Reads, under the user's row lock, in one query, their summary row, their batches with
     /// points left (soonest expiry first) and the consume journalled under `key`, if any.
     /// Creates the summary row first for a new user.
     async fn lock_user(
@@ -731,8 +731,10 @@ impl Ledger {
         key: Option<&IdempotencyKey>,
     ) -> Result<Locked, LedgerError> {
         let user_text = user.to_string();
-        for _ in 0..3 {
-            let exists = match self.db.row_lock_sql() {
+        for attempt in 0..3 {
+            // The first attempt runs under the lock taken by `begin_write`; later ones follow
+            // the creation of the user's row, and lock it first.
+            let exists = match self.db.row_lock_sql().filter(|_| attempt > 0) {
                 Some(lock) => sqlx::query(lock)
                     .bind(&user_text)
                     .fetch_optional(&mut **tx)
