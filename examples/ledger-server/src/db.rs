@@ -1,4 +1,4 @@
-//! The database: one connection pool over SQLite or PostgreSQL, and the few places where the two
+//! The database: connection pools over SQLite or PostgreSQL, and the few places where the two
 //! dialects differ (how a write transaction starts, how the user's row is locked).
 
 use std::str::FromStr;
@@ -17,10 +17,11 @@ pub enum Backend {
     Postgres,
 }
 
-/// A pool of connections to the ledger's database, migrated.
+/// Connection pools to the ledger's database (migrated): one for reads, one for writes.
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: AnyPool,
+    write_pool: AnyPool,
     backend: Backend,
 }
 
@@ -44,32 +45,48 @@ impl Db {
         let in_memory =
             backend == Backend::Sqlite && (url.contains(":memory:") || url.contains("mode=memory"));
         let options = AnyConnectOptions::from_str(url)?;
-        let mut pool = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(60));
-        pool = if in_memory {
-            // Every connection to `:memory:` is its own database: keep exactly one, forever.
-            pool.max_connections(1)
-                .min_connections(1)
-                .idle_timeout(None)
-                .max_lifetime(None)
-        } else {
-            pool.max_connections(max_connections.max(1))
+        let pool_options = |max: u32| {
+            let mut pool = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(60));
+            pool = if in_memory {
+                // Every connection to `:memory:` is its own database: keep exactly one, forever.
+                pool.max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None)
+            } else {
+                pool.max_connections(max.max(1))
+            };
+            if backend == Backend::Sqlite {
+                pool = pool.after_connect(move |conn, _meta| {
+                    Box::pin(async move {
+                        if !in_memory {
+                            conn.execute("PRAGMA journal_mode = WAL").await?;
+                            conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        }
+                        conn.execute("PRAGMA busy_timeout = 30000").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                        Ok(())
+                    })
+                });
+            }
+            pool
         };
-        if backend == Backend::Sqlite {
-            pool = pool.after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    if !in_memory {
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA synchronous = NORMAL").await?;
-                    }
-                    conn.execute("PRAGMA busy_timeout = 30000").await?;
-                    conn.execute("PRAGMA foreign_keys = ON").await?;
-                    Ok(())
-                })
-            });
-        }
-        let pool = pool.connect_with(options).await?;
+        let pool = pool_options(max_connections)
+            .connect_with(options.clone())
+            .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool, backend })
+        // SQLite has one writer at a time: queue writers on one connection (a fair queue)
+        // rather than let them sleep in SQLite's busy handler. PostgreSQL locks rows itself.
+        let write_pool = if backend == Backend::Sqlite && !in_memory {
+            pool_options(1).connect_with(options).await?
+        } else {
+            pool.clone()
+        };
+        Ok(Self {
+            pool,
+            write_pool,
+            backend,
+        })
     }
 
     /// The pool, for reads.
@@ -97,10 +114,10 @@ impl Db {
         user: Uuid,
     ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
         match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Sqlite => self.write_pool.begin_with("BEGIN IMMEDIATE").await,
             Backend::Postgres => {
                 let user = user.hyphenated();
-                self.pool
+                self.write_pool
                     .begin_with(format!(
                         "BEGIN; SELECT last_seq FROM accounts WHERE user_id = '{user}' FOR UPDATE"
                     ))
@@ -123,6 +140,7 @@ impl Db {
 
     /// Closes every connection.
     pub async fn close(&self) {
+        self.write_pool.close().await;
         self.pool.close().await;
     }
 }
