@@ -898,3 +898,54 @@ impl Ledger {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+
+    async fn ledger() -> Ledger {
+        let db = Db::connect("sqlite::memory:", 1).await.unwrap();
+        Ledger::new(db, PriceTable::shipped(), Arc::new(SystemClock))
+    }
+
+    #[tokio::test]
+    async fn a_key_in_flight_is_refused_until_it_lands() {
+        let ledger = ledger().await;
+        let user = Uuid::new_v4();
+        let in_a_day = ledger.now() + time::Duration::days(1);
+        ledger.recharge(user, 10, in_a_day).await.unwrap();
+        let key = IdempotencyKey::parse("job-7").unwrap();
+        let request = ConsumeRequest {
+            service: "title".into(),
+            duration: None,
+            allow_debt: false,
+            reference: None,
+        };
+        let first = ledger.mark_in_flight(user, &key).unwrap();
+        assert!(matches!(
+            ledger.consume(user, &request, &key).await,
+            Err(LedgerError::IdempotencyInFlight)
+        ));
+        // Another user's same key is not in flight.
+        let other = Uuid::new_v4();
+        ledger.recharge(other, 10, in_a_day).await.unwrap();
+        assert!(ledger.consume(other, &request, &key).await.is_ok());
+        drop(first);
+        let receipt = ledger.consume(user, &request, &key).await.unwrap();
+        assert_eq!(
+            (receipt.points, receipt.balance, receipt.replayed),
+            (1, 9, false)
+        );
+        assert_eq!(ledger.summary(user).await.unwrap().balance, 9);
+    }
+
+    #[test]
+    fn idempotency_keys_are_printable_ascii_without_space() {
+        assert!(IdempotencyKey::parse("a").is_some());
+        assert!(IdempotencyKey::parse(&"~".repeat(255)).is_some());
+        for bad in ["", " ", "a b", "é", "a\u{7f}", &"k".repeat(256)] {
+            assert!(IdempotencyKey::parse(bad).is_none(), "{bad:?}");
+        }
+    }
+}

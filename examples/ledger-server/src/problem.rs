@@ -177,3 +177,58 @@ impl From<LedgerError> for Problem {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ledger_errors_map_to_the_contract_codes() {
+        let cases: Vec<(LedgerError, u16, &str)> = vec![
+            (
+                LedgerError::IdempotencyInFlight,
+                409,
+                "idempotency_conflict",
+            ),
+            (
+                LedgerError::IdempotencyMismatch,
+                422,
+                "idempotency_conflict",
+            ),
+            (
+                PricingError::InvalidDuration.into(),
+                422,
+                "invalid_duration",
+            ),
+            (
+                PricingError::UnknownService("x".into()).into(),
+                422,
+                "unknown_service",
+            ),
+            (LedgerError::InvalidCursor, 400, "invalid_request"),
+            (sqlx::Error::PoolTimedOut.into(), 500, "internal"),
+        ];
+        for (error, status, code) in cases {
+            let problem = Problem::from(error);
+            assert_eq!((problem.status, problem.code.as_str()), (status, code));
+        }
+        let short = Problem::from(LedgerError::InsufficientPoints {
+            service: "compose".into(),
+            required: 5,
+            balance: 2,
+        });
+        let body = serde_json::to_value(&short).unwrap();
+        assert_eq!(body["status"], 402);
+        assert_eq!(body["code"], "insufficient_points");
+        assert_eq!(
+            (
+                body["service"].as_str(),
+                body["required"].as_i64(),
+                body["balance"].as_i64()
+            ),
+            (Some("compose"), Some(5), Some(2))
+        );
+        let plain = serde_json::to_value(Problem::unauthorized("no")).unwrap();
+        assert!(plain.get("balance").is_none());
+    }
+}
