@@ -10,8 +10,8 @@ use crate::pricing::PriceTable;
 /// How often the expiry sweep runs by default (the seed's scheduler: every 5 minutes).
 pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(300);
 
-/// Everything [`crate::serve`] needs.
-#[derive(Debug, Clone)]
+/// Everything [`crate::serve`] needs. Its `Debug` output hides the secrets.
+#[derive(Clone)]
 pub struct LedgerConfig {
     /// `sqlite:PATH`, `sqlite::memory:` or `postgres://...`.
     pub database_url: String,
@@ -29,6 +29,33 @@ pub struct LedgerConfig {
     pub clock: Arc<dyn Clock>,
     /// The most database connections to hold (SQLite in memory always uses one).
     pub max_connections: u32,
+}
+
+impl std::fmt::Debug for LedgerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LedgerConfig")
+            .field("database_url", &redact_password(&self.database_url))
+            .field("jwt_secret", &"<hidden>")
+            .field("admin_key", &"<hidden>")
+            .field("pricing", &self.pricing)
+            .field("bind", &self.bind)
+            .field("sweep_interval", &self.sweep_interval)
+            .field("clock", &self.clock)
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+/// `scheme://user:<hidden>@host/...` for a URL with a password; other URLs unchanged.
+fn redact_password(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if let Some((credentials, host)) = rest.rsplit_once('@') {
+            if let Some((user, _password)) = credentials.split_once(':') {
+                return format!("{scheme}://{user}:<hidden>@{host}");
+            }
+        }
+    }
+    url.to_owned()
 }
 
 /// A random secret: 64 hex characters from the operating system's generator.
@@ -100,5 +127,27 @@ impl LedgerConfig {
     pub fn with_max_connections(mut self, max: u32) -> Self {
         self.max_connections = max;
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_the_secrets() {
+        let config = LedgerConfig::ephemeral().with_secrets("jwt-secret-value", "admin-key-value");
+        let text = format!("{config:?}");
+        assert!(
+            !text.contains("jwt-secret-value") && !text.contains("admin-key-value"),
+            "{text}"
+        );
+        assert!(text.contains("sqlite::memory:"));
+        let pg = config.with_database_url("postgres://ledger:s3cret@db:5432/points");
+        let text = format!("{pg:?}");
+        assert!(
+            !text.contains("s3cret") && text.contains("postgres://ledger:<hidden>@db:5432/points"),
+            "{text}"
+        );
     }
 }
