@@ -32,6 +32,7 @@ async fn no_overspending(l: TestLedger) {
         json!({"balance": 0, "total_recharged": 100, "total_consumed": 100, "total_expired": 0})
     );
     assert_books_balance(l.running.ledger()).await;
+    finish(l).await;
 }
 
 /// 50 concurrent requests with one key: exactly one charge; the others replay it or are told
@@ -72,6 +73,13 @@ async fn one_charge_per_key(l: TestLedger) {
     }
     assert_eq!(l.balance(&token).await, 95, "{replays} replays");
     assert_books_balance(l.running.ledger()).await;
+    finish(l).await;
+}
+
+async fn finish(l: Arc<TestLedger>) {
+    if let Ok(l) = Arc::try_unwrap(l) {
+        l.finish().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -120,7 +128,7 @@ async fn postgres_two_servers_share_the_row_lock() {
     let url = common::fresh_pg_database(&base).await;
     let http = reqwest::Client::new();
     let config = points_ledger::LedgerConfig::ephemeral()
-        .with_database_url(url)
+        .with_database_url(url.clone())
         .with_secrets("shared-secret-for-both", "admin-key-for-both");
     let first = points_ledger::serve(config.clone()).await.unwrap();
     let second = points_ledger::serve(config).await.unwrap();
@@ -169,4 +177,5 @@ async fn postgres_two_servers_share_the_row_lock() {
     assert_books_balance(first.ledger()).await;
     first.shutdown().await;
     second.shutdown().await;
+    common::drop_pg_database(&url).await;
 }

@@ -796,7 +796,7 @@ macro_rules! on_both_backends {
                 async fn $case() {
                     let l = crate::common::start(crate::Backend::Sqlite).await.expect("SQLite");
                     super::$case(&l).await;
-                    l.running.shutdown().await;
+                    l.finish().await;
                 }
             )*
         }
@@ -806,7 +806,7 @@ macro_rules! on_both_backends {
                 async fn $case() {
                     let Some(l) = crate::common::start(crate::Backend::Postgres).await else { return };
                     super::$case(&l).await;
-                    l.running.shutdown().await;
+                    l.finish().await;
                 }
             )*
         }

@@ -21,6 +21,7 @@ pub struct TestLedger {
     pub running: RunningLedger,
     pub clock: ManualClock,
     pub http: reqwest::Client,
+    pub database_url: String,
 }
 
 /// A fixed starting time, so expiry dates in tests are easy to read.
@@ -84,7 +85,7 @@ pub async fn start(backend: Backend) -> Option<TestLedger> {
 pub async fn start_with_url(url: String) -> TestLedger {
     let clock = ManualClock::new(start_time());
     let config = LedgerConfig::ephemeral()
-        .with_database_url(url)
+        .with_database_url(url.clone())
         .with_clock(Arc::new(clock.clone()));
     let running = points_ledger::serve(config)
         .await
@@ -93,10 +94,35 @@ pub async fn start_with_url(url: String) -> TestLedger {
         running,
         clock,
         http: reqwest::Client::new(),
+        database_url: url,
+    }
+}
+
+/// Drops a database made by [`fresh_pg_database`]; other URLs are left alone.
+pub async fn drop_pg_database(url: &str) {
+    let Some(base) = pg_url() else { return };
+    let path = url.split('?').next().unwrap_or(url);
+    let Some((_, name)) = path.rsplit_once('/') else {
+        return;
+    };
+    if !name.starts_with("points_test_") {
+        return;
+    }
+    if let Ok(mut conn) = sqlx::PgConnection::connect(&base).await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut conn)
+            .await;
+        conn.close().await.ok();
     }
 }
 
 impl TestLedger {
+    /// Stops the ledger and drops its PostgreSQL test database.
+    pub async fn finish(self) {
+        self.running.shutdown().await;
+        drop_pg_database(&self.database_url).await;
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.running.base_url(), path)
     }
