@@ -173,15 +173,25 @@ impl Journal {
 
     /// Records the charge, sends it, and settles the journal entry by the outcome: removed on
     /// acknowledgement or when the ledger proves it can never apply, kept otherwise.
+    ///
+    /// If the journal cannot be written (disk full, read-only), the charge is still sent once,
+    /// unjournaled, and the failure logged: the work it pays for is already done.
     pub async fn consume(
         &self,
         client: &LedgerClient,
         request: &ConsumeRequest,
         key: &IdempotencyKey,
     ) -> Result<ChargeReceipt> {
-        self.record(key, request)?;
+        let recorded = self.record(key, request);
+        if let Err(error) = &recorded {
+            tracing::error!(%error, "could not journal a charge; sending it without a journal entry");
+        }
         let outcome = client.consume(request, key).await;
-        self.settle(key.as_str(), &outcome);
+        if recorded.is_ok() {
+            self.settle(key.as_str(), &outcome);
+        } else if let Err(error) = &outcome {
+            tracing::error!(%error, "an unjournaled charge was not acknowledged and may be lost");
+        }
         outcome
     }
 

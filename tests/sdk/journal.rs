@@ -150,3 +150,22 @@ async fn the_journal_is_written_before_the_consume_is_sent() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_journal_that_cannot_be_written_still_sends_the_charge_once() {
+    let test = TestLedger::start(10).await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path().join("gone")).unwrap();
+    std::fs::remove_dir_all(dir.path().join("gone")).unwrap();
+    let receipt = journal
+        .consume(
+            &test.client(),
+            &debt_charge("compose"),
+            &IdempotencyKey::random(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(receipt.balance, 5);
+    assert!(journal.is_empty());
+    test.ledger.shutdown().await;
+}
