@@ -5,6 +5,10 @@
 //! 5xx is replayed later with the same idempotency key and the same body, so the ledger applies
 //! each charge exactly once: never lost, never made twice.
 //!
+//! Each charge belongs to the account it was made for (see [`account_of`](crate::client::account_of)): a replay sends only
+//! the charges of the account signed in now, so a charge left by one user is never billed to the
+//! next user who signs in on the same machine; it waits until its own account signs in again.
+//!
 //! One file per charge, named by a random id (keys may hold any printable character); the key
 //! and the request are inside. One process owns a journal directory at a time.
 
@@ -28,6 +32,10 @@ pub struct PendingCharge {
     pub idempotency_key: String,
     /// The exact body to send.
     pub request: ConsumeRequest,
+    /// The account the charge was made for ([`account_of`](crate::client::account_of) its token); `None` when it was
+    /// recorded while signed out, in which case the next account to sign in replays it.
+    #[serde(default)]
+    pub account: Option<String>,
     /// When the charge was first recorded (seconds since the Unix epoch).
     pub recorded_at: u64,
 }
@@ -39,7 +47,8 @@ pub struct ReplayReport {
     pub acknowledged: Vec<ChargeReceipt>,
     /// Charges the ledger proved can never apply; dropped with a warning.
     pub dropped: Vec<(PendingCharge, Error)>,
-    /// Charges kept for a later replay (ledger unreachable, 5xx, signed out, ...).
+    /// Charges kept for a later replay (ledger unreachable, 5xx, signed out, made for another
+    /// account, ...).
     pub kept: usize,
 }
 
@@ -123,11 +132,18 @@ impl Journal {
         charges
     }
 
-    /// Durably records `request` under `key`: when this returns, the charge survives a crash.
-    pub fn record(&self, key: &IdempotencyKey, request: &ConsumeRequest) -> Result<PendingCharge> {
+    /// Durably records `request` under `key`, for `account`: when this returns, the charge
+    /// survives a crash.
+    pub fn record(
+        &self,
+        account: Option<&str>,
+        key: &IdempotencyKey,
+        request: &ConsumeRequest,
+    ) -> Result<PendingCharge> {
         let charge = PendingCharge {
             idempotency_key: key.as_str().to_owned(),
             request: request.clone(),
+            account: account.map(str::to_owned),
             recorded_at: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|since| since.as_secs())
@@ -182,7 +198,7 @@ impl Journal {
         request: &ConsumeRequest,
         key: &IdempotencyKey,
     ) -> Result<ChargeReceipt> {
-        let recorded = self.record(key, request);
+        let recorded = self.record(client.account().as_deref(), key, request);
         if let Err(error) = &recorded {
             tracing::error!(%error, "could not journal a charge; sending it without a journal entry");
         }
@@ -195,14 +211,25 @@ impl Journal {
         outcome
     }
 
-    /// Sends every pending charge again, with its own key and body; see [`ReplayReport`].
-    /// A replay already running makes this one return an empty report.
+    /// Sends every pending charge of the account `client` is signed in as again, with its own
+    /// key and body; see [`ReplayReport`]. A replay already running makes this one return an
+    /// empty report.
     pub async fn replay(&self, client: &LedgerClient) -> ReplayReport {
         let mut report = ReplayReport::default();
         let Ok(_guard) = self.replaying.try_lock() else {
             return report;
         };
+        let account = client.account();
         for charge in self.pending() {
+            let belongs = match (&charge.account, &account) {
+                (Some(owner), Some(current)) => owner == current,
+                (None, _) => true,
+                (Some(_), None) => false,
+            };
+            if !belongs {
+                report.kept += 1;
+                continue;
+            }
             let key = match IdempotencyKey::parse(charge.idempotency_key.clone()) {
                 Ok(key) => key,
                 Err(error) => {
@@ -330,9 +357,9 @@ mod tests {
         let key = IdempotencyKey::parse("job/1 ".trim()).unwrap();
         {
             let journal = Journal::open(dir.path()).unwrap();
-            journal.record(&key, &request("compose")).unwrap();
+            journal.record(None, &key, &request("compose")).unwrap();
             journal
-                .record(&IdempotencyKey::random(), &request("cover_design"))
+                .record(None, &IdempotencyKey::random(), &request("cover_design"))
                 .unwrap();
             assert_eq!(journal.len(), 2);
         }
@@ -351,8 +378,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::open(dir.path()).unwrap();
         let key = IdempotencyKey::random();
-        journal.record(&key, &request("compose")).unwrap();
-        journal.record(&key, &request("compose")).unwrap();
+        journal.record(None, &key, &request("compose")).unwrap();
+        journal.record(None, &key, &request("compose")).unwrap();
         assert_eq!(journal.len(), 1);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
@@ -377,7 +404,7 @@ mod tests {
             move |count| seen.lock().unwrap().push(count)
         });
         let key = IdempotencyKey::random();
-        journal.record(&key, &request("compose")).unwrap();
+        journal.record(None, &key, &request("compose")).unwrap();
         journal.remove(key.as_str()).unwrap();
         journal.remove(key.as_str()).unwrap();
         assert_eq!(*seen.lock().unwrap(), vec![1, 0]);

@@ -18,7 +18,7 @@ use tokio::sync::OnceCell;
 
 pub use key::IdempotencyKey;
 pub use retry::RetryPolicy;
-pub use token::{SessionToken, TokenProvider};
+pub use token::{account_of, SessionToken, TokenProvider};
 pub use wire::ConsumeRequest;
 
 use crate::models::{Batch, ChargeReceipt, CostCheck, PointBalance, PriceList, TransactionPage};
@@ -213,6 +213,11 @@ impl LedgerClient {
     /// The retry policy in use.
     pub fn retry_policy(&self) -> &RetryPolicy {
         &self.inner.retry
+    }
+
+    /// The account the client is signed in as ([`account_of`] its token), `None` when signed out.
+    pub fn account(&self) -> Option<String> {
+        self.inner.tokens.token().map(|token| account_of(&token))
     }
 
     /// `GET /points/balance`. Concurrent calls share one request.

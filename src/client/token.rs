@@ -4,6 +4,9 @@
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+
 /// Gives the bearer token for the next request; `None` means "not signed in".
 pub trait TokenProvider: Send + Sync + 'static {
     /// The current token.
@@ -64,9 +67,52 @@ impl fmt::Debug for SessionToken {
     }
 }
 
+/// Who `token` belongs to, as far as the journal needs to know: `sub:<subject>` when the token
+/// is a JWT with a string `sub` claim (it stays the same when the token is refreshed), else
+/// `sha256:<hex>` of the whole token. The signature is not checked (the ledger does that) and
+/// the token itself never appears in the result.
+pub fn account_of(token: &str) -> String {
+    let subject = token
+        .split('.')
+        .nth(1)
+        .filter(|_| token.split('.').count() == 3)
+        .and_then(|payload| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload.trim_end_matches('='))
+                .ok()
+        })
+        .and_then(|json| serde_json::from_slice::<serde_json::Value>(&json).ok())
+        .and_then(|claims| claims.get("sub")?.as_str().map(str::to_owned));
+    match subject {
+        Some(subject) => format!("sub:{subject}"),
+        None => {
+            let digest = Sha256::digest(token.as_bytes());
+            let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+            format!("sha256:{hex}")
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_jwt_belongs_to_its_subject_and_other_tokens_to_their_digest() {
+        // {"alg":"HS256"} . {"sub":"user-1","exp":1} . signature
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyLTEiLCJleHAiOjF9.c2ln";
+        let refreshed = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyLTEiLCJleHAiOjJ9.b3RoZXI";
+        assert_eq!(account_of(jwt), "sub:user-1");
+        assert_eq!(account_of(refreshed), "sub:user-1");
+        let opaque = account_of("opaque-session-secret");
+        assert!(
+            opaque.starts_with("sha256:") && opaque.len() == 7 + 64,
+            "{opaque}"
+        );
+        assert!(!opaque.contains("opaque-session-secret"));
+        assert_ne!(opaque, account_of("another-secret"));
+        assert!(account_of("a.b.c").starts_with("sha256:"), "not a JWT");
+    }
 
     #[test]
     fn debug_never_shows_the_token() {

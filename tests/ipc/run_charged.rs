@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::json;
 use tauri::async_runtime::block_on;
-use tauri_plugin_points::client::{ConsumeRequest, IdempotencyKey};
+use tauri_plugin_points::client::{account_of, ConsumeRequest, IdempotencyKey};
 use tauri_plugin_points::events::{BALANCE_CHANGED, INSUFFICIENT, PENDING_CHANGED};
 use tauri_plugin_points::journal::Journal;
 use tauri_plugin_points::{DesktopService, Error, PointsExt};
@@ -183,6 +183,7 @@ fn setting_a_session_token_replays_pending_charges() {
     Journal::open(journal_dir.path())
         .unwrap()
         .record(
+            Some(&account_of(&ledger.token)),
             &IdempotencyKey::parse("left-over").unwrap(),
             &ConsumeRequest {
                 allow_debt: true,

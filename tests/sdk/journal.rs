@@ -34,7 +34,10 @@ async fn a_crash_before_the_consume_was_sent_is_charged_once_on_replay() {
     let key = IdempotencyKey::parse("render-17").unwrap();
     {
         let journal = Journal::open(dir.path()).unwrap();
-        journal.record(&key, &debt_charge("compose")).unwrap();
+        let account = test.client().account();
+        journal
+            .record(account.as_deref(), &key, &debt_charge("compose"))
+            .unwrap();
         // The process dies here: the consume was never sent.
     }
     let client = test.client();
@@ -58,7 +61,9 @@ async fn a_crash_after_the_ledger_applied_it_is_not_charged_twice() {
     {
         let client = test.client();
         let journal = Journal::open(dir.path()).unwrap();
-        journal.record(&key, &debt_charge("compose")).unwrap();
+        journal
+            .record(client.account().as_deref(), &key, &debt_charge("compose"))
+            .unwrap();
         client.consume(&debt_charge("compose"), &key).await.unwrap();
         // The process dies before removing the acknowledged charge.
     }
@@ -103,15 +108,60 @@ async fn an_unreachable_ledger_keeps_the_charge_for_later() {
 }
 
 #[tokio::test]
+async fn a_pending_charge_is_never_billed_to_another_account() {
+    let test = TestLedger::start(10).await;
+    let other_user = uuid::Uuid::new_v4();
+    test.ledger
+        .recharge(other_user, 10, crate::common::in_days(30))
+        .await
+        .unwrap();
+    let other = client_for(
+        &test.ledger.base_url(),
+        Some(&test.ledger.token_for(other_user)),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path()).unwrap();
+    let nowhere = client_for("http://127.0.0.1:9", Some(&test.token));
+    let result = journal
+        .consume(&nowhere, &debt_charge("compose"), &IdempotencyKey::random())
+        .await;
+    assert!(matches!(result, Err(Error::Network(_))), "{result:?}");
+
+    // Another user signs in on the same machine: the charge is not theirs to pay.
+    let report = journal.replay(&other).await;
+    assert_eq!((report.acknowledged.len(), report.kept), (0, 1));
+    assert_eq!(other.balance().await.unwrap().balance, 10);
+    assert!(consumes(&other).await.is_empty());
+
+    // Its own user signs in again: the charge is sent, once.
+    let report = journal.replay(&test.client()).await;
+    assert_eq!((report.acknowledged.len(), report.kept), (1, 0));
+    assert!(journal.is_empty());
+    assert_eq!(
+        consumes(&test.client()).await,
+        [(Some("compose".into()), -5)]
+    );
+    test.ledger.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_charge_the_ledger_can_never_apply_is_dropped() {
     let test = TestLedger::start(10).await;
     let dir = tempfile::tempdir().unwrap();
     let journal = Journal::open(dir.path()).unwrap();
     journal
-        .record(&IdempotencyKey::random(), &debt_charge("retired_service"))
+        .record(
+            None,
+            &IdempotencyKey::random(),
+            &debt_charge("retired_service"),
+        )
         .unwrap();
     journal
-        .record(&IdempotencyKey::random(), &debt_charge("cover_design"))
+        .record(
+            None,
+            &IdempotencyKey::random(),
+            &debt_charge("cover_design"),
+        )
         .unwrap();
     let report = journal.replay(&test.client()).await;
     assert_eq!(report.acknowledged.len(), 1);
