@@ -2,6 +2,7 @@
 //! session token and the journal, runs the charge-a-job flow, and emits the plugin's events.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tauri::{AppHandle, Runtime};
@@ -31,6 +32,8 @@ pub struct Points<R: Runtime> {
     client: LedgerClient,
     session: SessionToken,
     journal: Arc<Journal>,
+    /// Counts the receipts that moved the balance: a fetch that overlapped one may predate it.
+    balance_moves: Arc<AtomicU64>,
 }
 
 impl<R: Runtime> Clone for Points<R> {
@@ -40,6 +43,7 @@ impl<R: Runtime> Clone for Points<R> {
             client: self.client.clone(),
             session: self.session.clone(),
             journal: self.journal.clone(),
+            balance_moves: self.balance_moves.clone(),
         }
     }
 }
@@ -56,6 +60,7 @@ impl<R: Runtime> Points<R> {
             client,
             session,
             journal,
+            balance_moves: Arc::default(),
         }
     }
 
@@ -90,8 +95,24 @@ impl<R: Runtime> Points<R> {
     }
 
     /// The balance summary; emits `points://balance-changed` with the details.
+    ///
+    /// A charge acknowledged while the fetch was under way may be missing from its answer, which
+    /// would then undo the charge's newer figure: such a fetch is made once more, and its details
+    /// are emitted only when no charge overlapped it.
     pub async fn balance(&self) -> Result<PointBalance> {
-        let balance = self.observe(self.client.balance().await)?;
+        let mut fetches = 0;
+        let (balance, overlapped) = loop {
+            let moves = self.balance_moves.load(Ordering::SeqCst);
+            let balance = self.observe(self.client.balance().await)?;
+            fetches += 1;
+            let overlapped = self.balance_moves.load(Ordering::SeqCst) != moves;
+            if !overlapped || fetches == 2 {
+                break (balance, overlapped);
+            }
+        };
+        if overlapped {
+            return Ok(balance);
+        }
         events::balance_changed(
             &self.app,
             BalanceChanged {
@@ -210,6 +231,7 @@ impl<R: Runtime> Points<R> {
     }
 
     fn receipt_changed_balance(&self, receipt: &ChargeReceipt) {
+        self.balance_moves.fetch_add(1, Ordering::SeqCst);
         events::balance_changed(
             &self.app,
             BalanceChanged {

@@ -2,6 +2,8 @@
 //! clients of it.
 #![allow(dead_code)]
 
+pub mod stub;
+
 use std::time::Duration;
 
 use points_ledger::{LedgerConfig, RunningLedger};

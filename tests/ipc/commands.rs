@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 use tauri_plugin_points::events::{BALANCE_CHANGED, INSUFFICIENT};
 
-use crate::harness::{ledger, signed_in_app, Setup, TestApp};
+use crate::harness::{invoke_from, ledger, signed_in_app, Setup, TestApp};
 
 fn kind(error: &Value) -> &str {
     error["kind"]
@@ -244,4 +244,49 @@ fn an_unreachable_ledger_is_a_network_error() {
     });
     let error = app.invoke("get_balance", json!({})).unwrap_err();
     assert_eq!(kind(&error), "network");
+}
+
+#[test]
+fn a_balance_fetch_overlapping_a_charge_never_undoes_its_figure() {
+    use crate::common::stub::{Reply, Stub};
+    let summary = |balance: i64, consumed: i64| {
+        json!({"balance": balance, "total_recharged": 10, "total_consumed": consumed, "total_expired": 0})
+            .to_string()
+    };
+    let receipt = json!({"transaction_id": "t1", "service": "compose", "points": 5, "balance": 5, "replayed": false});
+    // The first fetch answers late, with the figure from before the charge that overtakes it.
+    let stub = tauri::async_runtime::block_on(Stub::start(vec![
+        Reply::After(
+            std::time::Duration::from_millis(600),
+            Box::new(Reply::json(200, &summary(10, 0))),
+        ),
+        Reply::json(200, &receipt.to_string()),
+        Reply::json(200, &summary(5, 5)),
+    ]));
+    let app = TestApp::start(Setup {
+        token: Some("token".into()),
+        ..Setup::new(stub.base_url.clone())
+    });
+    let fetch = {
+        let window = app.window.clone();
+        std::thread::spawn(move || invoke_from(&window, "get_balance", json!({})))
+    };
+    app.wait_until("the fetch reaches the ledger", || {
+        stub.received().len() == 1
+    });
+    let charged = app.invoke("charge", json!({"service": "compose"})).unwrap();
+    assert_eq!(charged["balance"], 5);
+
+    let fetched = fetch.join().unwrap().unwrap();
+    assert_eq!(
+        fetched["balance"], 5,
+        "the overlapped answer is fetched again"
+    );
+    assert_eq!(stub.received().len(), 3);
+    let figures: Vec<Value> = app
+        .events_named(BALANCE_CHANGED)
+        .iter()
+        .map(|event| event["balance"].clone())
+        .collect();
+    assert_eq!(figures, [json!(5), json!(5)], "no event goes back to 10");
 }

@@ -8,7 +8,7 @@ use tauri_plugin_points::client::{
 use tauri_plugin_points::Error;
 
 use crate::common::client_for;
-use crate::stub::{Reply, Stub};
+use crate::common::stub::{Reply, Stub};
 
 const BALANCE: &str = r#"{"balance":7,"total_recharged":10,"total_consumed":3,"total_expired":0}"#;
 const RECEIPT: &str =

@@ -175,9 +175,9 @@ async fn a_charge_the_ledger_can_never_apply_is_dropped() {
 #[tokio::test]
 async fn the_journal_is_written_before_the_consume_is_sent() {
     // A ledger that never answers: the entry must already be on disk while the request hangs.
-    let stub = crate::stub::Stub::start(vec![crate::stub::Reply::After(
+    let stub = crate::common::stub::Stub::start(vec![crate::common::stub::Reply::After(
         std::time::Duration::from_secs(30),
-        Box::new(crate::stub::Reply::json(500, "")),
+        Box::new(crate::common::stub::Reply::json(500, "")),
     )])
     .await;
     let dir = tempfile::tempdir().unwrap();

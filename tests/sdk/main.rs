@@ -6,4 +6,3 @@ mod common;
 mod faults;
 mod journal;
 mod ledger;
-mod stub;
