@@ -286,7 +286,15 @@ impl LedgerClient {
             service: Some(&request.service),
         };
         let body = self.send(call).await?;
-        wire::decode::<wire::WireReceipt>(&body).map(|receipt| receipt.into_receipt(key.as_str()))
+        let receipt = wire::decode::<wire::WireReceipt>(&body)
+            .map(|receipt| receipt.into_receipt(key.as_str()))?;
+        // A balance read already under way may predate this charge: later reads must not join it.
+        *self
+            .inner
+            .balance_in_flight
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner()) = None;
+        Ok(receipt)
     }
 
     /// `GET /points/prices`: the price table.

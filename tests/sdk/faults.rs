@@ -334,3 +334,38 @@ async fn a_failed_shared_read_fails_every_waiter_once() {
         .all(|read| matches!(read, Err(Error::Backend { status: 404, .. }))));
     assert_eq!(stub.received().len(), 1);
 }
+
+#[tokio::test]
+async fn a_balance_read_after_a_charge_never_joins_one_that_predates_it() {
+    let before = r#"{"balance":7,"total_recharged":10,"total_consumed":3,"total_expired":0}"#;
+    let after = r#"{"balance":2,"total_recharged":10,"total_consumed":8,"total_expired":0}"#;
+    let stub = Stub::start(vec![
+        Reply::After(
+            Duration::from_millis(600),
+            Box::new(Reply::json(200, before)),
+        ),
+        Reply::json(200, RECEIPT),
+        Reply::json(200, after),
+    ])
+    .await;
+    let client = client(&stub);
+    let early = tokio::spawn({
+        let client = client.clone();
+        async move { client.balance().await }
+    });
+    while stub.received().is_empty() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let receipt = client
+        .consume(&consume_request(), &IdempotencyKey::random())
+        .await
+        .unwrap();
+    assert_eq!(receipt.balance, 2);
+    assert_eq!(
+        client.balance().await.unwrap().balance,
+        2,
+        "a read of its own"
+    );
+    assert_eq!(early.await.unwrap().unwrap().balance, 7);
+    assert_eq!(stub.received().len(), 3);
+}
