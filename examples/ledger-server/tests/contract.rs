@@ -213,10 +213,7 @@ async fn insufficient_balance_is_402_and_writes_nothing(l: &TestLedger) {
         "a 402 wrote to the journal"
     );
     // The key was not used up: after a top-up the same key charges.
-    l.running
-        .recharge(user, 10, l.clock.now_plus_days(5))
-        .await
-        .unwrap();
+    l.recharge(user, 10, 5).await;
     let retried: Value = l
         .consume(&token, "retry-me", body)
         .await
@@ -254,10 +251,7 @@ async fn debt_is_allowed_on_request_and_repaid_first(l: &TestLedger) {
     .await;
     assert_books_balance(l.running.ledger()).await;
 
-    l.running
-        .recharge(user, 10, l.clock.now_plus_days(3))
-        .await
-        .unwrap();
+    l.recharge(user, 10, 3).await;
     assert_eq!(l.balance(&token).await, 8);
     let batches = l.get_json(&token, "/points/batches").await;
     assert_eq!(batches["items"][0]["points"], 10);
@@ -560,28 +554,16 @@ async fn transactions_page_newest_first(l: &TestLedger) {
 
 async fn batches_burn_soonest_expiry_first(l: &TestLedger) {
     let (user, token) = l.user_with(0).await;
-    l.running
-        .recharge(user, 10, l.clock.now_plus_days(20))
-        .await
-        .unwrap();
-    l.running
-        .recharge(user, 10, l.clock.now_plus_days(5))
-        .await
-        .unwrap();
-    l.running
-        .recharge(user, 10, l.clock.now_plus_days(10))
-        .await
-        .unwrap();
+    l.recharge(user, 10, 20).await;
+    l.recharge(user, 10, 5).await;
+    l.recharge(user, 10, 10).await;
     l.consume(
         &token,
         "a",
         json!({"service": "voice_clone", "allow_debt": true}),
     )
     .await;
-    l.running
-        .recharge(user, 300, l.clock.now_plus_days(10))
-        .await
-        .unwrap();
+    l.recharge(user, 300, 10).await;
     // After the debt of 170: one batch of 300 with 130 left.
     let batches = l.get_json(&token, "/points/batches").await;
     let items = batches["items"].as_array().unwrap();
@@ -589,18 +571,9 @@ async fn batches_burn_soonest_expiry_first(l: &TestLedger) {
     assert_eq!(items[0]["remaining"], 130);
 
     let (user, token) = l.user_with(0).await;
-    l.running
-        .recharge(user, 10, l.clock.now_plus_days(20))
-        .await
-        .unwrap();
-    l.running
-        .recharge(user, 10, l.clock.now_plus_days(5))
-        .await
-        .unwrap();
-    l.running
-        .recharge(user, 10, l.clock.now_plus_days(10))
-        .await
-        .unwrap();
+    l.recharge(user, 10, 20).await;
+    l.recharge(user, 10, 5).await;
+    l.recharge(user, 10, 10).await;
     l.consume(&token, "b", json!({"service": "tts", "duration": 12}))
         .await;
     let items = l.get_json(&token, "/points/batches").await["items"]
@@ -630,14 +603,8 @@ async fn batches_burn_soonest_expiry_first(l: &TestLedger) {
 
 async fn expired_batches_are_never_spendable(l: &TestLedger) {
     let (user, token) = l.user_with(0).await;
-    l.running
-        .recharge(user, 30, l.clock.now_plus_days(1))
-        .await
-        .unwrap();
-    l.running
-        .recharge(user, 50, l.clock.now_plus_days(10))
-        .await
-        .unwrap();
+    l.recharge(user, 30, 1).await;
+    l.recharge(user, 50, 10).await;
     l.clock.advance(Duration::days(2));
     // No sweep has run: reads and writes expire the due batch themselves.
     let refused = l
@@ -728,18 +695,9 @@ async fn admin_routes_need_the_key(l: &TestLedger) {
 async fn admin_expire_runs_the_sweep_now(l: &TestLedger) {
     let (a, token_a) = l.user_with(0).await;
     let (b, _) = l.user_with(0).await;
-    l.running
-        .recharge(a, 10, l.clock.now_plus_days(1))
-        .await
-        .unwrap();
-    l.running
-        .recharge(a, 20, l.clock.now_plus_days(9))
-        .await
-        .unwrap();
-    l.running
-        .recharge(b, 5, l.clock.now_plus_days(1))
-        .await
-        .unwrap();
+    l.recharge(a, 10, 1).await;
+    l.recharge(a, 20, 9).await;
+    l.recharge(b, 5, 1).await;
     let key = l.running.admin_key().to_owned();
     let run = || {
         l.http

@@ -131,12 +131,17 @@ impl TestLedger {
     pub async fn user_with(&self, points: i64) -> (Uuid, String) {
         let user = Uuid::new_v4();
         if points > 0 {
-            self.running
-                .recharge(user, points, self.clock.now_plus_days(30))
-                .await
-                .expect("recharge");
+            self.recharge(user, points, 30).await;
         }
         (user, self.running.token_for(user))
+    }
+
+    /// Recharges `user` with a batch of `points` expiring `days` from the test clock's now.
+    pub async fn recharge(&self, user: Uuid, points: i64, days: i64) {
+        self.running
+            .recharge(user, points, self.clock.now_plus_days(days))
+            .await
+            .expect("recharge");
     }
 
     pub async fn get(&self, token: &str, path: &str) -> reqwest::Response {
