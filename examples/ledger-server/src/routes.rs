@@ -231,7 +231,23 @@ pub async fn consume(
         allow_debt: body.allow_debt.unwrap_or(false),
         reference: body.reference,
     };
-    Ok(Json(state.ledger.consume(user, &request, &key).await?))
+    let ledger = state.ledger.clone();
+    Ok(Json(
+        detached(async move { ledger.consume(user, &request, &key).await }).await?,
+    ))
+}
+
+/// Runs a write to its end even if the client goes away: hyper drops a request's future when
+/// its connection closes, and a write cut short mid-transaction would leave the writer
+/// connection inside it (every later write then fails).
+async fn detached<T: Send + 'static>(
+    write: impl std::future::Future<Output = Result<T, crate::LedgerError>> + Send + 'static,
+) -> Result<T, crate::LedgerError> {
+    tokio::spawn(write).await.unwrap_or_else(|failure| {
+        Err(crate::LedgerError::Database(sqlx::Error::Protocol(
+            format!("the write task failed: {failure}"),
+        )))
+    })
 }
 
 /// One service of the price table.
@@ -379,11 +395,9 @@ pub async fn admin_recharge(
         points: body.points,
         expires_at: body.expires_at,
     };
+    let ledger = state.ledger.clone();
     Ok(Json(
-        state
-            .ledger
-            .recharge_once(body.user_id, &request, &key)
-            .await?,
+        detached(async move { ledger.recharge_once(body.user_id, &request, &key).await }).await?,
     ))
 }
 
@@ -397,7 +411,10 @@ pub async fn admin_expire(
     State(state): State<AppState>,
     _admin: Admin,
 ) -> Result<Json<ExpiryReport>, Problem> {
-    Ok(Json(state.ledger.expire_all().await?))
+    let ledger = state.ledger.clone();
+    Ok(Json(
+        detached(async move { ledger.expire_all().await }).await?,
+    ))
 }
 
 /// This API's OpenAPI 3.1 document.
