@@ -55,7 +55,24 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi))
         .fallback(|| async { Problem::not_found() })
         .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn(run_to_completion))
         .with_state(state)
+}
+
+/// Runs every request to its end even if the client goes away: hyper drops a request's future
+/// when its connection closes, and a database call cut short can leave a connection inside a
+/// transaction or close it (every later write then fails; an in-memory database is lost).
+async fn run_to_completion(request: Request, next: Next) -> Response {
+    match tokio::spawn(next.run(request)).await {
+        Ok(response) => response,
+        Err(failure) => {
+            tracing::error!(%failure, "a request's task failed");
+            Problem::from(crate::LedgerError::Database(sqlx::Error::Protocol(
+                failure.to_string(),
+            )))
+            .into_response()
+        }
+    }
 }
 
 async fn log_request(request: Request, next: Next) -> Response {
@@ -231,23 +248,7 @@ pub async fn consume(
         allow_debt: body.allow_debt.unwrap_or(false),
         reference: body.reference,
     };
-    let ledger = state.ledger.clone();
-    Ok(Json(
-        detached(async move { ledger.consume(user, &request, &key).await }).await?,
-    ))
-}
-
-/// Runs a write to its end even if the client goes away: hyper drops a request's future when
-/// its connection closes, and a write cut short mid-transaction would leave the writer
-/// connection inside it (every later write then fails).
-async fn detached<T: Send + 'static>(
-    write: impl std::future::Future<Output = Result<T, crate::LedgerError>> + Send + 'static,
-) -> Result<T, crate::LedgerError> {
-    tokio::spawn(write).await.unwrap_or_else(|failure| {
-        Err(crate::LedgerError::Database(sqlx::Error::Protocol(
-            format!("the write task failed: {failure}"),
-        )))
-    })
+    Ok(Json(state.ledger.consume(user, &request, &key).await?))
 }
 
 /// One service of the price table.
@@ -395,9 +396,11 @@ pub async fn admin_recharge(
         points: body.points,
         expires_at: body.expires_at,
     };
-    let ledger = state.ledger.clone();
     Ok(Json(
-        detached(async move { ledger.recharge_once(body.user_id, &request, &key).await }).await?,
+        state
+            .ledger
+            .recharge_once(body.user_id, &request, &key)
+            .await?,
     ))
 }
 
@@ -411,10 +414,7 @@ pub async fn admin_expire(
     State(state): State<AppState>,
     _admin: Admin,
 ) -> Result<Json<ExpiryReport>, Problem> {
-    let ledger = state.ledger.clone();
-    Ok(Json(
-        detached(async move { ledger.expire_all().await }).await?,
-    ))
+    Ok(Json(state.ledger.expire_all().await?))
 }
 
 /// This API's OpenAPI 3.1 document.

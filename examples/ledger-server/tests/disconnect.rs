@@ -17,12 +17,20 @@ async fn writes_survive_clients_that_disconnect_mid_request() {
     let token = ledger.token_for(user);
     let body = r#"{"service":"compose","allow_debt":true}"#;
     for attempt in 0..200u64 {
-        let head = format!(
-            "POST /points/consume HTTP/1.1\r\nhost: ledger\r\nauthorization: Bearer {token}\r\n\
-             idempotency-key: gone-{attempt}\r\ncontent-type: application/json\r\n\
-             content-length: {}\r\n\r\n{body}",
-            body.len()
-        );
+        // Writes and reads alike: a read cut short could close the (only) connection.
+        let head = if attempt % 2 == 0 {
+            format!(
+                "POST /points/consume HTTP/1.1\r\nhost: ledger\r\nauthorization: Bearer {token}\r\n\
+                 idempotency-key: gone-{attempt}\r\ncontent-type: application/json\r\n\
+                 content-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        } else {
+            format!(
+                "GET /points/cost?service=compose HTTP/1.1\r\nhost: ledger\r\n\
+                 authorization: Bearer {token}\r\n\r\n"
+            )
+        };
         let mut stream = tokio::net::TcpStream::connect(ledger.addr()).await.unwrap();
         stream.write_all(head.as_bytes()).await.unwrap();
         // Gone at a random moment of the write.
