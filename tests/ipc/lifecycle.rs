@@ -248,7 +248,7 @@ fn pending_charges_are_sent_by_themselves_when_the_network_comes_back() {
     assert_eq!(consumes_of(&ledger, &ledger.token).len(), 3);
     assert!(app
         .events_named(PENDING_CHANGED)
-        .ends_with(&[json!({"count": 0})]));
+        .ends_with(&[json!({"count": 0, "session": 1})]));
 }
 
 #[test]
@@ -465,7 +465,10 @@ fn sign_out_is_announced_and_wins_over_the_token_provider() {
         app.events_named(SESSION_CHANGED),
         [json!({"signedIn": false, "session": 2})]
     );
-    assert_eq!(app.events_named(PENDING_CHANGED), [json!({"count": 0})]);
+    assert_eq!(
+        app.events_named(PENDING_CHANGED),
+        [json!({"count": 0, "session": 2})]
+    );
     let refused = app.invoke("get_balance", json!({})).unwrap_err();
     assert_eq!(
         refused["kind"], "unauthorized",
