@@ -118,6 +118,17 @@ impl FaultProxy {
         *self.chooser.lock().unwrap() = Box::new(chooser);
     }
 
+    /// Every charge (`POST`) from now on meets `fault`; every other request passes.
+    pub fn fault_charges(&self, fault: Fault) {
+        self.choose(move |line| {
+            if line.starts_with("POST") {
+                fault
+            } else {
+                Fault::Pass
+            }
+        });
+    }
+
     /// Requests bearing `opaque` reach the ledger with `real` instead (a token-exchanging gateway).
     pub fn exchange_token(&self, opaque: &str, real: &str) {
         self.tokens
