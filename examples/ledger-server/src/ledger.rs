@@ -84,6 +84,10 @@ pub struct Summary {
     pub total_consumed: i64,
     /// Points that expired unused.
     pub total_expired: i64,
+    /// The user's latest journal sequence number (0 before any entry): a larger `seq` is a newer
+    /// figure.
+    #[schema(minimum = 0)]
+    pub seq: i64,
 }
 
 /// A priced use of a service, against the user's balance.
@@ -99,6 +103,9 @@ pub struct CostCheck {
     pub balance: i64,
     /// `required == 0 || balance >= required`.
     pub sufficient: bool,
+    /// The user's latest journal sequence number when `balance` was read.
+    #[schema(minimum = 0)]
+    pub seq: i64,
 }
 
 /// One use of a service to charge, as the client asked for it (after defaults).
@@ -127,6 +134,10 @@ pub struct Receipt {
     pub balance: i64,
     /// `true` when this is the stored answer to an earlier request with the same key.
     pub replayed: bool,
+    /// The sequence number of the journal entry written (for a replay: the original one, which
+    /// `balance` belongs to); for a free service, the user's latest one.
+    #[schema(minimum = 0)]
+    pub seq: i64,
 }
 
 /// The ledger's answer to a recharge.
@@ -221,6 +232,10 @@ pub struct Entry {
     pub balance_after: i64,
     /// The service, for a consume.
     pub service: Option<String>,
+    /// The idempotency key the entry was written under, if any.
+    pub idempotency_key: Option<String>,
+    /// The client's reference stored with the entry, if any.
+    pub reference: Option<String>,
     /// When it happened.
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
@@ -239,8 +254,8 @@ pub struct EntryPage {
 /// The summary row as held in a write transaction.
 #[derive(Debug, Clone, Copy)]
 struct Account {
+    /// The totals, with `seq` the newest journal entry's sequence number.
     summary: Summary,
-    last_seq: i64,
 }
 
 /// A batch with points left, as held in a write transaction.
@@ -269,7 +284,7 @@ struct Locked {
 /// Reads a user's summary row, live batches and the consume made under a key (`$2`, may be
 /// null), in one round trip, once the user's row lock is held.
 const READ_LOCKED_USER_SQL: &str = "SELECT a.balance, a.total_recharged, a.total_consumed, a.total_expired, a.last_seq, \
-     j.id, j.request_fingerprint, j.service, j.points, j.balance_after, \
+     j.id, j.request_fingerprint, j.service, j.points, j.balance_after, j.seq, \
      b.id, b.remaining, b.expires_at \
      FROM accounts a \
      LEFT JOIN journal j ON j.user_id = a.user_id AND j.idempotency_key = $2 AND j.kind = 'consume' \
@@ -349,7 +364,7 @@ impl Ledger {
     pub async fn summary(&self, user: Uuid) -> Result<Summary, LedgerError> {
         self.expire_user_if_due(user).await?;
         let row = sqlx::query(
-            "SELECT balance, total_recharged, total_consumed, total_expired FROM accounts WHERE user_id = $1",
+            "SELECT balance, total_recharged, total_consumed, total_expired, last_seq FROM accounts WHERE user_id = $1",
         )
         .bind(user.to_string())
         .fetch_optional(self.db.pool())
@@ -360,6 +375,7 @@ impl Ledger {
                 total_recharged: row.try_get(1)?,
                 total_consumed: row.try_get(2)?,
                 total_expired: row.try_get(3)?,
+                seq: row.try_get(4)?,
             },
             None => Summary::default(),
         })
@@ -373,13 +389,15 @@ impl Ledger {
         duration: Option<f64>,
     ) -> Result<CostCheck, LedgerError> {
         let quote = self.pricing.quote(service, duration)?;
-        let balance = self.summary(user).await?.balance;
+        let summary = self.summary(user).await?;
+        let balance = summary.balance;
         Ok(CostCheck {
             service: service.to_owned(),
             mode: quote.mode,
             required: quote.points,
             balance,
             sufficient: quote.points == 0 || balance >= quote.points,
+            seq: summary.seq,
         })
     }
 
@@ -429,7 +447,8 @@ impl Ledger {
         };
         self.expire_user_if_due(user).await?;
         let rows = sqlx::query(
-            "SELECT id, kind, points, balance_after, service, created_at, seq FROM journal \
+            "SELECT id, kind, points, balance_after, service, created_at, seq, idempotency_key, reference \
+             FROM journal \
              WHERE user_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
         )
         .bind(user.to_string())
@@ -451,6 +470,8 @@ impl Ledger {
                 balance_after: row.try_get(3)?,
                 service: row.try_get(4)?,
                 created_at: from_micros(row.try_get(5)?),
+                idempotency_key: row.try_get(7)?,
+                reference: row.try_get(8)?,
             });
             last_seq = Some(row.try_get::<i64, _>(6)?);
         }
@@ -548,13 +569,14 @@ impl Ledger {
     ) -> Result<Receipt, LedgerError> {
         let quote = self.pricing.quote(&request.service, request.duration)?;
         if quote.points == 0 {
-            let balance = self.summary(user).await?.balance;
+            let summary = self.summary(user).await?;
             return Ok(Receipt {
                 transaction_id: None,
                 service: request.service.clone(),
                 points: 0,
-                balance,
+                balance: summary.balance,
                 replayed: false,
+                seq: summary.seq,
             });
         }
         let _in_flight = self.mark_in_flight(user, key)?;
@@ -628,6 +650,7 @@ impl Ledger {
             points: required,
             balance: account.summary.balance,
             replayed: false,
+            seq: account.summary.seq,
         };
         tx.commit().await?;
         Ok(receipt)
@@ -766,8 +789,8 @@ impl Ledger {
                     total_recharged: first.try_get(1)?,
                     total_consumed: first.try_get(2)?,
                     total_expired: first.try_get(3)?,
+                    seq: first.try_get(4)?,
                 },
-                last_seq: first.try_get(4)?,
             };
             let earlier = match first.try_get::<Option<String>, _>(5)? {
                 None => None,
@@ -779,16 +802,17 @@ impl Ledger {
                         points: -first.try_get::<i64, _>(8)?,
                         balance: first.try_get(9)?,
                         replayed: true,
+                        seq: first.try_get(10)?,
                     },
                 }),
             };
             let mut live = Vec::with_capacity(rows.len());
             for row in &rows {
-                if let Some(id) = row.try_get::<Option<String>, _>(10)? {
+                if let Some(id) = row.try_get::<Option<String>, _>(11)? {
                     live.push(LiveBatch {
                         id,
-                        remaining: row.try_get(11)?,
-                        expires_at: row.try_get(12)?,
+                        remaining: row.try_get(12)?,
+                        expires_at: row.try_get(13)?,
                     });
                 }
             }
@@ -852,7 +876,7 @@ impl Ledger {
         now: i64,
         entry: NewEntry<'_>,
     ) -> Result<String, LedgerError> {
-        account.last_seq += 1;
+        account.summary.seq += 1;
         let id = Uuid::new_v4().to_string();
         sqlx::query(
             "INSERT INTO journal (id, user_id, seq, kind, points, balance_after, service, batch_id, \
@@ -861,7 +885,7 @@ impl Ledger {
         )
         .bind(&id)
         .bind(user.to_string())
-        .bind(account.last_seq)
+        .bind(account.summary.seq)
         .bind(entry.kind.as_str())
         .bind(entry.points)
         .bind(account.summary.balance)
@@ -891,7 +915,7 @@ impl Ledger {
         .bind(s.total_recharged)
         .bind(s.total_consumed)
         .bind(s.total_expired)
-        .bind(account.last_seq)
+        .bind(s.seq)
         .bind(user.to_string())
         .execute(&mut **tx)
         .await?;

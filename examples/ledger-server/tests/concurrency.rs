@@ -29,7 +29,7 @@ async fn no_overspending(l: TestLedger) {
     let summary = l.get_json(&token, "/points/balance").await;
     assert_eq!(
         summary,
-        json!({"balance": 0, "total_recharged": 100, "total_consumed": 100, "total_expired": 0})
+        json!({"balance": 0, "total_recharged": 100, "total_consumed": 100, "total_expired": 0, "seq": 21})
     );
     assert_books_balance(l.running.ledger()).await;
     finish(l).await;

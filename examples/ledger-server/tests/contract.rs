@@ -75,14 +75,14 @@ async fn balance_is_the_summary_row(l: &TestLedger) {
     let summary = l.get_json(&fresh, "/points/balance").await;
     assert_eq!(
         summary,
-        json!({"balance": 0, "total_recharged": 0, "total_consumed": 0, "total_expired": 0})
+        json!({"balance": 0, "total_recharged": 0, "total_consumed": 0, "total_expired": 0, "seq": 0})
     );
     let (_, token) = l.user_with(100).await;
     l.consume(&token, "k1", json!({"service": "script"})).await;
     let summary = l.get_json(&token, "/points/balance").await;
     assert_eq!(
         summary,
-        json!({"balance": 95, "total_recharged": 100, "total_consumed": 5, "total_expired": 0})
+        json!({"balance": 95, "total_recharged": 100, "total_consumed": 5, "total_expired": 0, "seq": 2})
     );
 }
 
@@ -91,7 +91,7 @@ async fn cost_prices_and_prechecks(l: &TestLedger) {
     let fixed = l.get_json(&token, "/points/cost?service=script").await;
     assert_eq!(
         fixed,
-        json!({"service": "script", "mode": "fixed", "required": 5, "balance": 7, "sufficient": true})
+        json!({"service": "script", "mode": "fixed", "required": 5, "balance": 7, "sufficient": true, "seq": 1})
     );
     let dear = l.get_json(&token, "/points/cost?service=voice_clone").await;
     assert_eq!(dear["required"], 200);
@@ -110,7 +110,7 @@ async fn cost_prices_and_prechecks(l: &TestLedger) {
     let free = l.get_json(&broke, "/points/cost?service=caption").await;
     assert_eq!(
         free,
-        json!({"service": "caption", "mode": "free", "required": 0, "balance": 0, "sufficient": true})
+        json!({"service": "caption", "mode": "free", "required": 0, "balance": 0, "sufficient": true, "seq": 0})
     );
     // A duration is ignored for fixed services.
     let ignored = l
@@ -179,10 +179,13 @@ async fn consume_charges_and_journals(l: &TestLedger) {
     assert_eq!(entries[0]["points"], -5);
     assert_eq!(entries[0]["balance_after"], 95);
     assert_eq!(entries[0]["service"], "compose");
+    assert_eq!(entries[0]["idempotency_key"], "job-1");
+    assert_eq!(entries[0]["reference"], "job 1");
     assert_eq!(entries[1]["kind"], "recharge");
     assert_eq!(entries[1]["points"], 100);
     assert_eq!(entries[1]["balance_after"], 100);
     assert!(entries[1]["service"].is_null());
+    assert!(entries[1]["idempotency_key"].is_null() && entries[1]["reference"].is_null());
     let created = entries[0]["created_at"].as_str().unwrap();
     assert!(created.ends_with('Z'), "{created}");
     time::OffsetDateTime::parse(created, &time::format_description::well_known::Rfc3339).unwrap();
@@ -474,7 +477,7 @@ async fn free_services_write_nothing(l: &TestLedger) {
     let receipt: Value = response.json().await.unwrap();
     assert_eq!(
         receipt,
-        json!({"transaction_id": null, "service": "auto_align", "points": 0, "balance": 0, "replayed": false})
+        json!({"transaction_id": null, "service": "auto_align", "points": 0, "balance": 0, "replayed": false, "seq": 0})
     );
     assert_eq!(history(l, &token).await.len(), 0);
     // No idempotency record either: the key is still free for a paid charge.
@@ -487,6 +490,73 @@ async fn free_services_write_nothing(l: &TestLedger) {
         .await;
     assert_eq!(paid.status(), 200);
     assert_eq!(paid.json::<Value>().await.unwrap()["replayed"], false);
+}
+
+/// `seq` is the user's latest journal sequence number: it grows with every entry, a consume
+/// answers its own entry's, a replay the original's, a free service the latest.
+async fn seq_orders_every_figure(l: &TestLedger) {
+    let (user, token) = l.user_with(100).await;
+    let seq_of = |v: &Value| v["seq"].as_i64().expect("seq");
+    assert_eq!(seq_of(&l.get_json(&token, "/points/balance").await), 1);
+    let mut seqs = Vec::new();
+    for i in 0..3 {
+        let receipt: Value = l
+            .consume(&token, &format!("seq-{i}"), json!({"service": "title"}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        seqs.push(seq_of(&receipt));
+    }
+    assert_eq!(seqs, vec![2, 3, 4], "consumes answer their own entry's seq");
+    let replay: Value = l
+        .consume(&token, "seq-0", json!({"service": "title"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (replay["replayed"].as_bool(), seq_of(&replay)),
+        (Some(true), 2)
+    );
+    assert_eq!(
+        replay["balance"], 99,
+        "a replay pairs the original seq and balance"
+    );
+    let free: Value = l
+        .consume(&token, "seq-free", json!({"service": "caption"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seq_of(&free), 4);
+    l.recharge(user, 10, 5).await;
+    assert_eq!(seq_of(&l.get_json(&token, "/points/balance").await), 5);
+    let cost = l.get_json(&token, "/points/cost?service=title").await;
+    assert_eq!((seq_of(&cost), cost["balance"].as_i64()), (5, Some(107)));
+    // An expiry is an entry too.
+    l.clock.advance(Duration::days(6));
+    let after = l.get_json(&token, "/points/balance").await;
+    assert_eq!((seq_of(&after), after["balance"].as_i64()), (6, Some(97)));
+    let newest = &history(l, &token).await[0];
+    assert_eq!(newest["kind"], "expire");
+    // The entries' keys are the ones sent.
+    let keys: Vec<Value> = history(l, &token)
+        .await
+        .iter()
+        .map(|e| e["idempotency_key"].clone())
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            Value::Null,
+            Value::Null,
+            json!("seq-2"),
+            json!("seq-1"),
+            json!("seq-0"),
+            Value::Null
+        ]
+    );
 }
 
 async fn prices_list_every_service(l: &TestLedger) {
@@ -615,7 +685,7 @@ async fn expired_batches_are_never_spendable(l: &TestLedger) {
     let summary = l.get_json(&token, "/points/balance").await;
     assert_eq!(
         summary,
-        json!({"balance": 50, "total_recharged": 80, "total_consumed": 0, "total_expired": 30})
+        json!({"balance": 50, "total_recharged": 80, "total_consumed": 0, "total_expired": 30, "seq": 3})
     );
     let entries = history(l, &token).await;
     assert_eq!(entries[0]["kind"], "expire");
@@ -784,6 +854,7 @@ on_both_backends!(
     idempotency_key_is_checked,
     checks_run_in_contract_order,
     free_services_write_nothing,
+    seq_orders_every_figure,
     prices_list_every_service,
     transactions_page_newest_first,
     batches_burn_soonest_expiry_first,
