@@ -84,8 +84,9 @@ pub fn external_from_env() -> Result<Option<Backend>, StartError> {
 
 impl Backend {
     /// Starts the reference ledger on loopback with its SQLite file in `data_dir`; on the first
-    /// start, creates the demo users with [`DEMO_POINTS`] points each.
-    pub async fn embedded(data_dir: &Path) -> Result<Self, StartError> {
+    /// start, creates the demo users with [`DEMO_POINTS`] points each. `bench` lets the webview
+    /// call it directly (CORS), for the benchmark's `fetch()`.
+    pub async fn embedded(data_dir: &Path, bench: bool) -> Result<Self, StartError> {
         std::fs::create_dir_all(data_dir)?;
         let identity_path = data_dir.join("demo-users.json");
         let (identity, first_start) = match std::fs::read(&identity_path) {
@@ -110,7 +111,8 @@ impl Backend {
         let database: PathBuf = data_dir.join("ledger.sqlite");
         let config = LedgerConfig::ephemeral()
             .with_database_url(format!("sqlite:{}?mode=rwc", database.display()))
-            .with_secrets(identity.jwt_secret.clone(), identity.admin_key.clone());
+            .with_secrets(identity.jwt_secret.clone(), identity.admin_key.clone())
+            .with_cors_any_origin(bench);
         let ledger = points_ledger::serve(config).await?;
         if first_start {
             let expires_at = time::OffsetDateTime::now_utc() + time::Duration::days(DEMO_DAYS);

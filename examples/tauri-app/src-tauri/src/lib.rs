@@ -82,9 +82,10 @@ async fn start(app: &tauri::AppHandle) -> Result<AppState, StartError> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(15))
         .build()?;
+    let bench = std::env::var("POINTS_EXAMPLE_BENCH").is_ok_and(|v| v == "1");
     let backend = match backend::external_from_env()? {
         Some(external) => external,
-        None => Backend::embedded(&app.path().app_data_dir()?).await?,
+        None => Backend::embedded(&app.path().app_data_dir()?, bench).await?,
     };
     let session = Session::new(&backend);
     let job_duration = std::env::var("POINTS_EXAMPLE_JOB_MS")
@@ -96,7 +97,7 @@ async fn start(app: &tauri::AppHandle) -> Result<AppState, StartError> {
         backend,
         session,
         job_duration,
-        bench: std::env::var("POINTS_EXAMPLE_BENCH").is_ok_and(|v| v == "1"),
+        bench,
         http,
     })
 }
