@@ -9,6 +9,8 @@ const COMMANDS: &[&str] = &[
     "list_batches",
     "set_session_token",
     "clear_session_token",
+    "get_pending",
+    "sync_pending",
 ];
 
 fn main() {

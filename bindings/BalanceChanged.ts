@@ -2,7 +2,7 @@
 import type { PointBalance } from "./PointBalance";
 
 /**
- * Payload of `points://balance-changed`.
+ * Payload of `points://balance-changed`: always about the account signed in now.
  */
 export type BalanceChanged = { 
 /**
@@ -12,4 +12,13 @@ balance: number,
 /**
  * The whole summary after a fetch; `null` after a charge (only the balance is known).
  */
-details: PointBalance | null, };
+details: PointBalance | null, 
+/**
+ * The ledger's ordering number of `balance`; a figure with a lower `seq` than one already
+ * shown is older and must not replace it. `null` when the backend does not send it.
+ */
+seq: number | null, 
+/**
+ * The session the figure belongs to (see [`SessionChanged::session`]).
+ */
+session: number, };

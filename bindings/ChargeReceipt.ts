@@ -27,4 +27,8 @@ replayed: boolean,
 /**
  * The idempotency key the charge was made with.
  */
-idempotencyKey: string, };
+idempotencyKey: string, 
+/**
+ * The ledger's ordering number of `balance` (for a replay, the original charge's).
+ */
+seq: number | null, };

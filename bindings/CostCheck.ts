@@ -24,4 +24,9 @@ balance: number,
 /**
  * Whether the balance covers it.
  */
-sufficient: boolean, };
+sufficient: boolean, 
+/**
+ * The ledger's ordering number for this figure (the user's journal `seq`): of two figures,
+ * the one with the higher `seq` is newer. `null` when the backend does not send it.
+ */
+seq: number | null, };

@@ -15,4 +15,9 @@ required: number | null,
 /**
  * The balance, when known.
  */
-balance: number | null, };
+balance: number | null, 
+/**
+ * The label of the window whose action was refused: only that window opens the recharge
+ * dialog. `null` when the app has no window.
+ */
+window: string | null, };

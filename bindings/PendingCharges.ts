@@ -5,6 +5,7 @@
  */
 export type PendingCharges = { 
 /**
- * Charges made but not yet acknowledged by the ledger.
+ * Charges of the signed-in account made but not yet acknowledged by the ledger (0 while
+ * signed out).
  */
 count: number, };

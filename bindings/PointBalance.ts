@@ -19,4 +19,9 @@ totalConsumed: number,
 /**
  * Points that expired unused, ever.
  */
-totalExpired: number, };
+totalExpired: number, 
+/**
+ * The ledger's ordering number for this figure (the user's journal `seq`): of two figures,
+ * the one with the higher `seq` is newer. `null` when the backend does not send it.
+ */
+seq: number | null, };

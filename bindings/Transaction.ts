@@ -26,6 +26,14 @@ balanceAfter: number,
  */
 service: string | null, 
 /**
+ * The idempotency key the entry was made with, when the ledger reports it.
+ */
+idempotencyKey: string | null, 
+/**
+ * The caller's reference stored with the entry, when the ledger reports it.
+ */
+reference: string | null, 
+/**
  * When (RFC 3339, UTC).
  */
 createdAt: string, };

@@ -5,12 +5,14 @@
 //! Tauri's untyped refusal.
 
 use serde_json::Value;
-use tauri::{command, AppHandle, Runtime};
+use tauri::{command, AppHandle, Runtime, Webview};
 
 use crate::client::IdempotencyKey;
 use crate::models::{
-    Batch, ChargeReceipt, CostCheck, DesktopService, PointBalance, PriceList, TransactionPage,
+    Batch, ChargeReceipt, CostCheck, DesktopService, PendingStatus, PointBalance, PriceList,
+    TransactionPage,
 };
+use crate::session::{MAX_ACCOUNT_LEN, MAX_TOKEN_LEN};
 use crate::{Error, PointsExt, Result};
 
 /// The longest string argument accepted (service names, references, cursors).
@@ -26,17 +28,21 @@ pub(crate) async fn get_balance<R: Runtime>(app: AppHandle<R>) -> Result<PointBa
 #[command]
 pub(crate) async fn check_cost<R: Runtime>(
     app: AppHandle<R>,
+    webview: Webview<R>,
     service: Option<Value>,
     duration: Option<Value>,
 ) -> Result<CostCheck> {
     let service = required_string("service", service)?;
     let duration = optional_number("duration", duration).map_err(|_| Error::InvalidDuration)?;
-    app.points().check_cost(&service, duration).await
+    app.points()
+        .check_cost_in(&service, duration, Some(webview.label()))
+        .await
 }
 
 #[command]
 pub(crate) async fn charge<R: Runtime>(
     app: AppHandle<R>,
+    webview: Webview<R>,
     service: Option<Value>,
     idempotency_key: Option<Value>,
     reference: Option<Value>,
@@ -46,7 +52,9 @@ pub(crate) async fn charge<R: Runtime>(
         .map(IdempotencyKey::parse)
         .transpose()?;
     let reference = optional_string("reference", reference)?;
-    app.points().charge(service, key, reference).await
+    app.points()
+        .charge_in(service, key, reference, Some(webview.label()))
+        .await
 }
 
 #[command]
@@ -71,14 +79,30 @@ pub(crate) async fn list_batches<R: Runtime>(app: AppHandle<R>) -> Result<Vec<Ba
 }
 
 #[command]
-pub(crate) fn set_session_token<R: Runtime>(app: AppHandle<R>, token: Option<Value>) -> Result<()> {
-    let token = required_string("token", token)?;
-    app.points().set_session_token(token)
+pub(crate) fn set_session_token<R: Runtime>(
+    app: AppHandle<R>,
+    token: Option<Value>,
+    account_id: Option<Value>,
+) -> Result<()> {
+    let token = bounded_string("token", token, MAX_TOKEN_LEN)?
+        .ok_or_else(|| Error::invalid_argument("token", "is required"))?;
+    let account_id = bounded_string("accountId", account_id, MAX_ACCOUNT_LEN)?;
+    app.points().sign_in(token, account_id)
 }
 
 #[command]
 pub(crate) fn clear_session_token<R: Runtime>(app: AppHandle<R>) {
     app.points().clear_session_token();
+}
+
+#[command]
+pub(crate) fn get_pending<R: Runtime>(app: AppHandle<R>) -> PendingStatus {
+    app.points().pending()
+}
+
+#[command]
+pub(crate) async fn sync_pending<R: Runtime>(app: AppHandle<R>) -> PendingStatus {
+    app.points().sync_pending().await
 }
 
 /// A string argument that must be present.
@@ -88,12 +112,17 @@ fn required_string(field: &str, value: Option<Value>) -> Result<String> {
 
 /// A string argument; `null` or absent is `None`.
 fn optional_string(field: &str, value: Option<Value>) -> Result<Option<String>> {
+    bounded_string(field, value, MAX_STRING_LEN)
+}
+
+/// A string argument of at most `max_len` bytes; `null` or absent is `None`.
+fn bounded_string(field: &str, value: Option<Value>, max_len: usize) -> Result<Option<String>> {
     match value {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(text)) if text.len() <= MAX_STRING_LEN => Ok(Some(text)),
+        Some(Value::String(text)) if text.len() <= max_len => Ok(Some(text)),
         Some(Value::String(_)) => Err(Error::invalid_argument(
             field,
-            format!("is longer than {MAX_STRING_LEN} bytes"),
+            format!("is longer than {max_len} bytes"),
         )),
         Some(_) => Err(Error::invalid_argument(field, "must be a string")),
     }

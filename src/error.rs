@@ -1,6 +1,6 @@
 //! The one error type of the SDK and the plugin, and its serialised form `{ kind, message, ...fields }`.
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 use ts_rs::TS;
 
 /// Everything that can go wrong when talking to the ledger or charging a job.
@@ -165,7 +165,7 @@ impl Serialize for Error {
 }
 
 /// The serialised form of [`Error`]: what a failed command rejects with in the webview.
-#[derive(Debug, Clone, PartialEq, Serialize, TS)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 #[serde(
     tag = "kind",
     rename_all = "camelCase",

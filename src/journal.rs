@@ -1,29 +1,36 @@
-//! The durable journal of charges made but not yet acknowledged by the ledger.
+//! Durable storage of charges made but not yet acknowledged by the ledger (what to do with them
+//! is [`crate::sync`]'s job).
 //!
-//! A charge is written here (fsync, then an atomic rename) *before* its consume request is sent,
-//! and removed when the ledger acknowledges it. Whatever is left after a crash, a timeout or a
-//! 5xx is replayed later with the same idempotency key and the same body, so the ledger applies
-//! each charge exactly once: never lost, never made twice.
+//! A charge is written here (fsync, atomic rename, directory fsync) *before* its consume request
+//! is sent, and removed when the ledger acknowledges it, so it survives a crash, a timeout or a
+//! 5xx and is sent again later with the same idempotency key and body: never lost, never made
+//! twice. Each entry is bound to the account that ran the job (never to none) and identified by
+//! (account, idempotency key), the ledger's own idempotency scope. Tokens are never written.
 //!
-//! Each charge belongs to the account it was made for (see [`account_of`](crate::client::account_of)): a replay sends only
-//! the charges of the account signed in now, so a charge left by one user is never billed to the
-//! next user who signs in on the same machine; it waits until its own account signs in again.
+//! Charges the ledger refuses for good are moved to a record of their own (`refused/`), kept for
+//! the app to show. One process owns a journal directory: [`Journal::open`] takes an advisory
+//! lock on `journal.lock` and a second process gets a clear [`Error::Storage`].
 //!
-//! One file per charge, named by a random id (keys may hold any printable character); the key
-//! and the request are inside. One process owns a journal directory at a time.
+//! Every method does blocking file I/O: call them from a blocking thread in async code.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::client::{ConsumeRequest, IdempotencyKey, LedgerClient};
-use crate::models::ChargeReceipt;
+use crate::client::{ConsumeRequest, IdempotencyKey};
+use crate::models::RefusedCharge;
 use crate::{Error, Result};
+
+/// The lock file a journal's owner holds.
+const LOCK_FILE: &str = "journal.lock";
+/// The folder of refused charges.
+const REFUSED_DIR: &str = "refused";
 
 /// One charge waiting for the ledger's acknowledgement.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,58 +39,125 @@ pub struct PendingCharge {
     pub idempotency_key: String,
     /// The exact body to send.
     pub request: ConsumeRequest,
-    /// The account the charge was made for ([`account_of`](crate::client::account_of) its token); `None` when it was
-    /// recorded while signed out, in which case the next account to sign in replays it.
-    #[serde(default)]
-    pub account: Option<String>,
+    /// The account that ran the job (see [`crate::session::Session::account`]): the charge is
+    /// only ever sent with a token of this account.
+    pub account: String,
     /// When the charge was first recorded (seconds since the Unix epoch).
     pub recorded_at: u64,
 }
 
-/// What a replay did.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ReplayReport {
-    /// Charges the ledger acknowledged (applied now, or found already applied).
-    pub acknowledged: Vec<ChargeReceipt>,
-    /// Charges the ledger proved can never apply; dropped with a warning.
-    pub dropped: Vec<(PendingCharge, Error)>,
-    /// Charges kept for a later replay (ledger unreachable, 5xx, signed out, made for another
-    /// account, ...).
-    pub kept: usize,
+impl PendingCharge {
+    /// A charge of `request` under `key` for `account`, recorded now.
+    pub fn new(account: &str, key: &IdempotencyKey, request: ConsumeRequest) -> Self {
+        Self {
+            idempotency_key: key.as_str().to_owned(),
+            request,
+            account: account.to_owned(),
+            recorded_at: now_seconds(),
+        }
+    }
+
+    fn id(&self) -> (String, String) {
+        (self.account.clone(), self.idempotency_key.clone())
+    }
 }
 
-type Observer = Box<dyn Fn(usize) + Send + Sync>;
+/// A pending charge as an older version wrote it (the account could be missing).
+#[derive(Deserialize)]
+struct StoredCharge {
+    idempotency_key: String,
+    request: ConsumeRequest,
+    #[serde(default)]
+    account: Option<String>,
+    recorded_at: u64,
+}
 
-/// A directory of pending charges.
+/// A refused charge on disk: the record and the account it belongs to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredRefusal {
+    account: String,
+    refused: RefusedCharge,
+}
+
+struct Entry {
+    path: PathBuf,
+    charge: PendingCharge,
+}
+
+type Observer = Box<dyn Fn(&Journal) + Send + Sync>;
+
+/// A directory of pending charges, owned by this process.
 pub struct Journal {
     dir: PathBuf,
-    /// Idempotency key → the file holding that charge.
-    files: Mutex<HashMap<String, PathBuf>>,
-    /// Serialises replays: one at a time.
-    replaying: tokio::sync::Mutex<()>,
-    /// Called with the number of pending charges whenever it changes.
+    /// Held open (and locked) until the journal is closed.
+    lock_file: fs::File,
+    /// Set by [`Journal::close`]: nothing is written any more.
+    closed: AtomicBool,
+    entries: Mutex<BTreeMap<(String, String), Entry>>,
+    refused: Mutex<Vec<StoredRefusal>>,
     observer: Option<Observer>,
 }
 
 impl Journal {
     /// Opens (creating it if needed) the journal in `dir`, loading what a previous run left.
     ///
-    /// Temporary files of an interrupted write are deleted (their consume was never sent);
-    /// unreadable files are renamed `*.corrupt` and reported with a warning.
+    /// Fails with [`Error::Storage`] when another process holds the journal. Temporary files of
+    /// an interrupted write are deleted (their consume was never sent); unreadable files are
+    /// renamed `*.corrupt`; entries an older version recorded without an account are moved to
+    /// the refused record (no account may be billed for them).
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
         let dir = dir.into();
-        fs::create_dir_all(&dir).map_err(storage)?;
-        let mut files = HashMap::new();
-        for entry in fs::read_dir(&dir).map_err(storage)? {
+        fs::create_dir_all(dir.join(REFUSED_DIR)).map_err(storage)?;
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(LOCK_FILE))
+            .map_err(storage)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(Error::Storage(format!(
+                    "the pending-charges journal in {} is used by another running instance of \
+                     this app",
+                    dir.display()
+                )))
+            }
+            Err(fs::TryLockError::Error(error)) => return Err(storage(error)),
+        }
+        let journal = Self {
+            lock_file: lock,
+            closed: AtomicBool::new(false),
+            entries: Mutex::new(BTreeMap::new()),
+            refused: Mutex::new(load_refusals(&dir.join(REFUSED_DIR))),
+            observer: None,
+            dir,
+        };
+        let mut orphans = Vec::new();
+        for entry in fs::read_dir(&journal.dir).map_err(storage)? {
             let path = entry.map_err(storage)?.path();
             match path.extension().and_then(|ext| ext.to_str()) {
                 Some("tmp") => {
                     let _ = fs::remove_file(&path);
                 }
-                Some("json") => match read_charge(&path) {
-                    Ok(charge) => {
-                        files.insert(charge.idempotency_key, path);
-                    }
+                Some("json") => match read_json::<StoredCharge>(&path) {
+                    Ok(StoredCharge {
+                        idempotency_key,
+                        request,
+                        account,
+                        recorded_at,
+                    }) => match account {
+                        Some(account) => {
+                            let charge = PendingCharge {
+                                idempotency_key,
+                                request,
+                                account,
+                                recorded_at,
+                            };
+                            journal.lock().insert(charge.id(), Entry { path, charge });
+                        }
+                        None => orphans.push((path, idempotency_key, request, recorded_at)),
+                    },
                     Err(error) => {
                         tracing::warn!(path = %path.display(), %error, "unreadable pending charge set aside");
                         let _ = fs::rename(&path, path.with_extension("corrupt"));
@@ -92,16 +166,26 @@ impl Journal {
                 _ => {}
             }
         }
-        Ok(Self {
-            dir,
-            files: Mutex::new(files),
-            replaying: tokio::sync::Mutex::new(()),
-            observer: None,
-        })
+        for (path, key, request, recorded_at) in orphans {
+            tracing::warn!(
+                key,
+                "a pending charge without an account is set aside, not sent"
+            );
+            let charge = PendingCharge {
+                idempotency_key: key,
+                request,
+                account: String::new(),
+                recorded_at,
+            };
+            let error = Error::Storage("recorded without an account: sent to no one".into());
+            journal.write_refusal(&charge, &error)?;
+            fs::remove_file(&path).map_err(storage)?;
+        }
+        Ok(journal)
     }
 
-    /// Calls `observer` with the number of pending charges after every change.
-    pub fn with_observer(mut self, observer: impl Fn(usize) + Send + Sync + 'static) -> Self {
+    /// Calls `observer` with the journal after every change of the pending charges.
+    pub fn with_observer(mut self, observer: impl Fn(&Journal) + Send + Sync + 'static) -> Self {
         self.observer = Some(Box::new(observer));
         self
     }
@@ -111,7 +195,7 @@ impl Journal {
         &self.dir
     }
 
-    /// The number of pending charges.
+    /// The number of pending charges, all accounts together.
     pub fn len(&self) -> usize {
         self.lock().len()
     }
@@ -123,162 +207,148 @@ impl Journal {
 
     /// The pending charges, oldest first.
     pub fn pending(&self) -> Vec<PendingCharge> {
-        let paths: Vec<PathBuf> = self.lock().values().cloned().collect();
-        let mut charges: Vec<PendingCharge> = paths
-            .iter()
-            .filter_map(|path| read_charge(path).ok())
+        let mut charges: Vec<PendingCharge> = self
+            .lock()
+            .values()
+            .map(|entry| entry.charge.clone())
             .collect();
         charges.sort_by_key(|charge| charge.recorded_at);
         charges
     }
 
-    /// Durably records `request` under `key`, for `account`: when this returns, the charge
-    /// survives a crash.
-    pub fn record(
-        &self,
-        account: Option<&str>,
-        key: &IdempotencyKey,
-        request: &ConsumeRequest,
-    ) -> Result<PendingCharge> {
-        let charge = PendingCharge {
-            idempotency_key: key.as_str().to_owned(),
-            request: request.clone(),
-            account: account.map(str::to_owned),
-            recorded_at: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|since| since.as_secs())
-                .unwrap_or_default(),
-        };
-        let bytes =
-            serde_json::to_vec_pretty(&charge).map_err(|e| Error::Storage(e.to_string()))?;
-        let count = {
-            let mut files = self.lock();
-            let path = files
-                .get(key.as_str())
-                .cloned()
-                .unwrap_or_else(|| self.dir.join(format!("{}.json", uuid::Uuid::new_v4())));
-            write_atomically(&path, &bytes).map_err(storage)?;
-            files.insert(charge.idempotency_key.clone(), path);
-            files.len()
-        };
-        self.notify(count);
-        Ok(charge)
+    /// The pending charges of `account`, oldest first.
+    pub fn pending_of(&self, account: &str) -> Vec<PendingCharge> {
+        let mut charges = self.pending();
+        charges.retain(|charge| charge.account == account);
+        charges
     }
 
-    /// Forgets the charge made with `key` (acknowledged, or proved impossible).
-    pub fn remove(&self, key: &str) -> Result<()> {
-        let count = {
-            let mut files = self.lock();
-            let Some(path) = files.remove(key) else {
+    /// The charges of `account` the ledger refused for good, oldest first.
+    pub fn refused_of(&self, account: &str) -> Vec<RefusedCharge> {
+        self.refused
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .iter()
+            .filter(|stored| stored.account == account)
+            .map(|stored| stored.refused.clone())
+            .collect()
+    }
+
+    /// Durably records `charge`: when this returns, it survives a crash. Recording the same
+    /// charge again is a no-op; another charge under the same account and key is refused with
+    /// [`Error::InvalidArgument`] (`idempotencyKey`), so no pending charge is ever replaced.
+    pub fn record(&self, charge: &PendingCharge) -> Result<()> {
+        if charge.account.is_empty() {
+            return Err(Error::Unauthorized);
+        }
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(Error::Storage("the journal is closed".into()));
+        }
+        {
+            let mut entries = self.lock();
+            if let Some(existing) = entries.get(&charge.id()) {
+                return if existing.charge.request == charge.request {
+                    Ok(())
+                } else {
+                    Err(Error::invalid_argument(
+                        "idempotencyKey",
+                        "is already used by a different pending charge",
+                    ))
+                };
+            }
+            let path = self.dir.join(format!("{}.json", uuid::Uuid::new_v4()));
+            let bytes = serde_json::to_vec_pretty(charge)
+                .map_err(|error| Error::Storage(error.to_string()))?;
+            write_atomically(&path, &bytes).map_err(storage)?;
+            entries.insert(
+                charge.id(),
+                Entry {
+                    path,
+                    charge: charge.clone(),
+                },
+            );
+        }
+        self.notify();
+        Ok(())
+    }
+
+    /// Releases the journal for another process (this one is quitting); later records fail.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let _ = self.lock_file.unlock();
+    }
+
+    /// Forgets the charge of `account` made with `key` (acknowledged by the ledger).
+    pub fn remove(&self, account: &str, key: &str) -> Result<()> {
+        if self.closed.load(Ordering::SeqCst) {
+            // Another instance may own the files now; it will find the charge acknowledged.
+            return Ok(());
+        }
+        {
+            let mut entries = self.lock();
+            let id = (account.to_owned(), key.to_owned());
+            let Some(entry) = entries.remove(&id) else {
                 return Ok(());
             };
-            match fs::remove_file(&path) {
+            match fs::remove_file(&entry.path) {
                 Ok(()) => {}
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
                 Err(error) => {
-                    files.insert(key.to_owned(), path);
+                    entries.insert(id, entry);
                     return Err(storage(error));
                 }
             }
             sync_dir(&self.dir);
-            files.len()
-        };
-        self.notify(count);
+        }
+        self.notify();
         Ok(())
     }
 
-    /// Records the charge, sends it, and settles the journal entry by the outcome: removed on
-    /// acknowledgement or when the ledger proves it can never apply, kept otherwise.
-    ///
-    /// If the journal cannot be written (disk full, read-only), the charge is still sent once,
-    /// unjournaled, and the failure logged: the work it pays for is already done.
-    pub async fn consume(
-        &self,
-        client: &LedgerClient,
-        request: &ConsumeRequest,
-        key: &IdempotencyKey,
-    ) -> Result<ChargeReceipt> {
-        let recorded = self.record(client.account().as_deref(), key, request);
-        if let Err(error) = &recorded {
-            tracing::error!(%error, "could not journal a charge; sending it without a journal entry");
-        }
-        let outcome = client.consume(request, key).await;
-        if recorded.is_ok() {
-            self.settle(key.as_str(), &outcome);
-        } else if let Err(error) = &outcome {
-            tracing::error!(%error, "an unjournaled charge was not acknowledged and may be lost");
-        }
-        outcome
+    /// Moves a charge the ledger refused for good from the pending charges to the refused record.
+    pub fn refuse(&self, charge: &PendingCharge, error: &Error) -> Result<RefusedCharge> {
+        let refused = self.write_refusal(charge, error)?;
+        self.remove(&charge.account, &charge.idempotency_key)?;
+        Ok(refused)
     }
 
-    /// Sends every pending charge of the account `client` is signed in as again, with its own
-    /// key and body; see [`ReplayReport`]. A replay already running makes this one return an
-    /// empty report.
-    pub async fn replay(&self, client: &LedgerClient) -> ReplayReport {
-        let mut report = ReplayReport::default();
-        let Ok(_guard) = self.replaying.try_lock() else {
-            return report;
+    fn write_refusal(&self, charge: &PendingCharge, error: &Error) -> Result<RefusedCharge> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(Error::Storage("the journal is closed".into()));
+        }
+        let stored = StoredRefusal {
+            account: charge.account.clone(),
+            refused: RefusedCharge {
+                idempotency_key: charge.idempotency_key.clone(),
+                service: charge.request.service.clone(),
+                recorded_at: charge.recorded_at,
+                refused_at: now_seconds(),
+                error: error.to_points_error(),
+            },
         };
-        let account = client.account();
-        for charge in self.pending() {
-            let belongs = match (&charge.account, &account) {
-                (Some(owner), Some(current)) => owner == current,
-                (None, _) => true,
-                (Some(_), None) => false,
-            };
-            if !belongs {
-                report.kept += 1;
-                continue;
-            }
-            let key = match IdempotencyKey::parse(charge.idempotency_key.clone()) {
-                Ok(key) => key,
-                Err(error) => {
-                    self.settle(&charge.idempotency_key, &Err(error.clone()));
-                    report.dropped.push((charge, error));
-                    continue;
-                }
-            };
-            let outcome = client.consume(&charge.request, &key).await;
-            self.settle(key.as_str(), &outcome);
-            match outcome {
-                Ok(receipt) => report.acknowledged.push(receipt),
-                Err(error) if proves_never_applicable(&error) => {
-                    report.dropped.push((charge, error))
-                }
-                Err(_) => report.kept += 1,
-            }
-        }
-        report
+        let bytes =
+            serde_json::to_vec_pretty(&stored).map_err(|e| Error::Storage(e.to_string()))?;
+        let path = self
+            .dir
+            .join(REFUSED_DIR)
+            .join(format!("{}.json", uuid::Uuid::new_v4()));
+        write_atomically(&path, &bytes).map_err(storage)?;
+        let refused = stored.refused.clone();
+        self.refused
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .push(stored);
+        Ok(refused)
     }
 
-    fn settle(&self, key: &str, outcome: &Result<ChargeReceipt>) {
-        let drop = match outcome {
-            Ok(_) => true,
-            Err(error) if proves_never_applicable(error) => {
-                tracing::warn!(%error, "dropping a pending charge the ledger can never apply");
-                true
-            }
-            Err(error) => {
-                tracing::info!(%error, "charge kept in the journal for a later replay");
-                false
-            }
-        };
-        if drop {
-            if let Err(error) = self.remove(key) {
-                tracing::error!(%error, "could not remove a settled charge from the journal");
-            }
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, PathBuf>> {
-        self.files
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, String), Entry>> {
+        self.entries
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
-    fn notify(&self, count: usize) {
+    fn notify(&self) {
         if let Some(observer) = &self.observer {
-            observer(count);
+            observer(self);
         }
     }
 }
@@ -293,7 +363,7 @@ impl std::fmt::Debug for Journal {
 }
 
 /// Whether the ledger's answer proves this charge can never be applied, so keeping it would only
-/// replay it forever: an unknown service, a bad duration or key, a malformed request (400) or a
+/// send it forever: an unknown service, a bad duration or key, a malformed request (400) or a
 /// key already used for a different charge (422). Everything else (unreachable, 5xx, 401, 402,
 /// an undecodable answer) may succeed later and is kept.
 pub fn proves_never_applicable(error: &Error) -> bool {
@@ -307,7 +377,19 @@ pub fn proves_never_applicable(error: &Error) -> bool {
     }
 }
 
-fn read_charge(path: &Path) -> std::io::Result<PendingCharge> {
+fn load_refusals(dir: &Path) -> Vec<StoredRefusal> {
+    let mut refusals: Vec<StoredRefusal> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .filter_map(|path| read_json(&path).ok())
+        .collect();
+    refusals.sort_by_key(|stored| stored.refused.refused_at);
+    refusals
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> std::io::Result<T> {
     let bytes = fs::read(path)?;
     serde_json::from_slice(&bytes).map_err(std::io::Error::other)
 }
@@ -336,6 +418,13 @@ fn sync_dir(dir: &Path) {
     let _ = dir;
 }
 
+fn now_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|since| since.as_secs())
+        .unwrap_or_default()
+}
+
 fn storage(error: std::io::Error) -> Error {
     Error::Storage(error.to_string())
 }
@@ -343,6 +432,7 @@ fn storage(error: std::io::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn request(service: &str) -> ConsumeRequest {
         ConsumeRequest {
@@ -351,63 +441,129 @@ mod tests {
         }
     }
 
+    fn charge(account: &str, key: &str, service: &str) -> PendingCharge {
+        PendingCharge::new(
+            account,
+            &IdempotencyKey::parse(key).unwrap(),
+            request(service),
+        )
+    }
+
     #[test]
     fn recorded_charges_survive_reopening_and_removal_is_durable() {
         let dir = tempfile::tempdir().unwrap();
-        let key = IdempotencyKey::parse("job/1 ".trim()).unwrap();
         {
             let journal = Journal::open(dir.path()).unwrap();
-            journal.record(None, &key, &request("compose")).unwrap();
             journal
-                .record(None, &IdempotencyKey::random(), &request("cover_design"))
+                .record(&charge("sub:a", "job/1", "compose"))
+                .unwrap();
+            journal
+                .record(&charge("sub:a", "job/2", "cover_design"))
                 .unwrap();
             assert_eq!(journal.len(), 2);
         }
         let journal = Journal::open(dir.path()).unwrap();
-        let pending = journal.pending();
+        let pending = journal.pending_of("sub:a");
         assert_eq!(pending.len(), 2);
-        assert!(pending.iter().any(
-            |charge| charge.idempotency_key == "job/1" && charge.request == request("compose")
-        ));
-        journal.remove("job/1").unwrap();
+        assert!(pending
+            .iter()
+            .any(|c| c.idempotency_key == "job/1" && c.request == request("compose")));
+        assert!(journal.pending_of("sub:b").is_empty());
+        journal.remove("sub:a", "job/1").unwrap();
+        drop(journal);
         assert_eq!(Journal::open(dir.path()).unwrap().len(), 1);
     }
 
     #[test]
-    fn recording_the_same_key_twice_keeps_one_entry() {
+    fn a_pending_charge_is_never_replaced_by_another_under_the_same_key() {
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::open(dir.path()).unwrap();
-        let key = IdempotencyKey::random();
-        journal.record(None, &key, &request("compose")).unwrap();
-        journal.record(None, &key, &request("compose")).unwrap();
-        assert_eq!(journal.len(), 1);
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+        journal
+            .record(&charge("sub:a", "job-7", "compose"))
+            .unwrap();
+        journal
+            .record(&charge("sub:a", "job-7", "compose"))
+            .unwrap();
+        assert_eq!(journal.len(), 1, "the same charge again is one entry");
+        assert!(matches!(
+            journal.record(&charge("sub:a", "job-7", "cover_design")),
+            Err(Error::InvalidArgument { ref field, .. }) if field == "idempotencyKey"
+        ));
+        assert_eq!(journal.pending()[0].request, request("compose"));
+        // The ledger scopes keys per user: another account may use the same key.
+        journal
+            .record(&charge("sub:b", "job-7", "cover_design"))
+            .unwrap();
+        assert_eq!(journal.len(), 2);
     }
 
     #[test]
-    fn interrupted_writes_and_corrupt_files_are_not_replayed() {
+    fn a_second_owner_gets_a_storage_error_and_damages_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Journal::open(dir.path()).unwrap();
+        first.record(&charge("sub:a", "k", "compose")).unwrap();
+        std::fs::write(dir.path().join("in-progress.tmp"), b"{").unwrap();
+        let second = Journal::open(dir.path());
+        assert!(
+            matches!(second, Err(Error::Storage(ref message)) if message.contains("another running instance")),
+            "{second:?}"
+        );
+        assert!(dir.path().join("in-progress.tmp").exists(), "untouched");
+        drop(first);
+        assert_eq!(Journal::open(dir.path()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn interrupted_writes_corrupt_files_and_accountless_entries_are_not_sent() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("a.tmp"), b"{\"idempotency_key\":").unwrap();
         fs::write(dir.path().join("b.json"), b"not json").unwrap();
+        fs::write(
+            dir.path().join("c.json"),
+            br#"{"idempotency_key":"old","request":{"service":"compose","allow_debt":true},"account":null,"recorded_at":1}"#,
+        )
+        .unwrap();
         let journal = Journal::open(dir.path()).unwrap();
         assert!(journal.is_empty());
         assert!(!dir.path().join("a.tmp").exists());
         assert!(dir.path().join("b.corrupt").exists());
+        assert!(!dir.path().join("c.json").exists());
+        assert_eq!(journal.refused_of("")[0].idempotency_key, "old");
     }
 
     #[test]
-    fn the_observer_sees_every_count() {
+    fn refused_charges_are_kept_on_record_per_account() {
         let dir = tempfile::tempdir().unwrap();
-        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+        {
+            let journal = Journal::open(dir.path()).unwrap();
+            let pending = charge("sub:a", "k1", "compose");
+            journal.record(&pending).unwrap();
+            let error = Error::Backend {
+                status: 422,
+                code: Some("idempotency_conflict".into()),
+                message: "reused".into(),
+            };
+            let refused = journal.refuse(&pending, &error).unwrap();
+            assert_eq!(refused.error.clone(), error.to_points_error());
+            assert!(journal.is_empty());
+        }
+        let journal = Journal::open(dir.path()).unwrap();
+        assert_eq!(journal.refused_of("sub:a").len(), 1);
+        assert!(journal.refused_of("sub:b").is_empty());
+    }
+
+    #[test]
+    fn the_observer_sees_every_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
         let journal = Journal::open(dir.path()).unwrap().with_observer({
             let seen = seen.clone();
-            move |count| seen.lock().unwrap().push(count)
+            move |journal: &Journal| seen.lock().unwrap().push(journal.len())
         });
-        let key = IdempotencyKey::random();
-        journal.record(None, &key, &request("compose")).unwrap();
-        journal.remove(key.as_str()).unwrap();
-        journal.remove(key.as_str()).unwrap();
-        assert_eq!(*seen.lock().unwrap(), vec![1, 0]);
+        journal.record(&charge("sub:a", "k", "compose")).unwrap();
+        journal.remove("sub:a", "k").unwrap();
+        journal.remove("sub:a", "k").unwrap();
+        assert_eq!(*seen.lock().unwrap(), [1, 0]);
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub mod events;
 pub mod journal;
 pub mod models;
 mod points;
+pub mod session;
+pub mod sync;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,8 +34,10 @@ use tauri::{
 pub use client::{LedgerClient, RetryPolicy, SessionToken, TokenProvider};
 pub use config::Config;
 pub use error::{Error, PointsError, Result};
-pub use models::DesktopService;
-pub use points::{Charged, Points};
+pub use models::{ChargeOutcome, DesktopService};
+pub use points::{Charged, ChargedJob, Points};
+pub use session::{Session, Sessions};
+pub use sync::{ChargeSync, SyncPolicy};
 
 /// The name of the journal directory inside the app's data directory.
 const JOURNAL_DIR_NAME: &str = "points-journal";
@@ -47,6 +51,7 @@ pub struct Builder {
     retry: Option<RetryPolicy>,
     tokens: Option<Arc<dyn TokenProvider>>,
     journal_dir: Option<PathBuf>,
+    sync: Option<SyncPolicy>,
 }
 
 impl Builder {
@@ -79,8 +84,16 @@ impl Builder {
         self
     }
 
-    /// Where the session token comes from when none was set with `set_session_token`
-    /// (a token set from the webview or with [`Points::set_session_token`] wins).
+    /// How the background sync paces its re-sends of pending charges (default 5 s → 5 min).
+    pub fn sync_policy(mut self, policy: SyncPolicy) -> Self {
+        self.sync = Some(policy);
+        self
+    }
+
+    /// Where the session comes from when none was set with `set_session_token` (a token set
+    /// from the webview or with [`Points::sign_in`] wins; after a sign-out the provider is not
+    /// asked until [`Points::follow_token_provider`]). Give the account id with
+    /// [`TokenProvider::account`] for opaque tokens.
     pub fn token_provider(mut self, tokens: impl TokenProvider) -> Self {
         self.tokens = Some(Arc::new(tokens));
         self
@@ -104,16 +117,23 @@ impl Builder {
                 commands::list_batches,
                 commands::set_session_token,
                 commands::clear_session_token,
+                commands::get_pending,
+                commands::sync_pending,
             ])
             .setup(move |app, api| {
                 let config = api.config().clone().unwrap_or_default();
                 let points = self.into_points(app.clone(), config)?;
-                let replay = points.clone();
+                let sync = points.sync().clone();
                 app.manage(points);
-                tauri::async_runtime::spawn(async move {
-                    replay.replay_pending().await;
-                });
+                tauri::async_runtime::spawn(sync.run());
                 Ok(())
+            })
+            .on_event(|app, event| {
+                if let tauri::RunEvent::Exit = event {
+                    if let Some(points) = app.try_state::<Points<R>>() {
+                        points.shutdown();
+                    }
+                }
             })
             .build()
     }
@@ -143,28 +163,56 @@ impl Builder {
             max_attempts: config.max_attempts.unwrap_or(3).max(1),
             ..RetryPolicy::default()
         });
-        let session = SessionToken::new();
-        let fallback = self.tokens;
+        let sessions = Arc::new(Sessions::new(self.tokens));
         let client = builder
             .retry(retry)
             .token_provider({
-                let session = session.clone();
-                move || {
-                    session
-                        .token()
-                        .or_else(|| fallback.as_ref().and_then(|tokens| tokens.token()))
-                }
+                let sessions = sessions.clone();
+                move || sessions.token()
             })
             .build()?;
         let journal_dir = match self.journal_dir {
             Some(dir) => dir,
             None => app.path().app_data_dir()?.join(JOURNAL_DIR_NAME),
         };
-        let journal = journal::Journal::open(journal_dir)?.with_observer({
+        let journal = Arc::new(journal::Journal::open(journal_dir)?.with_observer({
             let app = app.clone();
-            move |count| events::pending_changed(&app, count)
+            let sessions = sessions.clone();
+            move |journal: &journal::Journal| {
+                let count = sessions
+                    .current()
+                    .map_or(0, |session| journal.pending_of(session.account()).len());
+                events::pending_changed(&app, count);
+            }
+        }));
+        let sync = ChargeSync::new(
+            client.clone(),
+            journal.clone(),
+            sessions.clone(),
+            self.sync.unwrap_or_default(),
+            Arc::new(points::EventsListener { app: app.clone() }),
+        );
+        sessions.observe({
+            let app = app.clone();
+            let sync = sync.clone();
+            let journal = Arc::downgrade(&journal);
+            move |session, generation| {
+                events::session_changed(
+                    &app,
+                    models::SessionChanged {
+                        signed_in: session.is_some(),
+                        session: generation,
+                    },
+                );
+                let count = match (session, journal.upgrade()) {
+                    (Some(session), Some(journal)) => journal.pending_of(session.account()).len(),
+                    _ => 0,
+                };
+                events::pending_changed(&app, count);
+                sync.wake();
+            }
         });
-        Ok(Points::new(app, client, session, Arc::new(journal)))
+        Ok(Points::new(app, client, sessions, sync))
     }
 }
 

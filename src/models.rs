@@ -21,6 +21,9 @@ pub struct PointBalance {
     pub total_consumed: i64,
     /// Points that expired unused, ever.
     pub total_expired: i64,
+    /// The ledger's ordering number for this figure (the user's journal `seq`): of two figures,
+    /// the one with the higher `seq` is newer. `null` when the backend does not send it.
+    pub seq: Option<i64>,
 }
 
 /// How a service is priced.
@@ -131,6 +134,9 @@ pub struct CostCheck {
     pub balance: i64,
     /// Whether the balance covers it.
     pub sufficient: bool,
+    /// The ledger's ordering number for this figure (the user's journal `seq`): of two figures,
+    /// the one with the higher `seq` is newer. `null` when the backend does not send it.
+    pub seq: Option<i64>,
 }
 
 /// The ledger's acknowledgement of a charge.
@@ -150,6 +156,8 @@ pub struct ChargeReceipt {
     pub replayed: bool,
     /// The idempotency key the charge was made with.
     pub idempotency_key: String,
+    /// The ledger's ordering number of `balance` (for a replay, the original charge's).
+    pub seq: Option<i64>,
 }
 
 /// One service of the price table.
@@ -204,6 +212,10 @@ pub struct Transaction {
     pub balance_after: i64,
     /// The service, for a consume.
     pub service: Option<String>,
+    /// The idempotency key the entry was made with, when the ledger reports it.
+    pub idempotency_key: Option<String>,
+    /// The caller's reference stored with the entry, when the ledger reports it.
+    pub reference: Option<String>,
     /// When (RFC 3339, UTC).
     pub created_at: String,
 }
@@ -236,7 +248,7 @@ pub struct Batch {
     pub created_at: String,
 }
 
-/// Payload of `points://balance-changed`.
+/// Payload of `points://balance-changed`: always about the account signed in now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 #[serde(rename_all = "camelCase")]
 #[ts(export)]
@@ -245,6 +257,11 @@ pub struct BalanceChanged {
     pub balance: i64,
     /// The whole summary after a fetch; `null` after a charge (only the balance is known).
     pub details: Option<PointBalance>,
+    /// The ledger's ordering number of `balance`; a figure with a lower `seq` than one already
+    /// shown is older and must not replace it. `null` when the backend does not send it.
+    pub seq: Option<i64>,
+    /// The session the figure belongs to (see [`SessionChanged::session`]).
+    pub session: u64,
 }
 
 /// Payload of `points://insufficient`.
@@ -258,6 +275,9 @@ pub struct InsufficientPoints {
     pub required: Option<i64>,
     /// The balance, when known.
     pub balance: Option<i64>,
+    /// The label of the window whose action was refused: only that window opens the recharge
+    /// dialog. `null` when the app has no window.
+    pub window: Option<String>,
 }
 
 /// Payload of `points://pending-changed`.
@@ -265,8 +285,99 @@ pub struct InsufficientPoints {
 #[serde(rename_all = "camelCase")]
 #[ts(export)]
 pub struct PendingCharges {
-    /// Charges made but not yet acknowledged by the ledger.
+    /// Charges of the signed-in account made but not yet acknowledged by the ledger (0 while
+    /// signed out).
     pub count: u32,
+}
+
+/// Payload of `points://session-changed`: someone signed in, out, or another account in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "camelCase")]
+#[ts(export)]
+pub struct SessionChanged {
+    /// Whether an account is signed in now.
+    pub signed_in: bool,
+    /// A number that grows with every sign-in and sign-out: figures carrying an older one
+    /// belong to a previous session.
+    pub session: u64,
+}
+
+/// What `get_pending` and `sync_pending` answer: the signed-in account's unacknowledged charges.
+#[derive(Debug, Clone, PartialEq, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+#[ts(export)]
+pub struct PendingStatus {
+    /// Charges made but not yet acknowledged (0 while signed out).
+    pub count: u32,
+    /// Seconds since the oldest of them was made; `null` when none is pending.
+    pub oldest_age_seconds: Option<u64>,
+    /// Charges the ledger refused for good (newest last): the work was done but is not paid.
+    pub refused: Vec<RefusedCharge>,
+    /// The session this answer belongs to.
+    pub session: u64,
+}
+
+/// A charge the ledger refused for good; kept on record, and announced by
+/// `points://charge-refused`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "camelCase")]
+#[ts(export)]
+pub struct RefusedCharge {
+    /// The key it was sent with.
+    pub idempotency_key: String,
+    /// The service it was for.
+    pub service: String,
+    /// When the charge was made (seconds since the Unix epoch).
+    pub recorded_at: u64,
+    /// When the ledger refused it (seconds since the Unix epoch).
+    pub refused_at: u64,
+    /// Why, in the plugin's error form.
+    pub error: crate::PointsError,
+}
+
+/// What became of the charge of a finished job (see `Points::run_charged`).
+#[derive(Debug, Clone, PartialEq, Serialize, TS)]
+#[serde(
+    tag = "status",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+#[ts(export)]
+pub enum ChargeOutcome {
+    /// The ledger applied it (or had already applied this key: `receipt.replayed`).
+    Acknowledged {
+        /// The ledger's receipt.
+        receipt: ChargeReceipt,
+    },
+    /// Not acknowledged yet (offline, 5xx, signed out): it stays journaled and the plugin's
+    /// background sync sends it again, only with a token of the account that ran the job.
+    Pending {
+        /// The key it will be sent with.
+        idempotency_key: String,
+    },
+    /// The ledger refused it for good (e.g. the key was used for another charge): the work was
+    /// done but is not paid. Also emitted as `points://charge-refused` and kept on record.
+    Refused {
+        /// The key it was sent with.
+        idempotency_key: String,
+        /// The ledger's answer.
+        error: crate::PointsError,
+    },
+}
+
+impl ChargeOutcome {
+    /// The receipt, when the charge was acknowledged.
+    pub fn receipt(&self) -> Option<&ChargeReceipt> {
+        match self {
+            ChargeOutcome::Acknowledged { receipt } => Some(receipt),
+            _ => None,
+        }
+    }
+
+    /// Whether the charge is waiting to be sent again.
+    pub fn is_pending(&self) -> bool {
+        matches!(self, ChargeOutcome::Pending { .. })
+    }
 }
 
 #[cfg(test)]
@@ -289,19 +400,26 @@ mod tests {
     }
 
     #[test]
-    fn point_balance_has_exactly_the_four_camel_case_fields() {
+    fn point_balance_has_the_four_camel_case_fields_and_seq() {
         let value = serde_json::to_value(PointBalance {
             balance: -3,
             total_recharged: 10,
             total_consumed: 13,
             total_expired: 0,
+            seq: Some(4),
         })
         .unwrap();
         let mut keys: Vec<_> = value.as_object().unwrap().keys().cloned().collect();
         keys.sort();
         assert_eq!(
             keys,
-            ["balance", "totalConsumed", "totalExpired", "totalRecharged"]
+            [
+                "balance",
+                "seq",
+                "totalConsumed",
+                "totalExpired",
+                "totalRecharged"
+            ]
         );
     }
 }

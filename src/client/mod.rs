@@ -36,15 +36,45 @@ pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
 #[derive(Clone)]
 pub struct LedgerClient {
     inner: Arc<Inner>,
+    /// Where this client's bearer token comes from (see [`LedgerClient::as_token`]).
+    tokens: Arc<dyn TokenProvider>,
 }
+
+/// The balance request in flight and the token it was sent with: only calls made with the same
+/// token may share its answer.
+type BalanceFlight = (String, Arc<OnceCell<Result<PointBalance>>>);
 
 struct Inner {
     http: reqwest::Client,
     base_url: Url,
-    tokens: Arc<dyn TokenProvider>,
     retry: RetryPolicy,
-    /// The balance request in flight, shared by every concurrent `balance()` call.
-    balance_in_flight: Mutex<Option<Arc<OnceCell<Result<PointBalance>>>>>,
+    /// The balance request in flight, shared by every concurrent `balance()` call of one token.
+    balance_in_flight: Mutex<Option<BalanceFlight>>,
+}
+
+/// A failed request: the error, and how long the ledger asked to wait before another attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    /// What went wrong.
+    pub error: Error,
+    /// The ledger's `Retry-After`, when it sent one (however long: the retry policy caps only
+    /// its own waits).
+    pub retry_after: Option<Duration>,
+}
+
+impl From<Failure> for Error {
+    fn from(failure: Failure) -> Self {
+        failure.error
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Failure {
+            error,
+            retry_after: None,
+        }
+    }
 }
 
 /// Configures a [`LedgerClient`].
@@ -96,10 +126,10 @@ impl LedgerClientBuilder {
             inner: Arc::new(Inner {
                 http,
                 base_url,
-                tokens: self.tokens,
                 retry: self.retry,
                 balance_in_flight: Mutex::new(None),
             }),
+            tokens: self.tokens,
         })
     }
 }
@@ -178,6 +208,8 @@ struct Call<'a> {
     idempotency_key: Option<&'a IdempotencyKey>,
     /// The service the call is about, to name it in errors.
     service: Option<&'a str>,
+    /// The token to send, when already read from the provider.
+    token: Option<&'a str>,
 }
 
 impl<'a> Call<'a> {
@@ -189,6 +221,7 @@ impl<'a> Call<'a> {
             body: None,
             idempotency_key: None,
             service: None,
+            token: None,
         }
     }
 }
@@ -217,39 +250,58 @@ impl LedgerClient {
 
     /// The account the client is signed in as ([`account_of`] its token), `None` when signed out.
     pub fn account(&self) -> Option<String> {
-        self.inner.tokens.token().map(|token| account_of(&token))
+        self.tokens.token().map(|token| account_of(&token))
     }
 
-    /// `GET /points/balance`. Concurrent calls share one request.
+    /// The same client (pool, base URL, retry policy) sending every request with `token`,
+    /// whatever the session holds: a charge is sent only with a token of the account that ran
+    /// the job.
+    pub fn as_token(&self, token: impl Into<String>) -> LedgerClient {
+        let token = token.into();
+        LedgerClient {
+            inner: self.inner.clone(),
+            tokens: Arc::new(move || Some(token.clone())),
+        }
+    }
+
+    /// `GET /points/balance`. Concurrent calls made with the same token share one request.
     pub async fn balance(&self) -> Result<PointBalance> {
+        let token = self.tokens.token().ok_or(Error::Unauthorized)?;
         let flight = {
-            let mut slot = self
-                .inner
-                .balance_in_flight
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner());
-            slot.get_or_insert_with(|| Arc::new(OnceCell::new()))
-                .clone()
+            let mut slot = self.balance_slot();
+            match slot.as_ref() {
+                Some((owner, flight)) if *owner == token => flight.clone(),
+                _ => {
+                    let flight = Arc::new(OnceCell::new());
+                    *slot = Some((token.clone(), flight.clone()));
+                    flight
+                }
+            }
         };
         let result = flight
             .get_or_init(|| async {
-                let body = self.send(Call::get("points/balance")).await?;
+                let mut call = Call::get("points/balance");
+                call.token = Some(&token);
+                let body = self.send(call).await?;
                 wire::decode::<wire::WireBalance>(&body).map(PointBalance::from)
             })
             .await
             .clone();
-        let mut slot = self
-            .inner
-            .balance_in_flight
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let mut slot = self.balance_slot();
         if slot
             .as_ref()
-            .is_some_and(|current| Arc::ptr_eq(current, &flight))
+            .is_some_and(|(_, current)| Arc::ptr_eq(current, &flight))
         {
             *slot = None;
         }
         result
+    }
+
+    fn balance_slot(&self) -> std::sync::MutexGuard<'_, Option<BalanceFlight>> {
+        self.inner
+            .balance_in_flight
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     /// `GET /points/cost`: the price of one use of `service` (for `duration` seconds of media,
@@ -273,6 +325,17 @@ impl LedgerClient {
         request: &ConsumeRequest,
         key: &IdempotencyKey,
     ) -> Result<ChargeReceipt> {
+        self.consume_detailed(request, key)
+            .await
+            .map_err(Error::from)
+    }
+
+    /// [`LedgerClient::consume`], telling on failure how long the ledger asked to wait.
+    pub async fn consume_detailed(
+        &self,
+        request: &ConsumeRequest,
+        key: &IdempotencyKey,
+    ) -> std::result::Result<ChargeReceipt, Failure> {
         check_service(&request.service)?;
         check_duration(request.duration)?;
         let body =
@@ -284,16 +347,13 @@ impl LedgerClient {
             body: Some(body),
             idempotency_key: Some(key),
             service: Some(&request.service),
+            token: None,
         };
         let body = self.send(call).await?;
         let receipt = wire::decode::<wire::WireReceipt>(&body)
             .map(|receipt| receipt.into_receipt(key.as_str()))?;
         // A balance read already under way may predate this charge: later reads must not join it.
-        *self
-            .inner
-            .balance_in_flight
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner()) = None;
+        *self.balance_slot() = None;
         Ok(receipt)
     }
 
@@ -327,7 +387,7 @@ impl LedgerClient {
     }
 
     /// Sends `call`, retrying as the policy allows; the success body.
-    async fn send(&self, call: Call<'_>) -> Result<Vec<u8>> {
+    async fn send(&self, call: Call<'_>) -> std::result::Result<Vec<u8>, Failure> {
         let mut attempt = 1;
         loop {
             let (error, retry_after) = match self.attempt(&call).await {
@@ -340,7 +400,7 @@ impl LedgerClient {
                     .delay_before(attempt + 1, kind, retry_after)
             });
             let Some(delay) = delay else {
-                return Err(error);
+                return Err(Failure { error, retry_after });
             };
             tracing::debug!(
                 path = call.path,
@@ -359,11 +419,10 @@ impl LedgerClient {
         &self,
         call: &Call<'_>,
     ) -> std::result::Result<Vec<u8>, (Error, Option<Duration>)> {
-        let token = self
-            .inner
-            .tokens
-            .token()
-            .ok_or((Error::Unauthorized, None))?;
+        let token = match call.token {
+            Some(token) => token.to_owned(),
+            None => self.tokens.token().ok_or((Error::Unauthorized, None))?,
+        };
         let url = self
             .inner
             .base_url

@@ -11,6 +11,13 @@ use sha2::{Digest, Sha256};
 pub trait TokenProvider: Send + Sync + 'static {
     /// The current token.
     fn token(&self) -> Option<String>;
+
+    /// A stable id of the account the current token belongs to (e.g. the user's id in the host
+    /// app). Pending charges are bound to it; without it the JWT `sub` claim is used, else a
+    /// hash of the token.
+    fn account(&self) -> Option<String> {
+        None
+    }
 }
 
 impl<F> TokenProvider for F

@@ -21,6 +21,9 @@ pub struct WireBalance {
     pub total_recharged: i64,
     pub total_consumed: i64,
     pub total_expired: i64,
+    /// The user's latest journal sequence number (contract v1.1; absent from older backends).
+    #[serde(default)]
+    pub seq: Option<i64>,
 }
 
 impl From<WireBalance> for PointBalance {
@@ -30,6 +33,7 @@ impl From<WireBalance> for PointBalance {
             total_recharged: wire.total_recharged,
             total_consumed: wire.total_consumed,
             total_expired: wire.total_expired,
+            seq: wire.seq,
         }
     }
 }
@@ -42,6 +46,8 @@ pub struct WireCost {
     pub required: i64,
     pub balance: i64,
     pub sufficient: bool,
+    #[serde(default)]
+    pub seq: Option<i64>,
 }
 
 impl From<WireCost> for CostCheck {
@@ -52,6 +58,7 @@ impl From<WireCost> for CostCheck {
             required: wire.required,
             balance: wire.balance,
             sufficient: wire.sufficient,
+            seq: wire.seq,
         }
     }
 }
@@ -94,6 +101,8 @@ pub struct WireReceipt {
     pub balance: i64,
     #[serde(default)]
     pub replayed: bool,
+    #[serde(default)]
+    pub seq: Option<i64>,
 }
 
 impl WireReceipt {
@@ -106,6 +115,7 @@ impl WireReceipt {
             balance: self.balance,
             replayed: self.replayed,
             idempotency_key: idempotency_key.to_owned(),
+            seq: self.seq,
         }
     }
 }
@@ -162,6 +172,10 @@ pub struct WireTransaction {
     pub balance_after: i64,
     #[serde(default)]
     pub service: Option<String>,
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+    #[serde(default)]
+    pub reference: Option<String>,
     pub created_at: String,
 }
 
@@ -177,6 +191,8 @@ impl From<WireTransactions> for TransactionPage {
                     points: item.points,
                     balance_after: item.balance_after,
                     service: item.service,
+                    idempotency_key: item.idempotency_key,
+                    reference: item.reference,
                     created_at: item.created_at,
                 })
                 .collect(),

@@ -2,6 +2,7 @@
 //! clients of it.
 #![allow(dead_code)]
 
+pub mod proxy;
 pub mod stub;
 
 use std::time::Duration;
@@ -66,6 +67,14 @@ pub fn fast_retry() -> RetryPolicy {
         base_delay: Duration::from_millis(10),
         max_delay: Duration::from_millis(40),
         max_retry_after: Duration::from_secs(3),
+    }
+}
+
+/// Background sync waits of a few tens of milliseconds.
+pub fn fast_sync() -> tauri_plugin_points::SyncPolicy {
+    tauri_plugin_points::SyncPolicy {
+        min_delay: Duration::from_millis(50),
+        max_delay: Duration::from_millis(400),
     }
 }
 

@@ -29,31 +29,57 @@ fn a_command_not_granted_is_refused_and_a_granted_one_runs() {
 }
 
 #[test]
-fn the_default_set_grants_every_command() {
+fn the_default_set_reads_and_signs_in_but_charging_is_opt_in() {
     let ledger = ledger(10);
     let app = TestApp::start(Setup {
+        permissions: &["points:default"],
         token: Some(ledger.token.clone()),
         ..Setup::new(ledger.ledger.base_url())
     });
     for (command, args) in [
         ("get_balance", json!({})),
         ("check_cost", json!({"service": "compose"})),
-        ("charge", json!({"service": "cover_design"})),
         ("get_prices", json!({})),
         ("list_transactions", json!({})),
         ("list_batches", json!({})),
+        ("get_pending", json!({})),
+        ("sync_pending", json!({})),
         ("set_session_token", json!({"token": ledger.token})),
         ("clear_session_token", json!({})),
     ] {
         assert!(app.invoke(command, args).is_ok(), "{command}");
     }
+    let refusal = app
+        .invoke("charge", json!({"service": "cover_design"}))
+        .unwrap_err();
+    assert!(
+        refusal
+            .as_str()
+            .is_some_and(|text| text.contains("not allowed")),
+        "{refusal}"
+    );
+    let granted = TestApp::start(Setup {
+        permissions: &["points:default", "points:allow-charge"],
+        token: Some(ledger.token.clone()),
+        ..Setup::new(ledger.ledger.base_url())
+    });
+    assert_eq!(
+        granted
+            .invoke("charge", json!({"service": "cover_design"}))
+            .unwrap()["balance"],
+        8
+    );
 }
 
 #[test]
-fn a_deny_permission_wins_over_the_default_set() {
+fn a_deny_permission_wins_over_a_grant() {
     let ledger = ledger(10);
     let app = TestApp::start(Setup {
-        permissions: &["points:default", "points:deny-charge"],
+        permissions: &[
+            "points:default",
+            "points:allow-charge",
+            "points:deny-charge",
+        ],
         token: Some(ledger.token.clone()),
         ..Setup::new(ledger.ledger.base_url())
     });

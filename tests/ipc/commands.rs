@@ -16,16 +16,19 @@ fn get_balance_returns_the_summary_and_announces_it() {
     let ledger = ledger(100);
     let app = signed_in_app(&ledger);
     let balance = app.invoke("get_balance", json!({})).unwrap();
+    let seq = balance["seq"]
+        .as_i64()
+        .expect("the reference ledger sends seq");
     assert_eq!(
         balance,
-        json!({"balance": 100, "totalRecharged": 100, "totalConsumed": 0, "totalExpired": 0})
+        json!({"balance": 100, "totalRecharged": 100, "totalConsumed": 0, "totalExpired": 0, "seq": seq})
     );
     app.wait_until("balance-changed", || {
         !app.events_named(BALANCE_CHANGED).is_empty()
     });
     assert_eq!(
         app.events_named(BALANCE_CHANGED),
-        [json!({"balance": 100, "details": balance})]
+        [json!({"balance": 100, "details": balance, "seq": seq, "session": 1})]
     );
 }
 
@@ -36,7 +39,7 @@ fn check_cost_prices_any_service_and_types_its_errors() {
     assert_eq!(
         app.invoke("check_cost", json!({"service": "video", "duration": 1.5}))
             .unwrap(),
-        json!({"service": "video", "mode": "duration", "required": 15, "balance": 3, "sufficient": false})
+        json!({"service": "video", "mode": "duration", "required": 15, "balance": 3, "sufficient": false, "seq": 1})
     );
     let unknown = app
         .invoke("check_cost", json!({"service": "nope"}))
@@ -80,13 +83,14 @@ fn charge_takes_only_desktop_services_and_never_debt() {
     assert_eq!(receipt["idempotencyKey"], "job-1");
     assert!(receipt["transactionId"].is_string());
     let keys: Vec<_> = receipt.as_object().unwrap().keys().cloned().collect();
-    assert_eq!(keys.len(), 6, "{keys:?}");
+    assert_eq!(keys.len(), 7, "{keys:?}");
+    assert_eq!(receipt["seq"], 2, "the recharge was 1");
     app.wait_until("balance-changed", || {
         !app.events_named(BALANCE_CHANGED).is_empty()
     });
     assert_eq!(
         app.events_named(BALANCE_CHANGED),
-        [json!({"balance": 1, "details": null})]
+        [json!({"balance": 1, "details": null, "seq": 2, "session": 1})]
     );
 
     let again = app
@@ -113,7 +117,7 @@ fn charge_takes_only_desktop_services_and_never_debt() {
     });
     assert_eq!(
         app.events_named(INSUFFICIENT),
-        [json!({"service": "cover_design", "required": 2, "balance": 1})]
+        [json!({"service": "cover_design", "required": 2, "balance": 1, "window": "main"})]
     );
 
     for service in ["tts", "video", "script", "caption", "anything"] {

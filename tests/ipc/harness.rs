@@ -24,7 +24,7 @@ use tauri_utils::acl::manifest::{Manifest, PermissionFile};
 use tauri_utils::acl::resolved::Resolved;
 use tauri_utils::platform::Target;
 
-use crate::common::{fast_retry, TestLedger};
+use crate::common::{fast_retry, fast_sync, TestLedger};
 
 /// The plugin's permission files, as `tauri-build` reads them.
 fn plugin_manifest() -> Manifest {
@@ -45,12 +45,28 @@ fn plugin_manifest() -> Manifest {
     Manifest::new(files, None)
 }
 
-/// A mock context whose ACL grants `permissions` to the window `main`.
-fn context_granting(permissions: &[&str]) -> tauri::Context<MockRuntime> {
+/// A token provider of the host app: a token, and the account id it gives with it.
+struct HostTokens {
+    tokens: SessionToken,
+    account: Option<String>,
+}
+
+impl tauri_plugin_points::TokenProvider for HostTokens {
+    fn token(&self) -> Option<String> {
+        self.tokens.token()
+    }
+
+    fn account(&self) -> Option<String> {
+        self.account.clone()
+    }
+}
+
+/// A mock context whose ACL grants `permissions` to `windows`.
+fn context_granting(permissions: &[&str], windows: &[&str]) -> tauri::Context<MockRuntime> {
     let acl = BTreeMap::from([("points".to_owned(), plugin_manifest())]);
     let capability: Capability = serde_json::from_value(json!({
         "identifier": "test",
-        "windows": ["main"],
+        "windows": windows,
         "permissions": permissions,
     }))
     .unwrap();
@@ -79,17 +95,23 @@ pub struct Setup<'a> {
     pub permissions: &'a [&'a str],
     /// A token the app's Rust side provides (the webview may set another).
     pub token: Option<String>,
+    /// The account id the Rust side's token provider gives with `token`.
+    pub account: Option<String>,
     /// An existing journal directory (to simulate a restart); a fresh one otherwise.
     pub journal_dir: Option<PathBuf>,
+    /// More windows than `main` (all granted the capability).
+    pub extra_windows: &'a [&'a str],
 }
 
 impl<'a> Setup<'a> {
     pub fn new(base_url: String) -> Self {
         Self {
             base_url,
-            permissions: &["points:default"],
+            permissions: &["points:default", "points:allow-charge"],
             token: None,
+            account: None,
             journal_dir: None,
+            extra_windows: &[],
         }
     }
 }
@@ -111,19 +133,27 @@ impl TestApp {
         let plugin = tauri_plugin_points::Builder::new()
             .base_url(setup.base_url)
             .retry(fast_retry())
+            .sync_policy(fast_sync())
             .request_timeout(Duration::from_secs(5))
-            .token_provider(tokens)
+            .token_provider(HostTokens {
+                tokens,
+                account: setup.account,
+            })
             .journal_dir(&journal_dir)
             .build();
+        let mut windows = vec!["main"];
+        windows.extend_from_slice(setup.extra_windows);
         let app = mock_builder()
             .plugin(plugin)
-            .build(context_granting(setup.permissions))
+            .build(context_granting(setup.permissions, &windows))
             .expect("the app builds");
         let events = Arc::new(Mutex::new(Vec::new()));
         for name in [
             events::BALANCE_CHANGED,
             events::INSUFFICIENT,
             events::PENDING_CHANGED,
+            events::SESSION_CHANGED,
+            events::CHARGE_REFUSED,
         ] {
             let events = events.clone();
             app.listen_any(name, move |event| {
@@ -134,6 +164,11 @@ impl TestApp {
         let window = WebviewWindowBuilder::new(&app, "main", Default::default())
             .build()
             .unwrap();
+        for label in setup.extra_windows {
+            WebviewWindowBuilder::new(&app, *label, Default::default())
+                .build()
+                .unwrap();
+        }
         Self {
             app,
             window,
@@ -158,12 +193,35 @@ impl TestApp {
             .collect()
     }
 
-    /// Waits (up to 5 s) until `check` holds.
+    /// The window labelled `label`.
+    pub fn window(&self, label: &str) -> WebviewWindow<MockRuntime> {
+        tauri::Manager::get_webview_window(&self.app, label).expect("a window with this label")
+    }
+
+    /// Forgets the events received so far.
+    pub fn clear_events(&self) {
+        self.events.lock().unwrap().clear();
+    }
+
+    /// Waits (up to 10 s) until `check` holds.
     pub fn wait_until(&self, what: &str, check: impl Fn() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + Duration::from_secs(10);
         while !check() {
             assert!(Instant::now() < deadline, "timed out waiting for {what}");
             std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for TestApp {
+    /// The app quits: the plugin releases its journal as on `RunEvent::Exit`.
+    fn drop(&mut self) {
+        use tauri::Manager;
+        if let Some(points) = self
+            .app
+            .try_state::<tauri_plugin_points::Points<MockRuntime>>()
+        {
+            points.shutdown();
         }
     }
 }

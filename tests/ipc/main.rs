@@ -8,5 +8,6 @@ mod harness;
 
 mod acl;
 mod commands;
+mod lifecycle;
 mod props;
 mod run_charged;

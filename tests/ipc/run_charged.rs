@@ -6,9 +6,10 @@ use serde_json::json;
 use tauri::async_runtime::block_on;
 use tauri_plugin_points::client::{account_of, ConsumeRequest, IdempotencyKey};
 use tauri_plugin_points::events::{BALANCE_CHANGED, INSUFFICIENT, PENDING_CHANGED};
-use tauri_plugin_points::journal::Journal;
-use tauri_plugin_points::{DesktopService, Error, PointsExt};
+use tauri_plugin_points::journal::{Journal, PendingCharge};
+use tauri_plugin_points::{ChargeOutcome, DesktopService, Error, PointsExt};
 
+use crate::common::proxy::{Fault, FaultProxy};
 use crate::harness::{ledger, signed_in_app, Setup, TestApp};
 
 #[derive(Debug, PartialEq)]
@@ -56,7 +57,7 @@ fn too_few_points_refuse_the_job_before_it_starts() {
     });
     assert_eq!(
         app.events_named(INSUFFICIENT),
-        [json!({"service": "compose", "required": 5, "balance": 4})]
+        [json!({"service": "compose", "required": 5, "balance": 4, "window": "main"})]
     );
     assert_eq!(balance(&app), 4);
 }
@@ -101,19 +102,21 @@ fn a_finished_job_is_charged_once_per_job_key_with_debt_allowed() {
     )
     .unwrap();
     assert_eq!(charged.output, "video.mp4");
-    let receipt = charged.receipt.expect("acknowledged");
+    let receipt = charged.charge.receipt().expect("acknowledged").clone();
     assert_eq!(
         (receipt.points, receipt.balance, receipt.replayed),
         (5, -3, false)
     );
-    assert_eq!(receipt.idempotency_key, "job-9");
+    assert_eq!(receipt.idempotency_key, "compose:job-9");
     assert_eq!(points.pending_count(), 0);
     app.wait_until("balance-changed", || {
         app.events_named(BALANCE_CHANGED)
-            .contains(&json!({"balance": -3, "details": null}))
+            .iter()
+            .any(|event| event["balance"] == -3 && event["details"].is_null())
     });
     app.wait_until("pending back to 0", || {
-        app.events_named(PENDING_CHANGED) == [json!({"count": 1}), json!({"count": 0})]
+        app.events_named(PENDING_CHANGED)
+            .ends_with(&[json!({"count": 1}), json!({"count": 0})])
     });
 
     // The same job reported again (e.g. retried by the app) is not charged twice... but its
@@ -133,35 +136,42 @@ fn a_finished_job_is_charged_once_per_job_key_with_debt_allowed() {
 #[test]
 fn a_charge_not_acknowledged_survives_a_restart_and_is_applied_once() {
     let ledger = ledger(10);
+    let proxy = block_on(FaultProxy::start(&ledger.ledger.base_url()));
     let journal_dir = tempfile::tempdir().unwrap();
     {
         let app = TestApp::start(Setup {
             journal_dir: Some(journal_dir.path().to_owned()),
-            ..Setup::new(ledger.ledger.base_url())
+            ..Setup::new(proxy.base_url.clone())
         });
         let points = app.app.points();
         points.set_session_token(ledger.token.clone()).unwrap();
         let charged =
             block_on(
                 points.run_charged(DesktopService::CoverDesign, Some("cover-3"), || async {
-                    // The user signs out while the job runs: the charge cannot be sent now.
-                    points.clear_session_token();
+                    // The network goes away while the job runs.
+                    proxy.set(Fault::Refuse);
                     Ok::<_, JobError>(())
                 }),
             )
             .unwrap();
-        assert_eq!(charged.receipt, None);
+        assert_eq!(
+            charged.charge,
+            ChargeOutcome::Pending {
+                idempotency_key: "cover_design:cover-3".into()
+            }
+        );
         assert_eq!(points.pending_count(), 1);
         // The app quits here.
     }
     assert_eq!(Journal::open(journal_dir.path()).unwrap().len(), 1);
 
+    proxy.set(Fault::Pass);
     let app = TestApp::start(Setup {
         token: Some(ledger.token.clone()),
         journal_dir: Some(journal_dir.path().to_owned()),
-        ..Setup::new(ledger.ledger.base_url())
+        ..Setup::new(proxy.base_url.clone())
     });
-    app.wait_until("the replay at start", || {
+    app.wait_until("the sync at start", || {
         app.app.points().pending_count() == 0
     });
     let page = app.invoke("list_transactions", json!({})).unwrap();
@@ -173,31 +183,41 @@ fn a_charge_not_acknowledged_survives_a_restart_and_is_applied_once() {
         .collect();
     assert_eq!(consumes.len(), 1);
     assert_eq!(consumes[0]["service"], "cover_design");
+    assert_eq!(consumes[0]["idempotencyKey"], "cover_design:cover-3");
     assert_eq!(balance(&app), 8);
 }
 
 #[test]
-fn setting_a_session_token_replays_pending_charges() {
+fn setting_a_session_token_sends_that_accounts_pending_charges() {
     let ledger = ledger(10);
     let journal_dir = tempfile::tempdir().unwrap();
     Journal::open(journal_dir.path())
         .unwrap()
-        .record(
-            Some(&account_of(&ledger.token)),
+        .record(&PendingCharge::new(
+            &account_of(&ledger.token),
             &IdempotencyKey::parse("left-over").unwrap(),
-            &ConsumeRequest {
+            ConsumeRequest {
                 allow_debt: true,
                 ..ConsumeRequest::new("compose")
             },
-        )
+        ))
         .unwrap();
     let app = TestApp::start(Setup {
         journal_dir: Some(journal_dir.path().to_owned()),
         ..Setup::new(ledger.ledger.base_url())
     });
-    assert_eq!(app.app.points().pending_count(), 1, "signed out: kept");
+    assert_eq!(
+        app.app.points().pending_count(),
+        0,
+        "signed out: none shown"
+    );
+    assert_eq!(
+        app.invoke("get_pending", json!({})).unwrap()["count"],
+        0,
+        "signed out"
+    );
     app.invoke("set_session_token", json!({"token": ledger.token}))
         .unwrap();
-    app.wait_until("the replay", || app.app.points().pending_count() == 0);
+    app.wait_until("the sync", || app.app.points().sync().journal().is_empty());
     assert_eq!(balance(&app), 5);
 }

@@ -4,5 +4,5 @@
 mod common;
 
 mod faults;
-mod journal;
 mod ledger;
+mod sync;

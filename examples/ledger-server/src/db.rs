@@ -61,7 +61,9 @@ impl Db {
                     Box::pin(async move {
                         if !in_memory {
                             conn.execute("PRAGMA journal_mode = WAL").await?;
-                            conn.execute("PRAGMA synchronous = NORMAL").await?;
+                            // FULL: a commit acknowledged to a client survives a power cut
+                            // (NORMAL in WAL mode may lose the last commits).
+                            conn.execute("PRAGMA synchronous = FULL").await?;
                         }
                         conn.execute("PRAGMA busy_timeout = 30000").await?;
                         conn.execute("PRAGMA foreign_keys = ON").await?;

@@ -21,6 +21,9 @@ type Tx = sqlx::Transaction<'static, Any>;
 pub const MAX_PAGE: u32 = 200;
 /// History entries per page when the client does not say.
 pub const DEFAULT_PAGE: u32 = 50;
+/// The largest amount, balance or total the ledger holds, either sign: 2^53 − 1, the largest
+/// integer a JavaScript number holds exactly.
+pub const MAX_AMOUNT: i64 = (1 << 53) - 1;
 
 /// Why a ledger operation did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +50,13 @@ pub enum LedgerError {
     /// A recharge that cannot be applied (no points, or already expired).
     #[error("invalid recharge: {0}")]
     InvalidRecharge(String),
+    /// The write would take an amount, a balance or a total beyond ±(2^53 − 1). Nothing was
+    /// written.
+    #[error("amounts, balances and totals must stay within ±9007199254740991; this write would leave that range")]
+    AmountOutOfRange,
+    /// An idempotency key that is not 1 to 255 printable ASCII characters without space.
+    #[error("invalid idempotency key")]
+    InvalidIdempotencyKey,
     /// A history cursor that this ledger did not hand out.
     #[error("invalid cursor")]
     InvalidCursor,
@@ -149,6 +159,21 @@ pub struct RechargeReceipt {
     pub batch_id: String,
     /// The balance right after (debt is paid first).
     pub balance: i64,
+    /// `true` when this is the stored answer to an earlier request with the same key.
+    pub replayed: bool,
+    /// The sequence number of the journal entry written (for a replay: the original one).
+    #[schema(minimum = 1)]
+    pub seq: i64,
+}
+
+/// A recharge to apply, as the caller asked for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RechargeRequest {
+    /// Points to add.
+    pub points: i64,
+    /// When the batch's remaining points expire.
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
 }
 
 /// What an expiry run reclaimed.
@@ -266,11 +291,29 @@ struct LiveBatch {
     expires_at: i64,
 }
 
-/// A consume already journalled under the request's idempotency key.
+/// The journal entry already written under the request's idempotency key.
 #[derive(Debug)]
 struct Earlier {
+    transaction_id: String,
+    kind: String,
     request_fingerprint: Option<String>,
-    receipt: Receipt,
+    service: Option<String>,
+    points: i64,
+    balance_after: i64,
+    seq: i64,
+    batch_id: Option<String>,
+}
+
+impl Earlier {
+    /// The earlier answer when it was a request of this kind with this fingerprint, else a
+    /// conflict.
+    fn matching(self, kind: EntryKind, fingerprint: &str) -> Result<Self, LedgerError> {
+        if self.kind == kind.as_str() && self.request_fingerprint.as_deref() == Some(fingerprint) {
+            Ok(self)
+        } else {
+            Err(LedgerError::IdempotencyMismatch)
+        }
+    }
 }
 
 /// What a write transaction holds about a user.
@@ -281,13 +324,14 @@ struct Locked {
     earlier: Option<Earlier>,
 }
 
-/// Reads a user's summary row, live batches and the consume made under a key (`$2`, may be
-/// null), in one round trip, once the user's row lock is held.
-const READ_LOCKED_USER_SQL: &str = "SELECT a.balance, a.total_recharged, a.total_consumed, a.total_expired, a.last_seq, \
-     j.id, j.request_fingerprint, j.service, j.points, j.balance_after, j.seq, \
+/// Reads a user's summary row, live batches and the journal entry written under a key (`$2`, may
+/// be null), in one round trip, once the user's row lock is held.
+const READ_LOCKED_USER_SQL: &str =
+    "SELECT a.balance, a.total_recharged, a.total_consumed, a.total_expired, a.last_seq, \
+     j.id, j.request_fingerprint, j.service, j.points, j.balance_after, j.seq, j.kind, j.batch_id, \
      b.id, b.remaining, b.expires_at \
      FROM accounts a \
-     LEFT JOIN journal j ON j.user_id = a.user_id AND j.idempotency_key = $2 AND j.kind = 'consume' \
+     LEFT JOIN journal j ON j.user_id = a.user_id AND j.idempotency_key = $2 \
      LEFT JOIN batches b ON b.user_id = a.user_id AND b.remaining > 0 \
      WHERE a.user_id = $1 \
      ORDER BY b.expires_at, b.created_at, b.id";
@@ -327,6 +371,20 @@ impl Drop for InFlight<'_> {
 /// Microseconds since the Unix epoch, the database's time unit.
 fn to_micros(at: OffsetDateTime) -> i64 {
     (at.unix_timestamp_nanos() / 1_000) as i64
+}
+
+/// `value` when it is within ±[`MAX_AMOUNT`].
+fn bounded(value: Option<i64>) -> Option<i64> {
+    value.filter(|v| (-MAX_AMOUNT..=MAX_AMOUNT).contains(v))
+}
+
+/// What "the same recharge" compares: the points and the expiry instant (to the microsecond
+/// the database keeps), whatever offset the caller wrote it with.
+fn recharge_fingerprint(request: &RechargeRequest) -> String {
+    serde_json::json!({
+        "recharge": {"points": request.points, "expires_at_us": to_micros(request.expires_at)}
+    })
+    .to_string()
 }
 
 fn from_micros(micros: i64) -> OffsetDateTime {
@@ -439,11 +497,18 @@ impl Ledger {
         let limit = limit.clamp(1, MAX_PAGE);
         let before = match before {
             None => i64::MAX,
-            Some(cursor) => cursor
-                .parse::<i64>()
-                .ok()
-                .filter(|seq| *seq > 0)
-                .ok_or(LedgerError::InvalidCursor)?,
+            // Exactly what `next_cursor` hands out: a positive decimal without sign or leading
+            // zero, at most 18 digits (always an i64).
+            Some(cursor)
+                if (1..=18).contains(&cursor.len())
+                    && !cursor.starts_with('0')
+                    && cursor.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                cursor
+                    .parse::<i64>()
+                    .map_err(|_| LedgerError::InvalidCursor)?
+            }
+            Some(_) => return Err(LedgerError::InvalidCursor),
         };
         self.expire_user_if_due(user).await?;
         let rows = sqlx::query(
@@ -485,38 +550,87 @@ impl Ledger {
         })
     }
 
-    /// Adds a batch of `points` that expire at `expires_at`. Debt is paid first.
+    /// Adds a batch of `points` that expire at `expires_at`. Debt is paid first. No idempotency
+    /// key: every call is a new recharge (see [`Self::recharge_once`]).
     pub async fn recharge(
         &self,
         user: Uuid,
         points: i64,
         expires_at: OffsetDateTime,
     ) -> Result<RechargeReceipt, LedgerError> {
+        self.apply_recharge(user, &RechargeRequest { points, expires_at }, None)
+            .await
+    }
+
+    /// Adds a batch, at most once per idempotency key (the key of a retried payment webhook).
+    ///
+    /// Checks, in order: the points and expiry, the key (in flight: 409; used with another
+    /// request: 422; used with this request: the first receipt, replayed), then the bounds
+    /// (nothing written when a total would leave ±(2^53 − 1)).
+    pub async fn recharge_once(
+        &self,
+        user: Uuid,
+        request: &RechargeRequest,
+        key: &IdempotencyKey,
+    ) -> Result<RechargeReceipt, LedgerError> {
+        self.apply_recharge(user, request, Some(key)).await
+    }
+
+    async fn apply_recharge(
+        &self,
+        user: Uuid,
+        request: &RechargeRequest,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<RechargeReceipt, LedgerError> {
+        let RechargeRequest { points, expires_at } = *request;
         let now = self.clock.now();
         if points <= 0 {
             return Err(LedgerError::InvalidRecharge(
                 "points must be 1 or more".into(),
             ));
         }
+        if points > MAX_AMOUNT {
+            return Err(LedgerError::AmountOutOfRange);
+        }
         if expires_at <= now {
             return Err(LedgerError::InvalidRecharge(
                 "expires_at must be in the future".into(),
             ));
         }
+        let _in_flight = key.map(|key| self.mark_in_flight(user, key)).transpose()?;
+        let fingerprint = key.map(|_| recharge_fingerprint(request));
         let now = to_micros(now);
         let mut tx = self.db.begin_write(user).await?;
         let Locked {
             mut account,
             mut live,
-            ..
-        } = self.lock_user(&mut tx, user, None).await?;
+            earlier,
+        } = self.lock_user(&mut tx, user, key).await?;
+        if let (Some(earlier), Some(fingerprint)) = (earlier, &fingerprint) {
+            tx.rollback().await?;
+            let earlier = earlier.matching(EntryKind::Recharge, fingerprint)?;
+            return Ok(RechargeReceipt {
+                transaction_id: earlier.transaction_id,
+                batch_id: earlier.batch_id.unwrap_or_default(),
+                balance: earlier.balance_after,
+                replayed: true,
+                seq: earlier.seq,
+            });
+        }
         self.expire_due(&mut tx, user, &mut account, &mut live, now)
             .await?;
 
         let old_balance = account.summary.balance;
-        account.summary.balance += points;
-        account.summary.total_recharged += points;
-        let remaining = (old_balance + points).clamp(0, points);
+        let (Some(balance), Some(total_recharged)) = (
+            bounded(old_balance.checked_add(points)),
+            bounded(account.summary.total_recharged.checked_add(points)),
+        ) else {
+            tx.rollback().await?;
+            return Err(LedgerError::AmountOutOfRange);
+        };
+        account.summary.balance = balance;
+        account.summary.total_recharged = total_recharged;
+        let remaining = balance.clamp(0, points);
         let batch_id = Uuid::new_v4().to_string();
         sqlx::query(
             "INSERT INTO batches (id, user_id, points, remaining, expires_at, created_at) \
@@ -541,8 +655,8 @@ impl Ledger {
                     points,
                     service: None,
                     batch_id: Some(&batch_id),
-                    idempotency_key: None,
-                    request_fingerprint: None,
+                    idempotency_key: key.map(IdempotencyKey::as_str),
+                    request_fingerprint: fingerprint.as_deref(),
                     reference: None,
                 },
             )
@@ -553,6 +667,8 @@ impl Ledger {
             transaction_id,
             batch_id,
             balance: account.summary.balance,
+            replayed: false,
+            seq: account.summary.seq,
         })
     }
 
@@ -568,7 +684,14 @@ impl Ledger {
         key: &IdempotencyKey,
     ) -> Result<Receipt, LedgerError> {
         let quote = self.pricing.quote(&request.service, request.duration)?;
+        if quote.points > MAX_AMOUNT {
+            return Err(LedgerError::AmountOutOfRange);
+        }
         if quote.points == 0 {
+            // Nothing is written, but a key already spent on another request is still refused.
+            if self.key_was_used(user, key).await? {
+                return Err(LedgerError::IdempotencyMismatch);
+            }
             let summary = self.summary(user).await?;
             return Ok(Receipt {
                 transaction_id: None,
@@ -590,10 +713,15 @@ impl Ledger {
         } = self.lock_user(&mut tx, user, Some(key)).await?;
         if let Some(earlier) = earlier {
             tx.rollback().await?;
-            if earlier.request_fingerprint.as_deref() != Some(fingerprint.as_str()) {
-                return Err(LedgerError::IdempotencyMismatch);
-            }
-            return Ok(earlier.receipt);
+            let earlier = earlier.matching(EntryKind::Consume, &fingerprint)?;
+            return Ok(Receipt {
+                transaction_id: Some(earlier.transaction_id),
+                service: earlier.service.unwrap_or_default(),
+                points: -earlier.points,
+                balance: earlier.balance_after,
+                replayed: true,
+                seq: earlier.seq,
+            });
         }
 
         let now = to_micros(self.clock.now());
@@ -608,6 +736,14 @@ impl Ledger {
                 balance: account.summary.balance,
             });
         }
+
+        let (Some(balance), Some(total_consumed)) = (
+            bounded(account.summary.balance.checked_sub(required)),
+            bounded(account.summary.total_consumed.checked_add(required)),
+        ) else {
+            tx.rollback().await?;
+            return Err(LedgerError::AmountOutOfRange);
+        };
 
         // Burn the soonest-expiring batches first; with debt allowed, whatever is left over
         // takes the balance below zero and every batch ends empty.
@@ -624,8 +760,8 @@ impl Ledger {
                 .execute(&mut *tx)
                 .await?;
         }
-        account.summary.balance -= required;
-        account.summary.total_consumed += required;
+        account.summary.balance = balance;
+        account.summary.total_consumed = total_consumed;
         let transaction_id = self
             .append_entry(
                 &mut tx,
@@ -724,6 +860,18 @@ impl Ledger {
         Ok(())
     }
 
+    /// Whether a journal entry of `user` carries `key`.
+    async fn key_was_used(&self, user: Uuid, key: &IdempotencyKey) -> Result<bool, LedgerError> {
+        let used: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM journal WHERE user_id = $1 AND idempotency_key = $2",
+        )
+        .bind(user.to_string())
+        .bind(key.as_str())
+        .fetch_optional(self.db.pool())
+        .await?;
+        Ok(used.is_some())
+    }
+
     fn mark_in_flight(
         &self,
         user: Uuid,
@@ -795,24 +943,23 @@ impl Ledger {
             let earlier = match first.try_get::<Option<String>, _>(5)? {
                 None => None,
                 Some(transaction_id) => Some(Earlier {
+                    transaction_id,
                     request_fingerprint: first.try_get(6)?,
-                    receipt: Receipt {
-                        transaction_id: Some(transaction_id),
-                        service: first.try_get::<Option<String>, _>(7)?.unwrap_or_default(),
-                        points: -first.try_get::<i64, _>(8)?,
-                        balance: first.try_get(9)?,
-                        replayed: true,
-                        seq: first.try_get(10)?,
-                    },
+                    service: first.try_get(7)?,
+                    points: first.try_get(8)?,
+                    balance_after: first.try_get(9)?,
+                    seq: first.try_get(10)?,
+                    kind: first.try_get(11)?,
+                    batch_id: first.try_get(12)?,
                 }),
             };
             let mut live = Vec::with_capacity(rows.len());
             for row in &rows {
-                if let Some(id) = row.try_get::<Option<String>, _>(11)? {
+                if let Some(id) = row.try_get::<Option<String>, _>(13)? {
                     live.push(LiveBatch {
                         id,
-                        remaining: row.try_get(12)?,
-                        expires_at: row.try_get(13)?,
+                        remaining: row.try_get(14)?,
+                        expires_at: row.try_get(15)?,
                     });
                 }
             }
@@ -844,8 +991,13 @@ impl Ledger {
                 .bind(&batch.id)
                 .execute(&mut **tx)
                 .await?;
-            account.summary.balance -= batch.remaining;
-            account.summary.total_expired += batch.remaining;
+            // A batch's remaining points are part of a non-negative balance, and expired points
+            // were recharged first: neither total can leave the range.
+            account.summary.balance = bounded(account.summary.balance.checked_sub(batch.remaining))
+                .ok_or(LedgerError::AmountOutOfRange)?;
+            account.summary.total_expired =
+                bounded(account.summary.total_expired.checked_add(batch.remaining))
+                    .ok_or(LedgerError::AmountOutOfRange)?;
             points += batch.remaining;
             self.append_entry(
                 tx,

@@ -177,6 +177,22 @@ impl RunningLedger {
             .map(|_| ())
     }
 
+    /// Adds a batch at most once per idempotency `key` (1 to 255 printable ASCII characters
+    /// without space), as `POST /admin/recharge` does: the same key and request again answer
+    /// the first receipt with `replayed: true`.
+    pub async fn recharge_once(
+        &self,
+        user: Uuid,
+        points: i64,
+        expires_at: time::OffsetDateTime,
+        key: &str,
+    ) -> Result<crate::ledger::RechargeReceipt, LedgerError> {
+        let key =
+            crate::ledger::IdempotencyKey::parse(key).ok_or(LedgerError::InvalidIdempotencyKey)?;
+        let request = crate::ledger::RechargeRequest { points, expires_at };
+        self.ledger.recharge_once(user, &request, &key).await
+    }
+
     /// The ledger itself, for direct calls.
     pub fn ledger(&self) -> &Arc<Ledger> {
         &self.ledger

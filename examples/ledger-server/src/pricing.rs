@@ -136,9 +136,10 @@ impl PriceTable {
                 )));
             }
             match price {
-                Price::Fixed { points } if *points < 0 => {
+                Price::Fixed { points } if !(0..=crate::ledger::MAX_AMOUNT).contains(points) => {
                     return Err(fail(format!(
-                        "bad key `services.{name}.points`: must be 0 or more, got {points}"
+                        "bad key `services.{name}.points`: must be 0 to {}, got {points}",
+                        crate::ledger::MAX_AMOUNT
                     )))
                 }
                 Price::Duration { points_per_second: rate }
@@ -188,12 +189,14 @@ impl PriceTable {
     }
 }
 
-/// `ceil(seconds * rate)`, where a product within a millionth of a whole number counts as that
-/// number (so 0.7 s at 10/s is 7 points, not 8 from binary rounding).
+/// `max(1, ceil(seconds * rate))`, where a product within a millionth of a whole number counts
+/// as that number (so 0.7 s at 10/s is 7 points, not 8 from binary rounding). Any positive
+/// duration costs at least 1 point. See `docs/PRICING.md`.
 fn duration_points(seconds: f64, rate: f64) -> i64 {
     let product = seconds * rate;
     let snapped = (product * 1e6).round() / 1e6;
-    snapped.ceil() as i64
+    // seconds <= 86,400 and rate <= 1e6: the product is far below 2^53, the cast is exact.
+    (snapped.ceil() as i64).max(1)
 }
 
 #[cfg(test)]
@@ -216,6 +219,17 @@ mod tests {
         assert_eq!(points("tts", Some(2.5)), 3);
         assert_eq!(points("video", Some(0.7)), 7);
         assert_eq!(points("video", Some(0.71)), 8);
+        // Any positive duration costs at least one point.
+        assert_eq!(points("tts", Some(4e-7)), 1);
+        assert_eq!(points("tts", Some(f64::MIN_POSITIVE)), 1);
+        assert_eq!(points("video", Some(1e-9)), 1);
+        // 0.07 × 100 is 7.000000000000001 in doubles: snapped to 7 (docs/PRICING.md).
+        let hundred = PriceTable::from_yaml(
+            "services:\n  hd: { mode: duration, points_per_second: 100 }\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(hundred.quote("hd", Some(0.07)).unwrap().points, 7);
         assert_eq!(table.iter().count(), 11);
     }
 
@@ -259,6 +273,10 @@ mod tests {
             (
                 "services:\n  script: { mode: fixed, points: five }\n",
                 "services.script",
+            ),
+            (
+                "services:\n  script: { mode: fixed, points: 9007199254740992 }\n",
+                "services.script.points",
             ),
             ("services:\n  script: { mode: weird }\n", "services.script"),
             ("servics: {}\n", "servics"),

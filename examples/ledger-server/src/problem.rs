@@ -22,7 +22,7 @@ pub struct Problem {
     pub detail: String,
     /// Stable machine-readable code: `insufficient_points`, `unauthorized`, `invalid_request`,
     /// `unknown_service`, `invalid_duration`, `invalid_idempotency_key`, `idempotency_conflict`,
-    /// `not_found` or `internal`.
+    /// `amount_out_of_range`, `not_found` or `internal`.
     pub code: String,
     /// Extension members of some codes.
     #[serde(flatten)]
@@ -162,6 +162,13 @@ impl From<LedgerError> for Problem {
                 "Idempotency conflict",
                 detail,
             ),
+            LedgerError::AmountOutOfRange => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "amount_out_of_range",
+                "Amount out of range",
+                detail,
+            ),
+            LedgerError::InvalidIdempotencyKey => Self::invalid_idempotency_key(),
             LedgerError::InvalidRecharge(_) | LedgerError::InvalidCursor => {
                 Self::invalid_request(detail)
             }
@@ -206,6 +213,12 @@ mod tests {
                 "unknown_service",
             ),
             (LedgerError::InvalidCursor, 400, "invalid_request"),
+            (LedgerError::AmountOutOfRange, 422, "amount_out_of_range"),
+            (
+                LedgerError::InvalidIdempotencyKey,
+                422,
+                "invalid_idempotency_key",
+            ),
             (sqlx::Error::PoolTimedOut.into(), 500, "internal"),
         ];
         for (error, status, code) in cases {

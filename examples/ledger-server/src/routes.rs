@@ -22,12 +22,12 @@ use uuid::Uuid;
 use crate::auth::Auth;
 use crate::ledger::{
     BatchList, ConsumeRequest, CostCheck, EntryPage, ExpiryReport, IdempotencyKey, Ledger, Receipt,
-    RechargeReceipt, Summary, DEFAULT_PAGE, MAX_PAGE,
+    RechargeReceipt, RechargeRequest, Summary, DEFAULT_PAGE, MAX_PAGE,
 };
 use crate::pricing::{Price, PricingMode};
 use crate::problem::Problem;
 
-/// The header that carries a consume's idempotency key.
+/// The header that carries a consume's or a recharge's idempotency key.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// The header that carries the admin key.
 pub const ADMIN_KEY: &str = "x-admin-key";
@@ -127,6 +127,15 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Problem>
     serde_json::from_slice(body).map_err(|e| Problem::invalid_request(format!("request body: {e}")))
 }
 
+/// The request's `Idempotency-Key`, or 422 `invalid_idempotency_key`.
+fn idempotency_key(headers: &HeaderMap) -> Result<IdempotencyKey, Problem> {
+    headers
+        .get(IDEMPOTENCY_KEY)
+        .and_then(|v| v.to_str().ok())
+        .and_then(IdempotencyKey::parse)
+        .ok_or_else(Problem::invalid_idempotency_key)
+}
+
 /// The user's summary row.
 #[utoipa::path(get, path = "/points/balance", tag = "points", security(("bearer" = [])),
     responses(
@@ -144,9 +153,11 @@ pub async fn balance(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CostParams {
-    /// The service to price.
+    /// The service to price (a name from `GET /points/prices`).
+    #[param(min_length = 1, max_length = 64, pattern = "^[a-z0-9_]+$")]
     pub service: String,
-    /// Seconds of media; required for `duration` services (finite, > 0, ≤ 86400).
+    /// Seconds of media; required for `duration` services (finite, > 0, ≤ 86400), ignored for
+    /// the others.
     pub duration: Option<f64>,
 }
 
@@ -175,7 +186,8 @@ pub async fn cost(
 /// Body of `POST /points/consume`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ConsumeBody {
-    /// The service used.
+    /// The service used (a name from `GET /points/prices`).
+    #[schema(min_length = 1, max_length = 64, pattern = "^[a-z0-9_]+$")]
     pub service: String,
     /// Seconds of media; required for `duration` services (finite, > 0, ≤ 86400), ignored otherwise.
     #[serde(default)]
@@ -194,7 +206,8 @@ pub struct ConsumeBody {
 /// body, 422 `idempotency_conflict`; while the first request is in flight, 409. A 402 writes
 /// nothing and leaves the key unused. Free services write nothing (`transaction_id: null`).
 #[utoipa::path(post, path = "/points/consume", tag = "points", security(("bearer" = [])),
-    params(("Idempotency-Key" = String, Header, description = "1 to 255 printable ASCII characters without space, scoped to the user")),
+    params(("Idempotency-Key" = String, Header, description = "1 to 255 printable ASCII characters without space, scoped to the user",
+        min_length = 1, max_length = 255, pattern = "^[\\x21-\\x7E]+$")),
     request_body = ConsumeBody,
     responses(
         (status = 200, description = "Charged, replayed, or free", body = Receipt),
@@ -202,7 +215,7 @@ pub struct ConsumeBody {
         (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
         (status = 402, description = "`insufficient_points`, with `service`, `required` and `balance`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`idempotency_conflict`: the key is in flight", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`invalid_idempotency_key`, `unknown_service`, `invalid_duration`, or `idempotency_conflict` (key used with another body)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_idempotency_key`, `unknown_service`, `invalid_duration`, `idempotency_conflict` (key used with another body, also for a free service) or `amount_out_of_range` (the balance or a total would leave ±(2^53 − 1))", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn consume(
     State(state): State<AppState>,
@@ -211,11 +224,7 @@ pub async fn consume(
     body: Bytes,
 ) -> Result<Json<Receipt>, Problem> {
     let body: ConsumeBody = json_body(&body)?;
-    let key = headers
-        .get(IDEMPOTENCY_KEY)
-        .and_then(|v| v.to_str().ok())
-        .and_then(IdempotencyKey::parse)
-        .ok_or_else(Problem::invalid_idempotency_key)?;
+    let key = idempotency_key(&headers)?;
     let request = ConsumeRequest {
         service: body.service,
         duration: body.duration,
@@ -279,8 +288,10 @@ pub async fn prices(State(state): State<AppState>, _user: User) -> Json<PriceLis
 #[into_params(parameter_in = Query)]
 pub struct TransactionParams {
     /// Entries per page, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
+    #[param(min_length = 1, max_length = 18, pattern = "^[1-9][0-9]{0,17}$")]
     pub before: Option<String>,
 }
 
@@ -329,7 +340,9 @@ pub async fn batches(
 pub struct RechargeBody {
     /// The user to recharge.
     pub user_id: Uuid,
-    /// Points to add (1 or more).
+    /// Points to add: 1 to 2^53 − 1, and the user's balance and total recharged must stay within
+    /// 2^53 − 1 (else 422 `amount_out_of_range`).
+    #[schema(minimum = 1, maximum = 9_007_199_254_740_991_i64)]
     pub points: i64,
     /// When the batch's remaining points expire (RFC 3339, in the future).
     #[serde(with = "time::serde::rfc3339")]
@@ -337,24 +350,39 @@ pub struct RechargeBody {
     pub expires_at: OffsetDateTime,
 }
 
-/// Recharges a user with a new batch. Server to server, with the admin key.
+/// Recharges a user with a new batch, at most once per `Idempotency-Key`. Server to server, with
+/// the admin key.
+///
+/// The key follows the rules of `POST /points/consume`, scoped to the user: the same key with the
+/// same body (same points, same expiry instant) returns the first answer with `replayed: true`;
+/// with another body, 422 `idempotency_conflict`; while the first request is in flight, 409.
 #[utoipa::path(post, path = "/admin/recharge", tag = "admin", security(("admin_key" = [])),
+    params(("Idempotency-Key" = String, Header, description = "1 to 255 printable ASCII characters without space, scoped to the user (e.g. the payment's id)",
+        min_length = 1, max_length = 255, pattern = "^[\\x21-\\x7E]+$")),
     request_body = RechargeBody,
     responses(
-        (status = 200, description = "The batch was added; debt is paid first", body = RechargeReceipt),
-        (status = 400, description = "`invalid_request`", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The batch was added (debt is paid first), or the replayed answer", body = RechargeReceipt),
+        (status = 400, description = "`invalid_request` (unparseable body, points below 1, `expires_at` not in the future)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`idempotency_conflict`: the key is in flight", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_idempotency_key`, `idempotency_conflict` (key used with another body) or `amount_out_of_range`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn admin_recharge(
     State(state): State<AppState>,
     _admin: Admin,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<RechargeReceipt>, Problem> {
     let body: RechargeBody = json_body(&body)?;
+    let key = idempotency_key(&headers)?;
+    let request = RechargeRequest {
+        points: body.points,
+        expires_at: body.expires_at,
+    };
     Ok(Json(
         state
             .ledger
-            .recharge(body.user_id, body.points, body.expires_at)
+            .recharge_once(body.user_id, &request, &key)
             .await?,
     ))
 }

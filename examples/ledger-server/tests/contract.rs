@@ -616,6 +616,9 @@ async fn transactions_page_newest_first(l: &TestLedger) {
         "limit=x",
         "before=abc",
         "before=-3",
+        "before=%2B3",
+        "before=03",
+        "before=1234567890123456789",
     ] {
         let response = l.get(&token, &format!("/points/transactions?{bad}")).await;
         problem(response, 400, "invalid_request").await;
@@ -700,7 +703,11 @@ async fn admin_routes_need_the_key(l: &TestLedger) {
     let user = Uuid::new_v4();
     let body = json!({"user_id": user, "points": 40, "expires_at": "2026-06-01T00:00:00Z"});
     let admin = |key: Option<&str>, path: &str, body: Value| {
-        let mut request = l.http.post(l.url(path)).json(&body);
+        let mut request = l
+            .http
+            .post(l.url(path))
+            .header("Idempotency-Key", format!("pay-{}", Uuid::new_v4()))
+            .json(&body);
         if let Some(key) = key {
             request = request.header("X-Admin-Key", key);
         }
@@ -760,6 +767,144 @@ async fn admin_routes_need_the_key(l: &TestLedger) {
         .await;
     }
     assert_eq!(l.balance(&l.running.token_for(user)).await, 40);
+}
+
+/// A retried payment webhook credits once: `POST /admin/recharge` follows the consume rules for
+/// its `Idempotency-Key`.
+async fn admin_recharge_is_idempotent(l: &TestLedger) {
+    let user = Uuid::new_v4();
+    let token = l.running.token_for(user);
+    let body = json!({"user_id": user, "points": 40, "expires_at": "2026-06-01T00:00:00Z"});
+    let first = l.admin_recharge("payment-1", body.clone()).await;
+    assert_eq!(first.status(), 200);
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(
+        (first["replayed"].as_bool(), first["balance"].as_i64()),
+        (Some(false), Some(40))
+    );
+    l.consume(&token, "spend", json!({"service": "script"}))
+        .await;
+    // The same instant written with another offset is the same request.
+    let same = json!({"user_id": user, "points": 40, "expires_at": "2026-06-01T02:00:00+02:00"});
+    for retry in [body.clone(), same] {
+        let again = l.admin_recharge("payment-1", retry).await;
+        assert_eq!(again.status(), 200);
+        let again: Value = again.json().await.unwrap();
+        assert_eq!(again["replayed"], true);
+        assert_eq!(again["transaction_id"], first["transaction_id"]);
+        assert_eq!(again["batch_id"], first["batch_id"]);
+        assert_eq!(
+            (again["balance"].as_i64(), again["seq"].as_i64()),
+            (Some(40), Some(1))
+        );
+    }
+    assert_eq!(
+        l.balance(&token).await,
+        35,
+        "a retried recharge credited twice"
+    );
+    for other in [
+        json!({"user_id": user, "points": 41, "expires_at": "2026-06-01T00:00:00Z"}),
+        json!({"user_id": user, "points": 40, "expires_at": "2026-06-02T00:00:00Z"}),
+    ] {
+        problem(
+            l.admin_recharge("payment-1", other).await,
+            422,
+            "idempotency_conflict",
+        )
+        .await;
+    }
+    // A consume's key is not a recharge's, and the other way round.
+    problem(
+        l.admin_recharge("spend", body.clone()).await,
+        422,
+        "idempotency_conflict",
+    )
+    .await;
+    problem(
+        l.consume(&token, "payment-1", json!({"service": "script"}))
+            .await,
+        422,
+        "idempotency_conflict",
+    )
+    .await;
+    // The key is required and checked, and nothing is written without it.
+    let missing = l
+        .http
+        .post(l.url("/admin/recharge"))
+        .header("X-Admin-Key", l.running.admin_key())
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    problem(missing, 422, "invalid_idempotency_key").await;
+    problem(
+        l.admin_recharge("has space", body.clone()).await,
+        422,
+        "invalid_idempotency_key",
+    )
+    .await;
+    assert_eq!(l.balance(&token).await, 35);
+    // Keys are scoped to the user recharged.
+    let other_user = Uuid::new_v4();
+    let theirs: Value = l
+        .admin_recharge(
+            "payment-1",
+            json!({"user_id": other_user, "points": 40, "expires_at": "2026-06-01T00:00:00Z"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(theirs["replayed"], false);
+    // The key is stored with the recharge's journal row.
+    let entries = history(l, &token).await;
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[1]["kind"], "recharge");
+    assert_eq!(entries[1]["idempotency_key"], "payment-1");
+    assert_books_balance(l.running.ledger()).await;
+}
+
+/// Any positive duration of a priced service costs at least one point, and is journalled.
+async fn sub_point_durations_cost_one_point(l: &TestLedger) {
+    let (_, token) = l.user_with(10).await;
+    let cost = l
+        .get_json(&token, "/points/cost?service=tts&duration=4e-7")
+        .await;
+    assert_eq!(cost["required"], 1);
+    let receipt: Value = l
+        .consume(&token, "tiny", json!({"service": "tts", "duration": 4e-7}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (receipt["points"].as_i64(), receipt["balance"].as_i64()),
+        (Some(1), Some(9))
+    );
+    assert!(receipt["transaction_id"].is_string(), "{receipt}");
+    assert_eq!(history(l, &token).await.len(), 2);
+}
+
+/// A free service writes nothing, but a key already spent on a charge is still refused.
+async fn free_service_under_a_used_key_is_422(l: &TestLedger) {
+    let (_, token) = l.user_with(10).await;
+    l.consume(&token, "used", json!({"service": "title"})).await;
+    problem(
+        l.consume(&token, "used", json!({"service": "caption"}))
+            .await,
+        422,
+        "idempotency_conflict",
+    )
+    .await;
+    for _ in 0..2 {
+        let free = l
+            .consume(&token, "unused", json!({"service": "caption"}))
+            .await;
+        assert_eq!(free.status(), 200);
+    }
+    assert_eq!(l.balance(&token).await, 9);
+    assert_eq!(history(l, &token).await.len(), 2);
 }
 
 async fn admin_expire_runs_the_sweep_now(l: &TestLedger) {
@@ -860,6 +1005,9 @@ on_both_backends!(
     batches_burn_soonest_expiry_first,
     expired_batches_are_never_spendable,
     admin_routes_need_the_key,
+    admin_recharge_is_idempotent,
+    sub_point_durations_cost_one_point,
+    free_service_under_a_used_key_is_422,
     admin_expire_runs_the_sweep_now,
     openapi_and_unknown_routes,
 );

@@ -1,6 +1,6 @@
 //! Property test: random recharges, consumes (with and without debt), replays, clock jumps and
-//! sweeps against a small in-memory model. After every step the ledger must agree with the model
-//! and the books must balance.
+//! sweeps against a small in-memory model with its own price list. After every step the ledger
+//! must agree with the model and the books must balance.
 
 mod common;
 
@@ -22,6 +22,8 @@ enum Op {
     Consume {
         service: &'static str,
         duration: Option<f64>,
+        /// What the model's own price list says it costs.
+        points: i64,
         allow_debt: bool,
     },
     ReplayLast,
@@ -34,11 +36,20 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (1i64..120, 1i64..240).prop_map(|(points, ttl_hours)| Op::Recharge { points, ttl_hours }),
-        4 => (prop::sample::select(vec!["script", "title", "voice_clone", "caption"]), any::<bool>())
-            .prop_map(|(service, allow_debt)| Op::Consume { service, duration: None, allow_debt }),
+        4 => (prop::sample::select(vec![("script", 5), ("title", 1), ("voice_clone", 200), ("caption", 0)]), any::<bool>())
+            .prop_map(|((service, points), allow_debt)| Op::Consume { service, duration: None, points, allow_debt }),
+        // tts is 1 point per started second: tenths of a second, rounded up to whole seconds.
         2 => (1u32..600, any::<bool>()).prop_map(|(tenths, allow_debt)| Op::Consume {
             service: "tts",
             duration: Some(f64::from(tenths) / 10.0),
+            points: i64::from(tenths.div_ceil(10)),
+            allow_debt,
+        }),
+        // Under two millionths of a second (where float noise is snapped) still costs one point.
+        1 => (1u32..20, any::<bool>()).prop_map(|(n, allow_debt)| Op::Consume {
+            service: "tts",
+            duration: Some(f64::from(n) * 1e-7),
+            points: 1,
             allow_debt,
         }),
         1 => Just(Op::ReplayLast),
@@ -56,6 +67,8 @@ struct Model {
     recharged: i64,
     consumed: i64,
     expired: i64,
+    /// Journal entries written: one per recharge, charge and expired batch.
+    seq: i64,
 }
 
 impl Model {
@@ -65,6 +78,7 @@ impl Model {
                 self.balance -= *remaining;
                 self.expired += *remaining;
                 *remaining = 0;
+                self.seq += 1;
             }
         }
     }
@@ -75,6 +89,7 @@ impl Model {
         self.balance += points;
         self.recharged += points;
         self.batches.push((expires_at, remaining));
+        self.seq += 1;
     }
 
     /// `Some(balance)` when charged, `None` when refused.
@@ -96,6 +111,7 @@ impl Model {
         }
         self.balance -= points;
         self.consumed += points;
+        self.seq += 1;
         Some(self.balance)
     }
 
@@ -131,10 +147,12 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let receipt = ledger.recharge(user, points, expires_at).await.unwrap();
                 model.recharge(now(&clock), points, expires_at);
                 prop_assert_eq!(receipt.balance, model.balance, "step {}: recharge", step);
+                prop_assert_eq!(receipt.seq, model.seq, "step {}: recharge seq", step);
             }
             Op::Consume {
                 service,
                 duration,
+                points,
                 allow_debt,
             } => {
                 let request = ConsumeRequest {
@@ -143,13 +161,13 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     allow_debt,
                     reference: None,
                 };
-                let points = ledger.pricing().quote(service, duration).unwrap().points;
                 let key = IdempotencyKey::parse(&format!("step-{step}")).unwrap();
                 let expected = model.consume(now(&clock), points, allow_debt);
                 match (ledger.consume(user, &request, &key).await, expected) {
                     (Ok(receipt), Some(balance)) => {
                         prop_assert_eq!(receipt.balance, balance, "step {}: consume", step);
                         prop_assert_eq!(receipt.points, points);
+                        prop_assert_eq!(receipt.seq, model.seq, "step {}: consume seq", step);
                         prop_assert!(!receipt.replayed);
                         if points > 0 {
                             last = Some((request, key, receipt));
@@ -177,6 +195,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     prop_assert!(again.replayed);
                     prop_assert_eq!(&again.transaction_id, &receipt.transaction_id);
                     prop_assert_eq!(again.balance, receipt.balance);
+                    prop_assert_eq!(again.seq, receipt.seq);
                 }
             }
             Op::Jump { hours } => clock.advance(Duration::hours(hours)),
@@ -203,13 +222,15 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 summary.balance,
                 summary.total_recharged,
                 summary.total_consumed,
-                summary.total_expired
+                summary.total_expired,
+                summary.seq
             ),
             (
                 model.balance,
                 model.recharged,
                 model.consumed,
-                model.expired
+                model.expired,
+                model.seq
             ),
             "step {}: summary",
             step

@@ -83,9 +83,16 @@ pub async fn start(backend: Backend) -> Option<TestLedger> {
 
 /// A ledger on the database at `url` with a manual clock at [`start_time`].
 pub async fn start_with_url(url: String) -> TestLedger {
+    start_with_pricing(url, points_ledger::PriceTable::shipped()).await
+}
+
+/// A ledger on the database at `url` with its own price table and a manual clock at
+/// [`start_time`].
+pub async fn start_with_pricing(url: String, pricing: points_ledger::PriceTable) -> TestLedger {
     let clock = ManualClock::new(start_time());
     let config = LedgerConfig::ephemeral()
         .with_database_url(url.clone())
+        .with_pricing(pricing)
         .with_clock(Arc::new(clock.clone()));
     let running = points_ledger::serve(config)
         .await
@@ -173,6 +180,18 @@ impl TestLedger {
             .send()
             .await
             .expect("POST /points/consume")
+    }
+
+    /// `POST /admin/recharge` with the admin key and `Idempotency-Key: key`.
+    pub async fn admin_recharge(&self, key: &str, body: serde_json::Value) -> reqwest::Response {
+        self.http
+            .post(self.url("/admin/recharge"))
+            .header("X-Admin-Key", self.running.admin_key())
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST /admin/recharge")
     }
 
     pub async fn balance(&self, token: &str) -> i64 {

@@ -1,0 +1,319 @@
+//! The charge sync without Tauri: crashes (a charge journaled but never acknowledged is sent
+//! again with the same key after a restart, and the ledger holds exactly one charge), accounts,
+//! refusals, and passes that never overlap nor drop a request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tauri_plugin_points::client::{account_of, ConsumeRequest, IdempotencyKey, LedgerClient};
+use tauri_plugin_points::journal::{Journal, PendingCharge};
+use tauri_plugin_points::models::TransactionKind;
+use tauri_plugin_points::{ChargeOutcome, ChargeSync, Session, Sessions, TokenProvider};
+
+use crate::common::proxy::{Fault, FaultProxy};
+use crate::common::{client_for, fast_retry, fast_sync, in_days, TestLedger};
+
+fn debt_charge(service: &str) -> ConsumeRequest {
+    ConsumeRequest {
+        allow_debt: true,
+        ..ConsumeRequest::new(service)
+    }
+}
+
+/// A sync of the journal in `dir` through the ledger at `base_url`, signed in with `token`.
+fn sync_for(
+    base_url: &str,
+    dir: &std::path::Path,
+    token: Option<&str>,
+) -> (ChargeSync, Arc<Sessions>) {
+    let sessions = Arc::new(Sessions::new(None));
+    if let Some(token) = token {
+        sessions.sign_in(Session::new(token, None).unwrap());
+    }
+    let client = LedgerClient::builder(base_url)
+        .retry(fast_retry())
+        .request_timeout(Duration::from_secs(5))
+        .token_provider({
+            let sessions = sessions.clone();
+            move || sessions.token()
+        })
+        .build()
+        .unwrap();
+    let journal = Arc::new(Journal::open(dir).unwrap());
+    let sync = ChargeSync::new(client, journal, sessions.clone(), fast_sync(), Arc::new(()));
+    (sync, sessions)
+}
+
+fn record(dir: &std::path::Path, token: &str, key: &str, service: &str) {
+    Journal::open(dir)
+        .unwrap()
+        .record(&PendingCharge::new(
+            &account_of(token),
+            &IdempotencyKey::parse(key).unwrap(),
+            debt_charge(service),
+        ))
+        .unwrap();
+}
+
+async fn consumes(client: &LedgerClient) -> Vec<(Option<String>, i64)> {
+    client
+        .transactions(Some(100), None)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|item| item.kind == TransactionKind::Consume)
+        .map(|item| (item.service, item.points))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_crash_before_the_consume_was_sent_is_charged_once_after_restart() {
+    let test = TestLedger::start(10).await;
+    let dir = tempfile::tempdir().unwrap();
+    record(dir.path(), &test.token, "render-17", "compose");
+    // The process died here: the consume was never sent.
+    let (sync, _) = sync_for(&test.ledger.base_url(), dir.path(), Some(&test.token));
+    let report = sync.sync_now().await;
+    assert_eq!(report.acknowledged.len(), 1);
+    assert!(!report.acknowledged[0].replayed);
+    assert_eq!(report.acknowledged[0].idempotency_key, "render-17");
+    assert!(sync.journal().is_empty());
+    assert_eq!(
+        consumes(&test.client()).await,
+        [(Some("compose".into()), -5)]
+    );
+    test.ledger.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_crash_after_the_ledger_applied_it_is_not_charged_twice() {
+    let test = TestLedger::start(3).await;
+    let dir = tempfile::tempdir().unwrap();
+    record(dir.path(), &test.token, "k", "compose");
+    test.client()
+        .consume(
+            &debt_charge("compose"),
+            &IdempotencyKey::parse("k").unwrap(),
+        )
+        .await
+        .unwrap();
+    // The process died before removing the acknowledged charge.
+    let (sync, _) = sync_for(&test.ledger.base_url(), dir.path(), Some(&test.token));
+    let report = sync.sync_now().await;
+    assert_eq!(report.acknowledged.len(), 1);
+    assert!(
+        report.acknowledged[0].replayed,
+        "the ledger recognised the key"
+    );
+    assert!(sync.journal().is_empty());
+    assert_eq!(
+        consumes(&test.client()).await,
+        [(Some("compose".into()), -5)]
+    );
+    assert_eq!(test.client().balance().await.unwrap().balance, -2);
+    test.ledger.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_ledger_keeps_the_charge_pending() {
+    let test = TestLedger::start(10).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (sync, sessions) = sync_for("http://127.0.0.1:9", dir.path(), Some(&test.token));
+    let session = sessions.current().unwrap();
+    let outcome = sync
+        .charge(
+            &session,
+            debt_charge("subtitle_burn"),
+            &IdempotencyKey::random(),
+        )
+        .await;
+    assert!(outcome.is_pending(), "{outcome:?}");
+    assert_eq!(sync.journal().len(), 1);
+    sessions.sign_out();
+    drop(sync);
+    // After a restart with no token at hand, the charge waits.
+    let (sync, sessions) = sync_for(&test.ledger.base_url(), dir.path(), None);
+    assert_eq!(sync.sync_now().await.waiting, 1);
+    sessions.sign_in(Session::new(test.token.clone(), None).unwrap());
+    let report = sync.sync_now().await;
+    assert_eq!((report.acknowledged.len(), report.waiting), (1, 0));
+    assert_eq!(test.client().balance().await.unwrap().balance, 8);
+    test.ledger.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_pending_charge_is_never_billed_to_another_account() {
+    let test = TestLedger::start(10).await;
+    let other_user = uuid::Uuid::new_v4();
+    test.ledger
+        .recharge(other_user, 10, in_days(30))
+        .await
+        .unwrap();
+    let other_token = test.ledger.token_for(other_user);
+    let other = client_for(&test.ledger.base_url(), Some(&other_token));
+    let dir = tempfile::tempdir().unwrap();
+    record(dir.path(), &test.token, "a-job", "compose");
+
+    // Another user signs in on the same machine: the charge is not theirs to pay.
+    let (sync, sessions) = sync_for(&test.ledger.base_url(), dir.path(), Some(&other_token));
+    let report = sync.sync_now().await;
+    assert_eq!((report.acknowledged.len(), report.waiting), (0, 1));
+    assert_eq!(other.balance().await.unwrap().balance, 10);
+    assert!(consumes(&other).await.is_empty());
+
+    // Its own user signs in again: the charge is sent, once.
+    sessions.sign_in(Session::new(test.token.clone(), None).unwrap());
+    let report = sync.sync_now().await;
+    assert_eq!(report.acknowledged.len(), 1);
+    assert!(sync.journal().is_empty());
+    assert_eq!(
+        consumes(&test.client()).await,
+        [(Some("compose".into()), -5)]
+    );
+    test.ledger.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_charge_the_ledger_can_never_apply_moves_to_the_refused_record() {
+    let test = TestLedger::start(10).await;
+    let dir = tempfile::tempdir().unwrap();
+    record(dir.path(), &test.token, "k1", "retired_service");
+    record(dir.path(), &test.token, "k2", "cover_design");
+    let (sync, _) = sync_for(&test.ledger.base_url(), dir.path(), Some(&test.token));
+    let report = sync.sync_now().await;
+    assert_eq!(report.acknowledged.len(), 1);
+    assert_eq!(report.refused.len(), 1);
+    assert_eq!(
+        report.refused[0].error.clone(),
+        tauri_plugin_points::Error::UnknownService {
+            service: "retired_service".into()
+        }
+        .to_points_error()
+    );
+    assert!(sync.journal().is_empty());
+    assert_eq!(sync.journal().refused_of(&account_of(&test.token)).len(), 1);
+    assert_eq!(test.client().balance().await.unwrap().balance, 8);
+    test.ledger.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_journal_is_written_before_the_consume_is_sent() {
+    // A ledger that never answers: the entry must already be on disk while the request hangs.
+    let stub = crate::common::stub::Stub::start(vec![crate::common::stub::Reply::After(
+        Duration::from_secs(30),
+        Box::new(crate::common::stub::Reply::json(500, "")),
+    )])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (sync, sessions) = sync_for(&stub.base_url, dir.path(), Some("t"));
+    let session = sessions.current().unwrap();
+    let key = IdempotencyKey::random();
+    let charge = sync.charge(&session, debt_charge("compose"), &key);
+    let probe = async {
+        while stub.received().is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|entry| {
+                let text = std::fs::read_to_string(entry.unwrap().path()).ok()?;
+                text.contains(key.as_str()).then_some(())
+            })
+            .count()
+    };
+    tokio::select! {
+        _ = charge => panic!("the stub never answers"),
+        on_disk = probe => assert_eq!(on_disk, 1),
+    }
+}
+
+#[tokio::test]
+async fn a_journal_that_cannot_be_written_still_sends_the_charge_once() {
+    let test = TestLedger::start(10).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (sync, sessions) = sync_for(
+        &test.ledger.base_url(),
+        &dir.path().join("gone"),
+        Some(&test.token),
+    );
+    std::fs::remove_dir_all(dir.path().join("gone")).unwrap();
+    let session = sessions.current().unwrap();
+    let outcome = sync
+        .charge(&session, debt_charge("compose"), &IdempotencyKey::random())
+        .await;
+    assert_eq!(outcome.receipt().map(|receipt| receipt.balance), Some(5));
+    assert!(sync.journal().is_empty());
+    test.ledger.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_asked_for_during_a_pass_is_served_by_a_later_pass() {
+    let test = TestLedger::start(10).await;
+    let proxy = FaultProxy::start(&test.ledger.base_url()).await;
+    let dir = tempfile::tempdir().unwrap();
+    record(dir.path(), &test.token, "first", "compose");
+    let (sync, sessions) = sync_for(&proxy.base_url, dir.path(), Some(&test.token));
+    // The first pass is slow: its request stalls, then goes through on a retry.
+    let stalled = std::sync::Mutex::new(false);
+    proxy.choose(move |_| {
+        let mut once = stalled.lock().unwrap();
+        if *once {
+            Fault::Pass
+        } else {
+            *once = true;
+            Fault::Stall(Duration::from_millis(800))
+        }
+    });
+    let first_pass = tokio::spawn({
+        let sync = sync.clone();
+        async move { sync.sync_now().await }
+    });
+    while proxy
+        .stats
+        .requests
+        .load(std::sync::atomic::Ordering::SeqCst)
+        == 0
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // A new charge is recorded while the pass runs, and a sync is asked for.
+    let session = sessions.current().unwrap();
+    let late = PendingCharge::new(
+        session.account(),
+        &IdempotencyKey::parse("second").unwrap(),
+        debt_charge("cover_design"),
+    );
+    sync.journal().record(&late).unwrap();
+    let second = sync.sync_now().await;
+    assert_eq!(
+        second
+            .acknowledged
+            .iter()
+            .map(|receipt| receipt.idempotency_key.as_str())
+            .collect::<Vec<_>>(),
+        ["second"],
+        "the request made during the first pass was not dropped"
+    );
+    let first = first_pass.await.unwrap();
+    assert_eq!(first.acknowledged.len(), 1);
+    assert!(sync.journal().is_empty());
+    assert_eq!(test.client().balance().await.unwrap().balance, 3);
+    test.ledger.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_charge_made_twice_with_one_key_is_charged_once() {
+    let test = TestLedger::start(10).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (sync, sessions) = sync_for(&test.ledger.base_url(), dir.path(), Some(&test.token));
+    let session = sessions.current().unwrap();
+    let key = IdempotencyKey::parse("compose:same-job").unwrap();
+    let first = sync.charge(&session, debt_charge("compose"), &key).await;
+    let second = sync.charge(&session, debt_charge("compose"), &key).await;
+    assert!(!first.receipt().unwrap().replayed);
+    assert!(second.receipt().unwrap().replayed);
+    assert!(matches!(second, ChargeOutcome::Acknowledged { .. }));
+    assert_eq!(test.client().balance().await.unwrap().balance, 5);
+    test.ledger.shutdown().await;
+}
