@@ -86,6 +86,7 @@ export function App() {
       const done = await app.runJob(service, fail, (percent) => setRunning({ service, percent }));
       if (done.charged) setStatus(`${service} done: ${done.charged.points} points charged`);
       else if (done.pending) setStatus(`${service} done: its charge will be sent when the ledger is back`);
+      else if (done.refused) setStatus(`${service} done, but the ledger refused its charge: ${done.refused.message}`);
       else setStatus(`${service} done: not charged`);
     } catch (e) {
       if (!store.handleError(e)) setStatus(app.messageOf(e));

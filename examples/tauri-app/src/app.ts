@@ -1,7 +1,7 @@
 // The app's own commands (src-tauri/src/commands.rs). The plugin's are in tauri-plugin-points-api.
 import { Channel, invoke } from "@tauri-apps/api/core";
 import { listen, type UnlistenFn } from "@tauri-apps/api/event";
-import type { DesktopService } from "tauri-plugin-points-api";
+import type { DesktopService, PointsError } from "tauri-plugin-points-api";
 
 export interface SessionView {
   user: string | null;
@@ -12,6 +12,8 @@ export interface JobDone {
   service: DesktopService;
   charged: { points: number; balance: number } | null;
   pending: boolean;
+  /** The ledger refused the charge for good: the work is done but not paid. */
+  refused: PointsError | null;
 }
 
 /** An answer of "the app's backend", as it came: the status and the parsed body. */

@@ -25,6 +25,8 @@ pub struct User {
     pub name: String,
     /// The ledger's user id, when known (needed for top-ups).
     pub id: Option<Uuid>,
+    /// The host's account id: pending charges belong to it (`None`: the plugin derives it).
+    pub account: Option<String>,
     pub(crate) token: String,
 }
 
@@ -74,8 +76,10 @@ pub fn external_from_env() -> Result<Option<Backend>, StartError> {
     Ok(Some(Backend::External {
         base_url: base_url.trim_end_matches('/').to_owned(),
         user: User {
-            name: account.unwrap_or_else(|| "you".to_owned()),
+            name: account.clone().unwrap_or_else(|| "you".to_owned()),
             id,
+            // Without POINTS_ACCOUNT, the plugin's own rule applies (the token's JWT subject).
+            account,
             token,
         },
         admin_key: std::env::var("POINTS_ADMIN_KEY").ok(),
@@ -130,6 +134,7 @@ impl Backend {
         let user = |name: &str, id: Uuid| User {
             name: name.to_owned(),
             id: Some(id),
+            account: Some(id.to_string()),
             token: ledger.token_for(id),
         };
         let users = identity

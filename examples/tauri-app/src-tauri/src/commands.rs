@@ -5,8 +5,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde::{Serialize, Serializer};
 use tauri::ipc::Channel;
-use tauri::{AppHandle, State, WebviewUrl, WebviewWindowBuilder};
-use tauri_plugin_points::{DesktopService, PointsExt};
+use tauri::{AppHandle, State, Webview, WebviewUrl, WebviewWindowBuilder};
+use tauri_plugin_points::models::ChargeOutcome;
+use tauri_plugin_points::{DesktopService, PointsError, PointsExt};
 
 use crate::backend::{BackendAnswer, TopUpError};
 use crate::session::SessionView;
@@ -89,6 +90,8 @@ pub struct JobDone {
     pub charged: Option<ChargeView>,
     /// The charge waits in the plugin's journal until the ledger is back.
     pub pending: bool,
+    /// The ledger refused the charge for good (the work is done but not paid).
+    pub refused: Option<PointsError>,
 }
 
 #[derive(Debug, Serialize)]
@@ -104,6 +107,7 @@ pub struct ChargeView {
 #[tauri::command]
 pub async fn run_job(
     app: AppHandle,
+    webview: Webview,
     state: State<'_, AppState>,
     service: DesktopService,
     fail: bool,
@@ -127,24 +131,31 @@ pub async fn run_job(
         }
         Ok(())
     };
+    // The refusal (if any) opens the recharge dialog in the window that started the job.
     let charged = app
         .points()
-        .run_charged(service, Some(&job_id), work)
+        .job(service)
+        .key(&job_id)
+        .window(webview.label())
+        .run(work)
         .await?;
-    let (charged, pending) = match charged.receipt {
-        Some(receipt) => (
+    let (charged, pending, refused) = match charged.charge {
+        ChargeOutcome::Acknowledged { receipt } => (
             Some(ChargeView {
                 points: receipt.points,
                 balance: receipt.balance,
             }),
             false,
+            None,
         ),
-        None => (None, app.points().pending_count() > 0),
+        ChargeOutcome::Pending { .. } => (None, true, None),
+        ChargeOutcome::Refused { error, .. } => (None, false, Some(error)),
     };
     Ok(JobDone {
         service,
         charged,
         pending,
+        refused,
     })
 }
 

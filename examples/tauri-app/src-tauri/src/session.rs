@@ -80,7 +80,8 @@ impl Session {
         let Some(user) = self.user(who) else {
             return Ok(());
         };
-        app.points().set_session_token(user.token.clone())?;
+        app.points()
+            .sign_in(user.token.clone(), user.account.clone())?;
         let mut current = self.lock();
         current.signed_in = Some(who);
         if let Who::User(index) = who {
