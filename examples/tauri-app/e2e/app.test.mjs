@@ -1,6 +1,7 @@
 // End-to-end scenarios of the example app: the real app, plugin and reference ledger, in the real
 // webview (WebKitGTK) through tauri-driver. Run through .ci/e2e.
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import { click, invoke, launchApp, screenshot, sel, shown, switchToWindow, text, waitFor, waitText } from "./harness.mjs";
 
@@ -69,6 +70,30 @@ describe("charging from the desktop jobs", () => {
     await runJob(browser, "action-cover-design");
     await waitText(browser, "balance", String(balance + 48));
     await waitText(browser, "transactions", /recharge/);
+  });
+});
+
+describe("the global script for pages without a bundler", () => {
+  let app;
+  before(async () => {
+    app = await launchApp();
+  });
+  after(async () => app?.close());
+
+  it("dist-js/api-iife.js puts the API on window.__TAURI__.points", async () => {
+    const { browser } = app;
+    await waitText(browser, "balance", "20");
+    const script = readFileSync(new URL("../../../guest-js/dist-js/api-iife.js", import.meta.url), "utf8");
+    await browser.execute(script);
+    const answer = await browser.executeAsync((done) => {
+      const points = window.__TAURI__.points;
+      if (!points) return done({ error: "window.__TAURI__.points is missing" });
+      points.getBalance().then(
+        (balance) => done({ balance: balance.balance, store: typeof points.createPointStore }),
+        (error) => done({ error: JSON.stringify(error) }),
+      );
+    });
+    assert.deepEqual(answer, { balance: 20, store: "function" });
   });
 });
 
@@ -151,6 +176,39 @@ describe("two windows and two users", () => {
     await click(browser, "recharge-close");
   });
 
+  // Needs a guest-js store that opens the dialog only for the window a refusal names: a TODO
+  // until that store is in; POINTS_E2E_WINDOW_SCOPED=1 makes it count.
+  const windowScoped = process.env.POINTS_E2E_WINDOW_SCOPED === "1";
+  it("a refused desktop job opens the dialog in its own window only", { todo: !windowScoped }, async () => {
+    const { browser } = app;
+    await switchToWindow(browser, "window-2");
+    // 15 → compose (5) ×3 → 0: the next compose is refused in window-2.
+    for (const expected of ["10", "5", "0"]) {
+      await runJob(browser, "action-compose");
+      await waitText(browser, "balance", expected);
+    }
+    try {
+      await click(browser, "action-compose");
+      await waitFor(browser, "the recharge dialog", () => shown(browser, "recharge-modal"));
+      await waitText(browser, "recharge-required", "5");
+      await waitText(browser, "recharge-balance", "0");
+      await switchToWindow(browser, "main");
+      await waitText(browser, "balance", "0");
+      await browser.pause(500);
+      assert.equal(await shown(browser, "recharge-modal"), false, "the dialog opened in a window that was not refused");
+    } finally {
+      // Whatever happened, leave both windows without a dialog and with 50 points (top-up in window-2).
+      await switchToWindow(browser, "main");
+      if (await shown(browser, "recharge-modal")) await click(browser, "recharge-close");
+      await switchToWindow(browser, "window-2");
+      await click(browser, "recharge-top-up");
+      await waitFor(browser, "the dialog to close", async () => !(await shown(browser, "recharge-modal")));
+      await waitText(browser, "balance", "50");
+      await switchToWindow(browser, "main");
+      await waitText(browser, "balance", "50");
+    }
+  });
+
   it("signing out clears both badges; signing in as the other user shows their balance", async () => {
     const { browser } = app;
     await switchToWindow(browser, "main");
@@ -170,5 +228,11 @@ describe("two windows and two users", () => {
     await waitText(browser, "balance", "18");
     await switchToWindow(browser, "window-2");
     await waitText(browser, "balance", "18");
+    // The first user's balance is still theirs: sign back in as Ada.
+    await click(browser, "sign-out");
+    await waitText(browser, "balance", "—");
+    await click(browser, "sign-in-other");
+    await waitText(browser, "user", "Signed in as Ada");
+    await waitText(browser, "balance", "50");
   });
 });

@@ -221,7 +221,12 @@ export async function waitText(browser, id, expected, timeout = WAIT_MS) {
 /** Clicks `id` once it is there and enabled. */
 export async function click(browser, id) {
   const element = await browser.$(sel(id));
-  await element.waitForClickable({ timeout: WAIT_MS, timeoutMsg: `${id} never became clickable` });
+  try {
+    await element.waitForClickable({ timeout: WAIT_MS, timeoutMsg: `${id} never became clickable` });
+  } catch (error) {
+    const path = await screenshot(browser, `failed-click-${id}`).catch(() => "no screenshot");
+    throw new Error(`${error.message} (see ${path})`);
+  }
   await element.click();
 }
 
