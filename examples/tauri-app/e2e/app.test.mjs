@@ -3,7 +3,19 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
-import { click, invoke, launchApp, screenshot, sel, shown, switchToWindow, text, waitFor, waitText } from "./harness.mjs";
+import {
+  click,
+  invoke,
+  launchApp,
+  screenshot,
+  sel,
+  shown,
+  switchToWindow,
+  text,
+  typeInto,
+  waitFor,
+  waitText,
+} from "./harness.mjs";
 
 /** Clicks a job button and waits until the job is over (its buttons enabled again). */
 async function runJob(browser, id) {
@@ -104,12 +116,7 @@ describe("a video job charged by the app's backend", () => {
   });
   after(async () => app?.close());
 
-  async function setDuration(browser, seconds) {
-    const input = await browser.$(sel("video-duration"));
-    await input.waitForExist({ timeout: 10000 });
-    await input.clearValue();
-    await input.setValue(String(seconds));
-  }
+  const setDuration = (browser, seconds) => typeInto(browser, "video-duration", seconds);
 
   it("shows the ledger's price for the duration, and a backend 402 opens the dialog", async () => {
     const { browser } = app;
@@ -162,9 +169,7 @@ describe("two windows and two users", () => {
   it("a backend refusal opens the dialog in the refused window only", async () => {
     const { browser } = app;
     await switchToWindow(browser, "window-2");
-    const input = await browser.$(sel("video-duration"));
-    await input.clearValue();
-    await input.setValue("60");
+    await typeInto(browser, "video-duration", 60);
     await waitText(browser, "video-cost", /^\d+$/);
     await click(browser, "action-video");
     await waitFor(browser, "the recharge dialog", () => shown(browser, "recharge-modal"));

@@ -230,6 +230,16 @@ export async function click(browser, id) {
   await element.click();
 }
 
+/** Replaces the text of the input `id` as a user would: select all, then type. */
+export async function typeInto(browser, id, value) {
+  const input = await browser.$(sel(id));
+  await input.waitForClickable({ timeout: WAIT_MS, timeoutMsg: `${id} never became editable` });
+  await input.click();
+  await browser.keys(["Control", "a"]);
+  await browser.keys(String(value).split(""));
+  await waitFor(browser, `${id} to hold ${value}`, async () => (await input.getValue()) === String(value));
+}
+
 /** Whether the element `id` exists and is shown. */
 export async function shown(browser, id) {
   const element = await browser.$(sel(id));

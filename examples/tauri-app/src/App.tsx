@@ -23,9 +23,10 @@ const JOBS: { service: DesktopService; label: string; testid: string }[] = [
 ];
 
 const day = new Intl.DateTimeFormat("en-GB", { day: "numeric", month: "short" });
+const points = (n: number) => (n === 1 || n === -1 ? "point" : "points");
 
 export function App() {
-  const points = usePoints({ fetchOnMount: false });
+  const pointState = usePoints({ fetchOnMount: false });
   const [session, setSession] = useState<app.SessionView | null>(null);
   // Whether the balance in the store was fetched for the session shown (not a previous user's).
   const [fresh, setFresh] = useState(false);
@@ -60,7 +61,7 @@ export function App() {
   }, [follow]);
 
   const signedIn = session?.user != null;
-  const balance = signedIn && fresh ? points.balance : null;
+  const balance = signedIn && fresh ? pointState.balance : null;
 
   // History and batches follow every balance change.
   useEffect(() => {
@@ -105,11 +106,11 @@ export function App() {
           {windowLabel}
         </span>
         <div className="badge" title="Your points">
-          <span data-testid="balance">{balance ? balance.balance : "—"}</span> points
+          <span data-testid="balance">{balance ? balance.balance : "—"}</span> {points(balance?.balance ?? 0)}
         </div>
       </header>
       <p className="muted" data-testid="expires-next">
-        {next ? `${next.remaining} points expire on ${day.format(new Date(next.expiresAt))}` : signedIn ? "No points to expire" : ""}
+        {next ? `${next.remaining} ${points(next.remaining)} ${next.remaining === 1 ? "expires" : "expire"} on ${day.format(new Date(next.expiresAt))}` : signedIn ? "No points to expire" : ""}
       </p>
 
       <section className="row">
@@ -127,7 +128,7 @@ export function App() {
           Open another window
         </button>
         <span className="pending" title="Charges waiting for the ledger">
-          Pending sync: <span data-testid="pending-count">{points.pendingCharges}</span>
+          Pending sync: <span data-testid="pending-count">{pointState.pendingCharges}</span>
         </span>
       </section>
 
@@ -166,7 +167,7 @@ export function App() {
         </ul>
       </section>
 
-      <RechargeModal recharge={points.recharge} onClose={points.closeRecharge} />
+      <RechargeModal recharge={pointState.recharge} onClose={pointState.closeRecharge} />
     </main>
   );
 }
