@@ -247,3 +247,31 @@ pub fn bench_target(state: State<'_, AppState>) -> Result<BenchTarget, AppError>
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_refusal_reaches_the_webview_as_the_plugins_error() {
+        let error = AppError::from(tauri_plugin_points::Error::InsufficientPoints {
+            service: Some("compose".into()),
+            required: Some(5),
+            balance: Some(1),
+        });
+        let value = serde_json::to_value(&error).unwrap();
+        assert_eq!(value["kind"], "insufficientPoints");
+        assert_eq!(value["required"], 5);
+        assert_eq!(value["balance"], 1);
+    }
+
+    #[test]
+    fn the_apps_own_failures_have_a_kind_and_a_message() {
+        let error = AppError::app("jobFailed", "it failed");
+        assert_eq!(
+            serde_json::to_value(&error).unwrap(),
+            json!({ "kind": "jobFailed", "message": "it failed" })
+        );
+    }
+}
