@@ -55,7 +55,24 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi))
         .fallback(|| async { Problem::not_found() })
         .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn(run_to_completion))
         .with_state(state)
+}
+
+/// Runs every request to its end even if the client goes away: hyper drops a request's future
+/// when its connection closes, and a database call cut short can leave a connection inside a
+/// transaction or close it (every later write then fails; an in-memory database is lost).
+async fn run_to_completion(request: Request, next: Next) -> Response {
+    match tokio::spawn(next.run(request)).await {
+        Ok(response) => response,
+        Err(failure) => {
+            tracing::error!(%failure, "a request's task failed");
+            Problem::from(crate::LedgerError::Database(sqlx::Error::Protocol(
+                failure.to_string(),
+            )))
+            .into_response()
+        }
+    }
 }
 
 async fn log_request(request: Request, next: Next) -> Response {
