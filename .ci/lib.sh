@@ -87,6 +87,31 @@ stop_throwaway_postgres() {
   fi
 }
 
+# Turns TLS on in the cluster of start_throwaway_postgres, with a self-signed certificate made by
+# openssl, and exports POINTS_LEDGER_PG_TLS_URL (the same database, `sslmode=require`).
+enable_throwaway_postgres_tls() {
+  [ -n "${PG_DIR:-}" ] || die "enable_throwaway_postgres_tls: call start_throwaway_postgres first"
+  command -v openssl >/dev/null 2>&1 || need_apt openssl
+  local run=()
+  [ "$(id -u)" = 0 ] && run=(runuser -u postgres --)
+  openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=127.0.0.1" \
+    -keyout "$PG_DIR/server.key" -out "$PG_DIR/server.crt" >/dev/null 2>&1 \
+    || die "openssl could not make a self-signed certificate"
+  chmod 600 "$PG_DIR/server.key"
+  if [ "$(id -u)" = 0 ]; then chown postgres "$PG_DIR/server.key" "$PG_DIR/server.crt"; fi
+  printf "ssl = on\nssl_cert_file = '%s'\nssl_key_file = '%s'\n" \
+    "$PG_DIR/server.crt" "$PG_DIR/server.key" >> "$PG_DIR/data/postgresql.conf"
+  "${run[@]}" "$PG_BINDIR/pg_ctl" -D "$PG_DIR/data" reload >/dev/null
+  local tries=0
+  until "$PG_BINDIR/psql" "$POINTS_LEDGER_PG_URL?sslmode=require" -Atqc 'SELECT 1' >/dev/null 2>&1; do
+    tries=$((tries + 1))
+    [ "$tries" -lt 50 ] || die "PostgreSQL did not turn TLS on (see $PG_DIR/log)"
+    sleep 0.1
+  done
+  export POINTS_LEDGER_PG_TLS_URL="$POINTS_LEDGER_PG_URL?sslmode=require"
+  log "PostgreSQL with TLS on $POINTS_LEDGER_PG_TLS_URL"
+}
+
 # --- The example app (examples/tauri-app) and its end-to-end tests ---
 
 TOOLS_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/tauri-plugin-points/tools"

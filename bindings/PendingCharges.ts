@@ -8,4 +8,8 @@ export type PendingCharges = {
  * Charges of the signed-in account made but not yet acknowledged by the ledger (0 while
  * signed out).
  */
-count: number, };
+count: number, 
+/**
+ * The session the count belongs to.
+ */
+session: number, };

@@ -18,6 +18,10 @@ oldestAgeSeconds: number | null,
  */
 refused: Array<RefusedCharge>, 
 /**
+ * Whether an account is signed in.
+ */
+signedIn: boolean, 
+/**
  * The session this answer belongs to.
  */
 session: number, };

@@ -38,9 +38,9 @@ pub(crate) fn insufficient<R: Runtime>(app: &AppHandle<R>, payload: Insufficient
 }
 
 /// Emits `points://pending-changed`.
-pub(crate) fn pending_changed<R: Runtime>(app: &AppHandle<R>, count: usize) {
+pub(crate) fn pending_changed<R: Runtime>(app: &AppHandle<R>, count: usize, session: u64) {
     let count = u32::try_from(count).unwrap_or(u32::MAX);
-    emit(app, PENDING_CHANGED, PendingCharges { count });
+    emit(app, PENDING_CHANGED, PendingCharges { count, session });
 }
 
 /// Emits `points://session-changed`.

@@ -179,10 +179,11 @@ impl Builder {
             let app = app.clone();
             let sessions = sessions.clone();
             move |journal: &journal::Journal| {
+                let generation = sessions.generation();
                 let count = sessions
                     .current()
                     .map_or(0, |session| journal.pending_of(session.account()).len());
-                events::pending_changed(&app, count);
+                events::pending_changed(&app, count, generation);
             }
         }));
         let sync = ChargeSync::new(
@@ -208,7 +209,7 @@ impl Builder {
                     (Some(session), Some(journal)) => journal.pending_of(session.account()).len(),
                     _ => 0,
                 };
-                events::pending_changed(&app, count);
+                events::pending_changed(&app, count, generation);
                 sync.wake();
             }
         });

@@ -288,6 +288,8 @@ pub struct PendingCharges {
     /// Charges of the signed-in account made but not yet acknowledged by the ledger (0 while
     /// signed out).
     pub count: u32,
+    /// The session the count belongs to.
+    pub session: u64,
 }
 
 /// Payload of `points://session-changed`: someone signed in, out, or another account in.
@@ -313,6 +315,8 @@ pub struct PendingStatus {
     pub oldest_age_seconds: Option<u64>,
     /// Charges the ledger refused for good (newest last): the work was done but is not paid.
     pub refused: Vec<RefusedCharge>,
+    /// Whether an account is signed in.
+    pub signed_in: bool,
     /// The session this answer belongs to.
     pub session: u64,
 }

@@ -121,8 +121,8 @@ impl<R: Runtime> Points<R> {
     /// be missing from its answer: such a fetch is made once more, and its details are emitted
     /// only when no charge overlapped it.
     pub async fn balance(&self) -> Result<PointBalance> {
-        let session = self.session()?;
-        let generation = self.shared.sessions.generation();
+        let (session, generation) = self.shared.sessions.snapshot();
+        let session = session.ok_or(Error::Unauthorized)?;
         let client = self.shared.client.as_token(session.token());
         let mut fetches = 0;
         let (balance, overlapped) = loop {
@@ -252,12 +252,13 @@ impl<R: Runtime> Points<R> {
 
     /// The signed-in account's pending and refused charges.
     pub fn pending(&self) -> PendingStatus {
-        let session = self.shared.sessions.generation();
-        let Some(current) = self.shared.sessions.current() else {
+        let (current, session) = self.shared.sessions.snapshot();
+        let Some(current) = current else {
             return PendingStatus {
                 count: 0,
                 oldest_age_seconds: None,
                 refused: Vec::new(),
+                signed_in: false,
                 session,
             };
         };
@@ -273,7 +274,8 @@ impl<R: Runtime> Points<R> {
                 .first()
                 .map(|oldest| now.saturating_sub(oldest.recorded_at)),
             refused: journal.refused_of(current.account()),
-            session: self.shared.sessions.generation(),
+            signed_in: true,
+            session,
         }
     }
 

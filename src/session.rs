@@ -185,16 +185,28 @@ impl Sessions {
         self.generation.load(Ordering::SeqCst)
     }
 
+    /// The session now and its number, consistent with each other.
+    pub fn snapshot(&self) -> (Option<Session>, u64) {
+        loop {
+            let session = self.current();
+            let last = self.last_account.read().unwrap_or_else(|p| p.into_inner());
+            // The number only changes together with the account, under this lock.
+            if *last == session.as_ref().map(|session| session.account.clone()) {
+                return (session, self.generation());
+            }
+        }
+    }
+
     fn notice(&self, session: Option<&Session>) {
         let account = session.map(|session| session.account.clone());
-        {
+        let generation = {
             let mut last = self.last_account.write().unwrap_or_else(|p| p.into_inner());
             if *last == account {
                 return;
             }
             *last = account;
-        }
-        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+            self.generation.fetch_add(1, Ordering::SeqCst) + 1
+        };
         if let Some(observer) = &*self.observer.read().unwrap_or_else(|p| p.into_inner()) {
             observer(session, generation);
         }

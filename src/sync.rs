@@ -23,7 +23,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::client::{ConsumeRequest, Failure, IdempotencyKey, LedgerClient};
+use crate::client::{ConsumeRequest, Failure, IdempotencyKey, LedgerClient, RetryPolicy};
 use crate::journal::{proves_never_applicable, Journal, PendingCharge};
 use crate::models::{ChargeOutcome, ChargeReceipt, RefusedCharge};
 use crate::session::{Session, Sessions};
@@ -212,7 +212,8 @@ impl ChargeSync {
                 };
             }
         }
-        match self.send(&charge).await {
+        let client = self.inner.client.as_token(session.token());
+        match send_with(&client, &charge).await {
             Ok(receipt) => {
                 self.acknowledge(&charge, &receipt, true).await;
                 ChargeOutcome::Acknowledged { receipt }
@@ -228,7 +229,9 @@ impl ChargeSync {
             Err(failure) => {
                 tracing::info!(error = %failure.error, "charge kept for the background sync");
                 self.inner.failing.store(true, Ordering::SeqCst);
-                self.retry_after(failure.retry_after);
+                if failure.retry_after.is_some() {
+                    self.retry_after(failure.retry_after);
+                }
                 drop(sending);
                 self.wake();
                 ChargeOutcome::Pending { idempotency_key }
@@ -297,15 +300,20 @@ impl ChargeSync {
             }
             let report = self.sync_now().await;
             self.retry_after(report.retry_after);
-            if report.failed > 0 || report.busy > 0 {
+            let delay = if report.failed > 0 {
                 failures += 1;
-                let delay = self.inner.policy.delay_after(failures);
+                Some(self.inner.policy.delay_after(failures))
+            } else {
+                failures = 0;
+                // Charges being sent by their first send are looked at again soon.
+                (report.busy > 0).then_some(self.inner.policy.min_delay)
+            };
+            if let Some(delay) = delay {
                 tokio::select! {
                     _ = self.inner.wake.notified() => {}
                     _ = tokio::time::sleep(delay) => {}
                 }
             } else {
-                failures = 0;
                 self.inner.wake.notified().await;
             }
         }
@@ -333,12 +341,20 @@ impl ChargeSync {
             .clone()
     }
 
-    /// One pass over every pending charge whose account has a token at hand.
+    /// One pass over every pending charge whose account has a token at hand: one attempt
+    /// each (the loop's backoff paces retries), and none more once the ledger proves
+    /// unreachable or overloaded.
     async fn pass(&self) -> SyncReport {
         let mut report = SyncReport::default();
+        let mut unreachable = false;
         for charge in self.inner.journal.pending() {
-            if self.tokens_for(&charge.account).is_empty() {
+            let tokens = self.tokens_for(&charge.account);
+            if tokens.is_empty() {
                 report.waiting += 1;
+                continue;
+            }
+            if unreachable {
+                report.failed += 1;
                 continue;
             }
             let Some(_sending) = InFlight::claim(&self.inner, &charge) else {
@@ -346,7 +362,7 @@ impl ChargeSync {
                 report.busy += 1;
                 continue;
             };
-            match self.send(&charge).await {
+            match self.send(&charge, tokens).await {
                 Ok(receipt) => {
                     self.acknowledge(&charge, &receipt, false).await;
                     report.acknowledged.push(receipt);
@@ -359,25 +375,24 @@ impl ChargeSync {
                 Err(failure) => {
                     report.failed += 1;
                     report.retry_after = report.retry_after.max(failure.retry_after);
+                    unreachable = ledger_unavailable(&failure.error);
                 }
             }
         }
         report
     }
 
-    /// Sends `charge` with a token of its own account: the one captured when its job started,
-    /// then the session's if that is another token of the same account.
-    async fn send(&self, charge: &PendingCharge) -> std::result::Result<ChargeReceipt, Failure> {
-        let key = IdempotencyKey::parse(charge.idempotency_key.clone())?;
-        let tokens = self.tokens_for(&charge.account);
+    /// Sends `charge` once with each of `tokens` (all of its own account) until one is not
+    /// refused as unauthorized.
+    async fn send(
+        &self,
+        charge: &PendingCharge,
+        tokens: Vec<String>,
+    ) -> std::result::Result<ChargeReceipt, Failure> {
+        let client = self.inner.client.with_retry(RetryPolicy::never());
         let mut outcome = Err(Failure::from(Error::Unauthorized));
         for token in tokens {
-            outcome = self
-                .inner
-                .client
-                .as_token(token)
-                .consume_detailed(&charge.request, &key)
-                .await;
+            outcome = send_with(&client.as_token(token), charge).await;
             match &outcome {
                 Err(failure) if failure.error == Error::Unauthorized => continue,
                 _ => break,
@@ -406,6 +421,18 @@ impl ChargeSync {
         tokens
     }
 
+    /// Whether a charge of `account` other than the one settling now is being sent.
+    fn sending_for(&self, account: &str) -> bool {
+        self.inner
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(owner, _)| owner == account)
+            .count()
+            > 1
+    }
+
     fn capture(&self, session: &Session) {
         self.inner
             .captured
@@ -423,15 +450,15 @@ impl ChargeSync {
         })
         .await;
         match removed {
-            Ok(true) => {
-                // Nothing of this account is pending any more: forget its captured token.
+            Ok(true) if !self.sending_for(&charge.account) => {
+                // Nothing of this account is pending or being sent: forget its captured token.
                 self.inner
                     .captured
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(&charge.account);
             }
-            Ok(false) => {}
+            Ok(_) => {}
             Err(error) => {
                 tracing::error!(%error, "could not remove an acknowledged charge from the journal")
             }
@@ -491,6 +518,25 @@ impl Drop for InFlight<'_> {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.id);
+    }
+}
+
+/// Sends `charge` through `client` (signed in as the charge's account).
+async fn send_with(
+    client: &LedgerClient,
+    charge: &PendingCharge,
+) -> std::result::Result<ChargeReceipt, Failure> {
+    let key = IdempotencyKey::parse(charge.idempotency_key.clone())?;
+    client.consume_detailed(&charge.request, &key).await
+}
+
+/// Whether an error says the ledger cannot take requests now (down, overloaded, timing out):
+/// sending more in the same pass would only wait for the same answer.
+fn ledger_unavailable(error: &Error) -> bool {
+    match error {
+        Error::Network(_) | Error::Timeout => true,
+        Error::Backend { status, .. } => *status >= 500 || *status == 429,
+        _ => false,
     }
 }
 

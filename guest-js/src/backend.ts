@@ -3,6 +3,12 @@ import type { InsufficientPoints } from "./bindings";
 /** The HTTP status of "insufficient points". */
 export const PAYMENT_REQUIRED = 402;
 
+/**
+ * The figures of a refusal for lack of points: those of {@link InsufficientPoints} without the
+ * window (a 402 of the app's own backend is met by the window that made the request).
+ */
+export type RefusalFigures = Pick<InsufficientPoints, "service" | "required" | "balance">;
+
 type Json = Record<string, unknown>;
 
 function isObject(value: unknown): value is Json {
@@ -20,7 +26,7 @@ function count(value: unknown): number | null {
   return null;
 }
 
-function fields(source: Json): InsufficientPoints {
+function fields(source: Json): RefusalFigures {
   return { service: text(source.service), required: count(source.required), balance: count(source.balance) };
 }
 
@@ -32,7 +38,7 @@ function fields(source: Json): InsufficientPoints {
  *
  * A figure the body does not give is `null`. A string is parsed as JSON first.
  */
-export function insufficientPointsFromBody(body: unknown): InsufficientPoints {
+export function insufficientPointsFromBody(body: unknown): RefusalFigures {
   let value = body;
   if (typeof value === "string") {
     try {
@@ -57,7 +63,7 @@ export function insufficientPointsFromBody(body: unknown): InsufficientPoints {
  */
 export async function insufficientPointsFromResponse(
   response: Response,
-): Promise<InsufficientPoints | null> {
+): Promise<RefusalFigures | null> {
   if (response.status !== PAYMENT_REQUIRED) return null;
   let body: unknown = null;
   if (!response.bodyUsed) {

@@ -5,6 +5,7 @@ import type {
   CostCheck,
   DesktopService,
   KnownService,
+  PendingStatus,
   PointBalance,
   PriceList,
   TransactionPage,
@@ -23,6 +24,8 @@ export const COMMANDS = {
   listBatches: "plugin:points|list_batches",
   setSessionToken: "plugin:points|set_session_token",
   clearSessionToken: "plugin:points|clear_session_token",
+  getPending: "plugin:points|get_pending",
+  syncPending: "plugin:points|sync_pending",
 } as const;
 
 /** A service name: one the ledger prices today, or any other string it may price later. */
@@ -38,6 +41,17 @@ export interface ChargeOptions {
   idempotencyKey?: string | undefined;
   /** A free reference stored with the transaction (a job id, a file name). */
   reference?: string | undefined;
+}
+
+/** Options of {@link setSessionToken}. */
+export interface SessionOptions {
+  /**
+   * The host's own, stable id of the account the token belongs to (printable ASCII without
+   * spaces, 1 to 255 characters). Pending charges are bound to the account: give it when the
+   * token is opaque (not a JWT with a `sub` claim), or charges left pending by one sign-in can
+   * only be sent again with that very token.
+   */
+  accountId?: string | undefined;
 }
 
 /** Options of {@link listTransactions}. */
@@ -72,7 +86,8 @@ export function checkCost(service: ServiceName, duration?: number): Promise<Cost
 
 /**
  * Charges one use of a service the desktop app performs itself. Never goes into debt: with too few
- * points it rejects with an `insufficientPoints` error and nothing is charged.
+ * points it rejects with an `insufficientPoints` error and nothing is charged. Needs the opt-in
+ * permission `points:allow-charge` (not in the plugin's default set).
  */
 export function charge(service: DesktopService, options: ChargeOptions = {}): Promise<ChargeReceipt> {
   return invoke<ChargeReceipt>(
@@ -99,12 +114,35 @@ export function listBatches(): Promise<Batch[]> {
   return invoke<Batch[]>(COMMANDS.listBatches);
 }
 
-/** Gives the plugin the user's session token for the ledger. It is never readable again. */
-export async function setSessionToken(token: string): Promise<void> {
-  await invoke<null>(COMMANDS.setSessionToken, { token });
+/**
+ * Signs in: gives the plugin the user's session token for the ledger (up to 8192 characters; it is
+ * never readable again), with the host's account id when known. A change of account is announced
+ * by `points://session-changed`, and that account's pending charges are sent at once.
+ */
+export async function setSessionToken(token: string, options: SessionOptions = {}): Promise<void> {
+  await invoke<null>(COMMANDS.setSessionToken, args({ token, accountId: options.accountId }));
 }
 
-/** Forgets the session token (sign-out). */
+/**
+ * Signs out: forgets the session token. No ledger call is made until the next sign-in; announced by
+ * `points://session-changed`. Pending charges stay kept for their own account.
+ */
 export async function clearSessionToken(): Promise<void> {
   await invoke<null>(COMMANDS.clearSessionToken);
+}
+
+/**
+ * The signed-in account's charges not yet acknowledged by the ledger, and those it refused for
+ * good (count 0 and no refusals while signed out).
+ */
+export function getPending(): Promise<PendingStatus> {
+  return invoke<PendingStatus>(COMMANDS.getPending);
+}
+
+/**
+ * Sends the pending charges now (after a pass already under way, if any) instead of waiting for
+ * the background sync, and answers what is left.
+ */
+export function syncPending(): Promise<PendingStatus> {
+  return invoke<PendingStatus>(COMMANDS.syncPending);
 }

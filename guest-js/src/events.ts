@@ -1,17 +1,24 @@
 import { listen } from "@tauri-apps/api/event";
-import type { BalanceChanged, InsufficientPoints, PendingCharges } from "./bindings";
+import type { BalanceChanged, InsufficientPoints, PendingCharges, RefusedCharge, SessionChanged } from "./bindings";
 
 /** Stops a listener (the same as `UnlistenFn` of `@tauri-apps/api/event`). */
 export type UnlistenFn = () => void;
 
 /** The events the plugin emits to every window. */
 export const EVENTS = {
-  /** {@link BalanceChanged}: `details` after a fetch, `null` after a charge. */
+  /**
+   * {@link BalanceChanged}: the signed-in account's balance after a fetch (`details` set), a charge
+   * or a re-sent charge (`details: null`), with its `seq` and `session`.
+   */
   balanceChanged: "points://balance-changed",
-  /** {@link InsufficientPoints}: whenever the ledger answers 402. */
+  /** {@link InsufficientPoints}: a refusal for lack of points, naming the window refused. */
   insufficient: "points://insufficient",
-  /** {@link PendingCharges}: charges made but not yet acknowledged by the ledger. */
+  /** {@link PendingCharges}: the signed-in account's unacknowledged charges; also at every change of session. */
   pendingChanged: "points://pending-changed",
+  /** {@link SessionChanged}: a sign-in, a sign-out or another account. */
+  sessionChanged: "points://session-changed",
+  /** {@link RefusedCharge}: the ledger refused a finished job's charge for good. */
+  chargeRefused: "points://charge-refused",
 } as const;
 
 /** Calls `handler` on every balance change; resolves to the function that stops listening. */
@@ -19,14 +26,27 @@ export function onBalanceChanged(handler: (payload: BalanceChanged) => void): Pr
   return listen<BalanceChanged>(EVENTS.balanceChanged, (event) => handler(event.payload));
 }
 
-/** Calls `handler` on every 402 the plugin meets; resolves to the function that stops listening. */
+/**
+ * Calls `handler` on every refusal for lack of points, in any window (`payload.window` says which
+ * one was refused); resolves to the function that stops listening.
+ */
 export function onInsufficientPoints(
   handler: (payload: InsufficientPoints) => void,
 ): Promise<UnlistenFn> {
   return listen<InsufficientPoints>(EVENTS.insufficient, (event) => handler(event.payload));
 }
 
-/** Calls `handler` when the number of unacknowledged charges changes. */
+/** Calls `handler` when the number of unacknowledged charges changes; resolves to the function that stops listening. */
 export function onPendingChanged(handler: (payload: PendingCharges) => void): Promise<UnlistenFn> {
   return listen<PendingCharges>(EVENTS.pendingChanged, (event) => handler(event.payload));
+}
+
+/** Calls `handler` at every sign-in, sign-out and change of account; resolves to the function that stops listening. */
+export function onSessionChanged(handler: (payload: SessionChanged) => void): Promise<UnlistenFn> {
+  return listen<SessionChanged>(EVENTS.sessionChanged, (event) => handler(event.payload));
+}
+
+/** Calls `handler` when the ledger refuses a charge for good; resolves to the function that stops listening. */
+export function onChargeRefused(handler: (payload: RefusedCharge) => void): Promise<UnlistenFn> {
+  return listen<RefusedCharge>(EVENTS.chargeRefused, (event) => handler(event.payload));
 }

@@ -6,13 +6,16 @@ export {
   checkCost,
   clearSessionToken,
   getBalance,
+  getPending,
   getPrices,
   listBatches,
   listTransactions,
   setSessionToken,
+  syncPending,
   type ChargeOptions,
   type ListTransactionsOptions,
   type ServiceName,
+  type SessionOptions,
 } from "./commands";
 export {
   POINTS_ERROR_KINDS,
@@ -24,8 +27,21 @@ export {
   type PointsErrorKind,
   type PointsErrorOf,
 } from "./errors";
-export { EVENTS, onBalanceChanged, onInsufficientPoints, onPendingChanged, type UnlistenFn } from "./events";
-export { PAYMENT_REQUIRED, insufficientPointsFromBody, insufficientPointsFromResponse } from "./backend";
+export {
+  EVENTS,
+  onBalanceChanged,
+  onChargeRefused,
+  onInsufficientPoints,
+  onPendingChanged,
+  onSessionChanged,
+  type UnlistenFn,
+} from "./events";
+export {
+  PAYMENT_REQUIRED,
+  insufficientPointsFromBody,
+  insufficientPointsFromResponse,
+  type RefusalFigures,
+} from "./backend";
 export {
   createPointStore,
   getPointStore,

@@ -20,7 +20,10 @@ export function usePointStore<T>(
 export interface UsePointsOptions {
   /** The store to use. Default: the app's shared store (`getPointStore()`). */
   store?: PointStore | undefined;
-  /** Fetch the balance on mount when the store has none yet. Default: true. */
+  /**
+   * Fetch the balance on mount, and again after every change of session, when the store has none
+   * and is not known to be signed out. Default: true.
+   */
   fetchOnMount?: boolean | undefined;
 }
 
@@ -31,6 +34,8 @@ export type UsePoints = PointState &
     | "fetchBalance"
     | "checkCost"
     | "charge"
+    | "fetchPending"
+    | "syncPending"
     | "openRecharge"
     | "closeRecharge"
     | "clearError"
@@ -42,8 +47,9 @@ export type UsePoints = PointState &
 /**
  * The user's points and the actions on them, from the shared store (or `options.store`). On mount
  * it attaches the store's event listeners (once per store; they stay attached after unmount, as
- * the store outlives components) and fetches the balance when none is known yet. Failures of that
- * fetch are in `error`.
+ * the store outlives components), and on mount and after every sign-in, sign-out or change of
+ * account it fetches the balance when none is known and no fetch is under way (not while signed
+ * out). Failures of that fetch are in `error`.
  */
 export function usePoints(options: UsePointsOptions = {}): UsePoints {
   const store = options.store ?? getPointStore();
@@ -52,15 +58,23 @@ export function usePoints(options: UsePointsOptions = {}): UsePoints {
 
   useEffect(() => {
     store.start().catch(() => undefined);
+  }, [store]);
+
+  // Runs on mount and at every change of session (the store empties itself then).
+  useEffect(() => {
     const now = store.getSnapshot();
-    if (fetchOnMount && now.balance === null && !now.loading) store.fetchBalance().catch(() => undefined);
-  }, [store, fetchOnMount]);
+    if (fetchOnMount && now.balance === null && !now.loading && now.signedIn !== false) {
+      store.fetchBalance().catch(() => undefined);
+    }
+  }, [store, fetchOnMount, state.session]);
 
   return {
     ...state,
     fetchBalance: store.fetchBalance,
     checkCost: store.checkCost,
     charge: store.charge,
+    fetchPending: store.fetchPending,
+    syncPending: store.syncPending,
     openRecharge: store.openRecharge,
     closeRecharge: store.closeRecharge,
     clearError: store.clearError,

@@ -1,3 +1,4 @@
+import { getCurrentWebview } from "@tauri-apps/api/webview";
 import * as api from "./commands";
 import type { ChargeOptions, ServiceName } from "./commands";
 import type {
@@ -7,12 +8,27 @@ import type {
   DesktopService,
   InsufficientPoints,
   PendingCharges,
+  PendingStatus,
   PointBalance,
   PointsError,
+  RefusedCharge,
+  SessionChanged,
 } from "./bindings";
 import { isInsufficientPoints, isPointsError } from "./errors";
-import { onBalanceChanged, onInsufficientPoints, onPendingChanged, type UnlistenFn } from "./events";
-import { PAYMENT_REQUIRED, insufficientPointsFromBody, insufficientPointsFromResponse } from "./backend";
+import {
+  onBalanceChanged,
+  onChargeRefused,
+  onInsufficientPoints,
+  onPendingChanged,
+  onSessionChanged,
+  type UnlistenFn,
+} from "./events";
+import {
+  PAYMENT_REQUIRED,
+  insufficientPointsFromBody,
+  insufficientPointsFromResponse,
+  type RefusalFigures,
+} from "./backend";
 
 /** The recharge dialog: whether it is open, and the figures of the refusal that opened it. */
 export interface RechargeDialog {
@@ -27,14 +43,29 @@ export type PointStoreError = PointsError | string | Error;
 
 /** A snapshot of the store. Never mutated: every change makes a new one. */
 export interface PointState {
-  /** The balance and totals, or `null` before the first fetch. */
+  /**
+   * The signed-in account's balance and totals, or `null` before the first fetch and after a
+   * change of session. After a charge or a price check only `balance.balance` (and `seq`) change.
+   */
   readonly balance: PointBalance | null;
   /** Whether a balance fetch is in flight. */
   readonly loading: boolean;
   /** The last failure of a store action (cleared by the next success), or `null`. */
   readonly error: PointStoreError | null;
-  /** Charges made but not yet acknowledged by the ledger. */
+  /** The signed-in account's charges made but not yet acknowledged by the ledger (0 while signed out). */
   readonly pendingCharges: number;
+  /** The signed-in account's charges the ledger refused for good, oldest first: work done but not paid. */
+  readonly refusedCharges: readonly RefusedCharge[];
+  /**
+   * The plugin's session number this state belongs to (it grows at every sign-in, sign-out and
+   * change of account), or `null` until the store has heard one.
+   */
+  readonly session: number | null;
+  /**
+   * Whether an account is signed in: as announced by `points://session-changed`, or `true` after a
+   * successful balance read. `null` while unknown.
+   */
+  readonly signedIn: boolean | null;
   readonly recharge: RechargeDialog;
 }
 
@@ -44,6 +75,11 @@ export interface PointStoreOptions {
   initialBalance?: PointBalance | null | undefined;
   /** Attach the plugin's event listeners at once (as {@link PointStore.start} does). Default: false. */
   start?: boolean | undefined;
+  /**
+   * The label of the webview the store lives in: a `points://insufficient` event opens the recharge
+   * dialog only in the store whose label it names. Default: `getCurrentWebview().label`.
+   */
+  webviewLabel?: string | null | undefined;
 }
 
 /** The points of the signed-in user, for any UI. Its methods need no `this`: pass them around freely. */
@@ -61,22 +97,31 @@ export interface PointStore {
   /** The price of one use of a service; its `balance` also refreshes `balance.balance`. */
   checkCost(service: ServiceName, duration?: number): Promise<CostCheck>;
   /**
-   * Charges one use of a desktop service; the receipt's balance refreshes `balance.balance`.
-   * With too few points it rejects with an `insufficientPoints` error and opens the recharge dialog.
+   * Charges one use of a desktop service; the receipt's balance refreshes `balance.balance` (not a
+   * replay's, which is the balance of the first charge). With too few points it rejects with an
+   * `insufficientPoints` error and opens the recharge dialog. Needs `points:allow-charge`.
    */
   charge(service: DesktopService, options?: ChargeOptions): Promise<ChargeReceipt>;
+  /** Reads the pending and refused charges again. Rejects with the failure, also kept in `error`. */
+  fetchPending(): Promise<PendingStatus>;
+  /**
+   * Sends the pending charges now instead of waiting for the plugin's background sync, and shows
+   * what is left. Rejects with the failure, also kept in `error`.
+   */
+  syncPending(): Promise<PendingStatus>;
 
   /** Opens the recharge dialog, with the figures of the refusal when known. */
-  openRecharge(info?: Partial<InsufficientPoints>): void;
+  openRecharge(info?: Partial<RefusalFigures>): void;
   /** Closes the recharge dialog (its figures are cleared). */
   closeRecharge(): void;
   /** Clears `error`. */
   clearError(): void;
 
   /**
-   * Takes a failure met outside the store (e.g. from a direct command call): keeps it in `error`
-   * and, when it is an `insufficientPoints` error, opens the recharge dialog. Returns whether it
-   * opened the dialog.
+   * Takes a failure met outside the store (e.g. from a direct command call of this window): keeps
+   * it in `error` and, when it is an `insufficientPoints` error, opens the recharge dialog (once
+   * for one refusal, though the plugin's `points://insufficient` event reports it too). Returns
+   * whether it is such an error.
    */
   handleError(error: unknown): boolean;
   /**
@@ -89,8 +134,9 @@ export interface PointStore {
   handleBackendBody(body: unknown, status: number): boolean;
 
   /**
-   * Attaches the listeners of the plugin's events (balance changes, 402s, pending charges). Calling
-   * it again while started does nothing; resolves once they are attached.
+   * Attaches the listeners of the plugin's events (balance, refusals, pending and refused charges,
+   * session), then reads the pending charges. Calling it again while started does nothing;
+   * resolves once the listeners are attached and that read is done (its failure is ignored).
    */
   start(): Promise<void>;
   /** Detaches the event listeners. The store keeps its state and can be started again. */
@@ -98,6 +144,13 @@ export interface PointStore {
 }
 
 const CLOSED: RechargeDialog = Object.freeze({ open: false, service: null, required: null, balance: null });
+const NO_REFUSALS: readonly RefusedCharge[] = Object.freeze([]);
+
+/**
+ * How long a refusal seen one way (the rejection of a call, or the plugin's event) waits for the
+ * other report of the same refusal, which must not open the dialog a second time.
+ */
+const SAME_REFUSAL_MS = 2000;
 
 function sameFields<T extends object>(a: T, b: T): boolean {
   const ka = Object.keys(a) as (keyof T)[];
@@ -111,23 +164,86 @@ function toStoreError(error: unknown): PointStoreError {
   return new Error(typeof message === "string" ? message : String(error), { cause: error });
 }
 
-/** Makes a store of the user's points. It does nothing until an action or {@link PointStore.start} is called. */
+function refusalKey(info: Partial<RefusalFigures>): string {
+  return JSON.stringify([info.service ?? null, info.required ?? null, info.balance ?? null]);
+}
+
+function refusedKey(refused: RefusedCharge): string {
+  return `${refused.idempotencyKey}\n${refused.refusedAt}`;
+}
+
+/** `current` with the refusals of `incoming` it lacks, oldest first (the same array when none). */
+function withRefusals(current: readonly RefusedCharge[], incoming: readonly RefusedCharge[]): readonly RefusedCharge[] {
+  const seen = new Set(current.map(refusedKey));
+  const added: RefusedCharge[] = [];
+  for (const refused of incoming) {
+    const key = refusedKey(refused);
+    if (seen.has(key)) continue;
+    seen.add(key);
+    added.push(refused);
+  }
+  if (added.length === 0) return current;
+  return Object.freeze([...current, ...added].sort((a, b) => a.refusedAt - b.refusedAt));
+}
+
+/** The label of the current webview, or `null` outside Tauri. */
+function currentWebviewLabel(): string | null {
+  try {
+    return getCurrentWebview().label;
+  } catch {
+    return null;
+  }
+}
+
+/** A refusal reported one way, waiting for the other report of it. */
+interface SeenRefusal {
+  readonly key: string;
+  readonly from: "call" | "event";
+  readonly at: number;
+}
+
+type Patch = { -readonly [K in keyof PointState]?: PointState[K] };
+
+/**
+ * Makes a store of the user's points. It does nothing until an action or {@link PointStore.start}
+ * is called.
+ *
+ * Once started it follows the plugin's session: at every sign-in, sign-out or change of account it
+ * empties itself (balance, pending and refused charges, error, dialog) and reads the balance (when
+ * signed in) and the pending charges again; an answer to a call made before the change, or an
+ * event of an older session, is not applied.
+ *
+ * Balances are ordered by the ledger's `seq`: a figure (a fetch, a charge, a price check, an
+ * event) whose `seq` is lower than the `seq` of the balance shown is older and is dropped. When
+ * either has no `seq` (a backend that does not send it), the figure that arrives last is shown.
+ */
 export function createPointStore(options: PointStoreOptions = {}): PointStore {
   let state: PointState = Object.freeze({
     balance: options.initialBalance ? Object.freeze({ ...options.initialBalance }) : null,
     loading: false,
     error: null,
     pendingCharges: 0,
+    refusedCharges: NO_REFUSALS,
+    session: null,
+    signedIn: null,
     recharge: CLOSED,
   });
   const listeners = new Set<() => void>();
   let inflight: Promise<PointBalance> | null = null;
 
+  /** Grows at every change of session: a call made in an older epoch does not touch the state. */
+  let epoch = 0;
+  /** The session the store last emptied itself for. */
+  let emptiedFor: number | null = null;
+  /** Refusals that opened the dialog, waiting for their other report. */
+  let seenRefusals: SeenRefusal[] = [];
+  let label: string | null | undefined = options.webviewLabel;
+
   let started: Promise<void> | null = null;
-  let generation = 0;
+  let attachment = 0;
   let unlisteners: UnlistenFn[] = [];
 
-  function set(patch: Partial<PointState>): void {
+  function set(patch: Patch): void {
     let next: PointState | null = null;
     for (const key of Object.keys(patch) as (keyof PointState)[]) {
       if (!Object.is(patch[key], state[key])) {
@@ -140,20 +256,35 @@ export function createPointStore(options: PointStoreOptions = {}): PointStore {
     for (const listener of [...listeners]) listener();
   }
 
+  function ownLabel(): string | null {
+    if (label === undefined) {
+      const found = currentWebviewLabel();
+      if (found === null) return null; // not known yet: asked again next time
+      label = found;
+    }
+    return label;
+  }
+
   /** The whole balance, keeping the current object when nothing in it changed. */
   function replaceBalance(balance: PointBalance): PointBalance {
     const current = state.balance;
     return current !== null && sameFields(current, balance) ? current : Object.freeze({ ...balance });
   }
 
-  /** The current balance with only its `balance` figure changed (totals are unknown). */
-  function patchBalanceFigure(figure: number): PointBalance | null {
+  /**
+   * The patch showing a figure of the ledger: the whole summary when `details` is given, else
+   * the current summary with its balance (and `seq`) replaced. Empty when the figure is older
+   * than the one shown (a lower `seq`).
+   */
+  function showFigure(figure: number, seq: number | null, details: PointBalance | null): Patch {
     const current = state.balance;
-    if (current === null || current.balance === figure) return current;
-    return Object.freeze({ ...current, balance: figure });
+    if (current !== null && seq !== null && current.seq !== null && seq < current.seq) return {};
+    if (details !== null) return { balance: replaceBalance(details) };
+    if (current === null || (current.balance === figure && current.seq === seq)) return {};
+    return { balance: Object.freeze({ ...current, balance: figure, seq }) };
   }
 
-  function dialog(info: Partial<InsufficientPoints> = {}): RechargeDialog {
+  function dialog(info: Partial<RefusalFigures> = {}): RechargeDialog {
     const next: RechargeDialog = {
       open: true,
       service: info.service ?? null,
@@ -163,11 +294,114 @@ export function createPointStore(options: PointStoreOptions = {}): PointStore {
     return sameFields(state.recharge, next) ? state.recharge : Object.freeze(next);
   }
 
+  /**
+   * Whether a refusal reported `from` a call or an event should open the dialog: not when the
+   * other report of the same refusal already did.
+   */
+  function firstReport(info: Partial<RefusalFigures>, from: SeenRefusal["from"]): boolean {
+    const now = Date.now();
+    const key = refusalKey(info);
+    seenRefusals = seenRefusals.filter((seen) => now - seen.at < SAME_REFUSAL_MS);
+    const other = seenRefusals.findIndex((seen) => seen.key === key && seen.from !== from);
+    if (other !== -1) {
+      seenRefusals.splice(other, 1);
+      return false;
+    }
+    seenRefusals.push({ key, from, at: now });
+    return true;
+  }
+
   /** Keeps a failure in `error` (with `also` in the same change); opens the dialog for a 402. */
-  function fail(error: unknown, also: Partial<PointState> = {}): void {
-    const patch: { -readonly [K in keyof PointState]?: PointState[K] } = { ...also, error: toStoreError(error) };
-    if (isInsufficientPoints(error)) patch.recharge = dialog(error);
+  function fail(error: unknown, also: Patch = {}): void {
+    const patch: Patch = { ...also, error: toStoreError(error) };
+    if (isInsufficientPoints(error) && firstReport(error, "call")) patch.recharge = dialog(error);
     set(patch);
+  }
+
+  /**
+   * Empties the store for session `session` (a sign-in, a sign-out or another account): calls
+   * made before no longer touch the state. Then reads the balance (when signed in) and, unless
+   * `pendingKnown`, the pending charges.
+   */
+  function empty(session: number, signedIn: boolean | null, pendingKnown: boolean): void {
+    epoch++;
+    emptiedFor = session;
+    inflight = null;
+    seenRefusals = [];
+    set({
+      balance: null,
+      loading: false,
+      error: null,
+      pendingCharges: 0,
+      refusedCharges: NO_REFUSALS,
+      session,
+      signedIn,
+      recharge: CLOSED,
+    });
+    if (signedIn === true) store.fetchBalance().catch(() => undefined);
+    if (!pendingKnown) readPending(api.getPending, false).catch(() => undefined);
+  }
+
+  /**
+   * Takes the session number of an answer or an event: whether it is the session shown (a newer
+   * one empties the store first; the first one heard is adopted).
+   */
+  function ofCurrentSession(session: number, signedIn: boolean | null, pendingKnown: boolean): boolean {
+    const known = state.session;
+    if (known === null) {
+      set(signedIn === null ? { session } : { session, signedIn });
+      return true;
+    }
+    if (session < known) return false;
+    if (session > known) empty(session, signedIn, pendingKnown);
+    return true;
+  }
+
+  function onSession(change: SessionChanged): void {
+    const known = state.session;
+    if (known !== null && change.session < known) return;
+    if (emptiedFor === change.session) {
+      // Already emptied for it, on an answer that carried it first: only learn who is signed in.
+      set({ signedIn: change.signedIn });
+      if (change.signedIn && state.balance === null && inflight === null) store.fetchBalance().catch(() => undefined);
+      return;
+    }
+    // Also for the session adopted from an answer: a balance read before then may be the last one's.
+    empty(change.session, change.signedIn, false);
+  }
+
+  function onBalance(change: BalanceChanged): void {
+    if (!ofCurrentSession(change.session, true, false)) return;
+    set(showFigure(change.balance, change.seq, change.details));
+  }
+
+  function onInsufficient(info: InsufficientPoints): void {
+    const mine = ownLabel();
+    if (info.window === null || info.window !== mine) return;
+    if (firstReport(info, "event")) set({ recharge: dialog(info) });
+  }
+
+  function applyPending(status: PendingStatus, clearError: boolean): void {
+    if (!ofCurrentSession(status.session, status.signedIn, true)) return;
+    const patch: Patch = {
+      signedIn: status.signedIn,
+      pendingCharges: status.count,
+      refusedCharges: withRefusals(state.refusedCharges, status.refused),
+    };
+    if (clearError) patch.error = null;
+    set(patch);
+  }
+
+  async function readPending(read: () => Promise<PendingStatus>, record: boolean): Promise<PendingStatus> {
+    const mine = epoch;
+    try {
+      const status = await read();
+      applyPending(status, record);
+      return status;
+    } catch (error) {
+      if (record && mine === epoch) fail(error);
+      throw error;
+    }
   }
 
   const store: PointStore = {
@@ -181,16 +415,21 @@ export function createPointStore(options: PointStoreOptions = {}): PointStore {
 
     fetchBalance() {
       if (inflight) return inflight;
+      const mine = epoch;
       set({ loading: true });
       const request = api.getBalance().then(
         (balance) => {
-          inflight = null;
-          set({ balance: replaceBalance(balance), loading: false, error: null });
+          if (mine === epoch) {
+            inflight = null;
+            set({ ...showFigure(balance.balance, balance.seq, balance), loading: false, error: null, signedIn: true });
+          }
           return balance;
         },
         (error: unknown) => {
-          inflight = null;
-          fail(error, { loading: false });
+          if (mine === epoch) {
+            inflight = null;
+            fail(error, { loading: false });
+          }
           throw error;
         },
       );
@@ -199,26 +438,34 @@ export function createPointStore(options: PointStoreOptions = {}): PointStore {
     },
 
     async checkCost(service, duration) {
+      const mine = epoch;
       try {
         const cost = await api.checkCost(service, duration);
-        set({ balance: patchBalanceFigure(cost.balance), error: null });
+        if (mine === epoch) set({ ...showFigure(cost.balance, cost.seq, null), error: null });
         return cost;
       } catch (error) {
-        fail(error);
+        if (mine === epoch) fail(error);
         throw error;
       }
     },
 
     async charge(service, chargeOptions) {
+      const mine = epoch;
       try {
         const receipt = await api.charge(service, chargeOptions);
-        set({ balance: patchBalanceFigure(receipt.balance), error: null });
+        if (mine === epoch) {
+          // A replay carries the balance of the first charge: the plugin sends today's by event.
+          set({ ...(receipt.replayed ? {} : showFigure(receipt.balance, receipt.seq, null)), error: null });
+        }
         return receipt;
       } catch (error) {
-        fail(error);
+        if (mine === epoch) fail(error);
         throw error;
       }
     },
+
+    fetchPending: () => readPending(api.getPending, true),
+    syncPending: () => readPending(api.syncPending, true),
 
     openRecharge(info) {
       set({ recharge: dialog(info) });
@@ -236,9 +483,10 @@ export function createPointStore(options: PointStoreOptions = {}): PointStore {
     },
 
     async handleBackendResponse(response) {
+      const mine = epoch;
       const info = await insufficientPointsFromResponse(response);
       if (info === null) return false;
-      set({ recharge: dialog(info) });
+      if (mine === epoch) set({ recharge: dialog(info) });
       return true;
     },
 
@@ -250,40 +498,41 @@ export function createPointStore(options: PointStoreOptions = {}): PointStore {
 
     start() {
       if (started) return started;
-      const mine = ++generation;
+      const mine = ++attachment;
       const attaching = [
         onBalanceChanged(onBalance),
-        onInsufficientPoints((info) => set({ recharge: dialog(info) })),
-        onPendingChanged((pending: PendingCharges) => set({ pendingCharges: pending.count })),
+        onInsufficientPoints(onInsufficient),
+        onPendingChanged((pending: PendingCharges) => {
+          if (ofCurrentSession(pending.session, null, true)) set({ pendingCharges: pending.count });
+        }),
+        onSessionChanged(onSession),
+        onChargeRefused((refused) => set({ refusedCharges: withRefusals(state.refusedCharges, [refused]) })),
       ];
-      const attempt: Promise<void> = Promise.allSettled(attaching).then((results) => {
+      const attempt: Promise<void> = Promise.allSettled(attaching).then(async (results) => {
         const attached = results.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
         const failure = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
-        if (mine !== generation || failure) {
+        if (mine !== attachment || failure) {
           for (const unlisten of attached) unlisten();
-          if (mine === generation) started = null;
+          if (mine === attachment) started = null;
           if (failure) throw failure.reason;
           return;
         }
         unlisteners = attached;
+        // A restart with charges still pending shows them at once.
+        await readPending(api.getPending, false).catch(() => undefined);
       });
       started = attempt;
       return attempt;
     },
 
     dispose() {
-      generation++;
+      attachment++;
       started = null;
       const detaching = unlisteners;
       unlisteners = [];
       for (const unlisten of detaching) unlisten();
     },
   };
-
-  function onBalance(change: BalanceChanged): void {
-    if (change.details !== null) set({ balance: replaceBalance(change.details) });
-    else set({ balance: patchBalanceFigure(change.balance) });
-  }
 
   if (options.start) void store.start().catch(() => undefined);
   return store;

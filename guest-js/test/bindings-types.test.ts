@@ -76,6 +76,25 @@ describe("the bindings type test", { timeout: 60_000 }, () => {
     expectAssertionFailure(typeErrors(altered("PointsError", /status: number/, "status: bigint")));
   });
 
+  it("fails when seq or session is lost or retyped", () => {
+    expectAssertionFailure(typeErrors(altered("PointBalance", /seq: number \| null/, "seq: number")));
+    expectAssertionFailure(typeErrors(altered("ChargeReceipt", /seq: number \| null/, "seq: bigint | null")));
+    expectAssertionFailure(typeErrors(altered("BalanceChanged", /session: number,/, "")));
+    expectAssertionFailure(typeErrors(altered("PendingStatus", /session: number,/, "session: bigint,")));
+  });
+
+  it("fails when the refusal window or a session field changes", () => {
+    expectAssertionFailure(typeErrors(altered("InsufficientPoints", /window: string \| null/, "window: string")));
+    expectAssertionFailure(typeErrors(altered("SessionChanged", /signedIn: boolean/, "signedIn: boolean, account: string")));
+    expectAssertionFailure(typeErrors(altered("RefusedCharge", /refusedAt: number/, "refusedAt: bigint")));
+  });
+
+  it("fails when a charge outcome appears", () => {
+    expectAssertionFailure(
+      typeErrors(altered("ChargeOutcome", /;\s*$/, ' | { "status": "dropped", idempotencyKey: string, };')),
+    );
+  });
+
   it("fails when an error kind appears", () => {
     expectAssertionFailure(typeErrors(altered("PointsError", /;\s*$/, ' | { "kind": "frozen", message: string, };')));
   });

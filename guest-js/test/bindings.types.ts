@@ -4,17 +4,21 @@
 import type {
   BalanceChanged,
   Batch,
+  ChargeOutcome,
   ChargeReceipt,
   CostCheck,
   DesktopService,
   InsufficientPoints,
   KnownService,
   PendingCharges,
+  PendingStatus,
   PointBalance,
   PointsError,
   PriceList,
   PricingMode,
+  RefusedCharge,
   ServicePrice,
+  SessionChanged,
   Transaction,
   TransactionKind,
   TransactionPage,
@@ -39,7 +43,10 @@ type BigintIn<T> = T extends bigint
 type Kind<K extends PointsError["kind"]> = Extract<PointsError, { kind: K }>;
 
 export type PointBalanceIsExact = Expect<
-  Equals<PointBalance, { balance: number; totalRecharged: number; totalConsumed: number; totalExpired: number }>
+  Equals<
+    PointBalance,
+    { balance: number; totalRecharged: number; totalConsumed: number; totalExpired: number; seq: number | null }
+  >
 >;
 
 export type ShapesMatchTheIpcDoc = [
@@ -61,7 +68,12 @@ export type ShapesMatchTheIpcDoc = [
     >
   >,
   Expect<Equals<PricingMode, "fixed" | "duration" | "free">>,
-  Expect<Equals<CostCheck, { service: string; mode: PricingMode; required: number; balance: number; sufficient: boolean }>>,
+  Expect<
+    Equals<
+      CostCheck,
+      { service: string; mode: PricingMode; required: number; balance: number; sufficient: boolean; seq: number | null }
+    >
+  >,
   Expect<
     Equals<
       ChargeReceipt,
@@ -72,6 +84,7 @@ export type ShapesMatchTheIpcDoc = [
         balance: number;
         replayed: boolean;
         idempotencyKey: string;
+        seq: number | null;
       }
     >
   >,
@@ -81,14 +94,55 @@ export type ShapesMatchTheIpcDoc = [
   Expect<
     Equals<
       Transaction,
-      { id: string; kind: TransactionKind; points: number; balanceAfter: number; service: string | null; createdAt: string }
+      {
+        id: string;
+        kind: TransactionKind;
+        points: number;
+        balanceAfter: number;
+        service: string | null;
+        idempotencyKey: string | null;
+        reference: string | null;
+        createdAt: string;
+      }
     >
   >,
   Expect<Equals<TransactionPage, { items: Array<Transaction>; nextCursor: string | null }>>,
   Expect<Equals<Batch, { id: string; points: number; remaining: number; expiresAt: string; createdAt: string }>>,
-  Expect<Equals<BalanceChanged, { balance: number; details: PointBalance | null }>>,
-  Expect<Equals<InsufficientPoints, { service: string | null; required: number | null; balance: number | null }>>,
-  Expect<Equals<PendingCharges, { count: number }>>,
+  Expect<Equals<BalanceChanged, { balance: number; details: PointBalance | null; seq: number | null; session: number }>>,
+  Expect<
+    Equals<
+      InsufficientPoints,
+      { service: string | null; required: number | null; balance: number | null; window: string | null }
+    >
+  >,
+  Expect<Equals<PendingCharges, { count: number; session: number }>>,
+  Expect<Equals<SessionChanged, { signedIn: boolean; session: number }>>,
+  Expect<
+    Equals<
+      RefusedCharge,
+      { idempotencyKey: string; service: string; recordedAt: number; refusedAt: number; error: PointsError }
+    >
+  >,
+  Expect<
+    Equals<
+      PendingStatus,
+      {
+        count: number;
+        oldestAgeSeconds: number | null;
+        refused: Array<RefusedCharge>;
+        signedIn: boolean;
+        session: number;
+      }
+    >
+  >,
+  Expect<
+    Equals<
+      ChargeOutcome,
+      | { status: "acknowledged"; receipt: ChargeReceipt }
+      | { status: "pending"; idempotencyKey: string }
+      | { status: "refused"; idempotencyKey: string; error: PointsError }
+    >
+  >,
 ];
 
 export type ErrorsMatchTheIpcDoc = [
@@ -140,6 +194,10 @@ export type NoBigintAnywhere = Expect<
       | BalanceChanged
       | InsufficientPoints
       | PendingCharges
+      | SessionChanged
+      | RefusedCharge
+      | PendingStatus
+      | ChargeOutcome
       | PointsError
     >,
     false

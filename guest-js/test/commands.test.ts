@@ -5,21 +5,23 @@ import {
   checkCost,
   clearSessionToken,
   getBalance,
+  getPending,
   getPrices,
   listBatches,
   listTransactions,
   setSessionToken,
+  syncPending,
   type Batch,
   type ChargeReceipt,
   type CostCheck,
   type PriceList,
   type TransactionPage,
 } from "../src";
-import { BALANCE, mockPlugin } from "./ipc";
+import { BALANCE, mockPlugin, pending, refusedCharge } from "./ipc";
 
 afterEach(() => clearMocks());
 
-const COST: CostCheck = { service: "video", mode: "duration", required: 300, balance: 120, sufficient: false };
+const COST: CostCheck = { service: "video", mode: "duration", required: 300, balance: 120, sufficient: false, seq: 7 };
 const RECEIPT: ChargeReceipt = {
   transactionId: "t-1",
   service: "compose",
@@ -27,12 +29,24 @@ const RECEIPT: ChargeReceipt = {
   balance: 115,
   replayed: false,
   idempotencyKey: "job-42",
+  seq: 8,
 };
 const PRICES: PriceList = {
   services: [{ service: "tts", mode: "duration", points: null, pointsPerSecond: 1 }],
 };
 const PAGE: TransactionPage = {
-  items: [{ id: "t-1", kind: "consume", points: -5, balanceAfter: 115, service: "compose", createdAt: "2026-01-01T00:00:00Z" }],
+  items: [
+    {
+      id: "t-1",
+      kind: "consume",
+      points: -5,
+      balanceAfter: 115,
+      service: "compose",
+      idempotencyKey: "job-42",
+      reference: null,
+      createdAt: "2026-01-01T00:00:00Z",
+    },
+  ],
   nextCursor: "c-2",
 };
 const BATCHES: Batch[] = [{ id: "b-1", points: 200, remaining: 115, expiresAt: "2026-05-03T00:00:00Z", createdAt: "2026-01-01T00:00:00Z" }];
@@ -91,16 +105,32 @@ describe("command wrappers", () => {
     ]);
   });
 
-  it("set_session_token / clear_session_token resolve to undefined", async () => {
+  it("set_session_token (accountId only when given) / clear_session_token resolve to undefined", async () => {
     const calls = mockPlugin({
       "plugin:points|set_session_token": () => null,
       "plugin:points|clear_session_token": () => null,
     });
     await expect(setSessionToken("tok-1")).resolves.toBeUndefined();
+    await expect(setSessionToken("tok-2", { accountId: "acct-9" })).resolves.toBeUndefined();
     await expect(clearSessionToken()).resolves.toBeUndefined();
     expect(calls).toEqual([
       { cmd: "plugin:points|set_session_token", args: { token: "tok-1" } },
+      { cmd: "plugin:points|set_session_token", args: { token: "tok-2", accountId: "acct-9" } },
       { cmd: "plugin:points|clear_session_token", args: {} },
+    ]);
+  });
+
+  it("get_pending and sync_pending: no arguments, return the pending status", async () => {
+    const status = pending(2, 3, [refusedCharge("compose:job-1", 1_700_000_000)]);
+    const calls = mockPlugin({
+      "plugin:points|get_pending": () => status,
+      "plugin:points|sync_pending": () => pending(0, 3),
+    });
+    await expect(getPending()).resolves.toEqual(status);
+    await expect(syncPending()).resolves.toEqual(pending(0, 3));
+    expect(calls).toEqual([
+      { cmd: "plugin:points|get_pending", args: {} },
+      { cmd: "plugin:points|sync_pending", args: {} },
     ]);
   });
 

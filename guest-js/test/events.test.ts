@@ -4,13 +4,17 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import {
   EVENTS,
   onBalanceChanged,
+  onChargeRefused,
   onInsufficientPoints,
   onPendingChanged,
+  onSessionChanged,
   type BalanceChanged,
   type InsufficientPoints,
   type PendingCharges,
+  type RefusedCharge,
+  type SessionChanged,
 } from "../src";
-import { BALANCE, mockPlugin } from "./ipc";
+import { BALANCE, mockPlugin, refusedCharge } from "./ipc";
 
 afterEach(() => clearMocks());
 
@@ -20,6 +24,8 @@ describe("event listeners", () => {
       balanceChanged: "points://balance-changed",
       insufficient: "points://insufficient",
       pendingChanged: "points://pending-changed",
+      sessionChanged: "points://session-changed",
+      chargeRefused: "points://charge-refused",
     });
   });
 
@@ -27,12 +33,12 @@ describe("event listeners", () => {
     mockPlugin();
     const handler = vi.fn();
     const unlisten = await onBalanceChanged(handler);
-    const payload: BalanceChanged = { balance: 120, details: BALANCE };
+    const payload: BalanceChanged = { balance: 120, details: BALANCE, seq: 7, session: 1 };
     await emit("points://balance-changed", payload);
-    await emit("points://insufficient", { service: null, required: null, balance: null });
+    await emit("points://insufficient", { service: null, required: null, balance: null, window: "main" });
     expect(handler.mock.calls).toEqual([[payload]]);
     unlisten();
-    await emit("points://balance-changed", { balance: 1, details: null });
+    await emit("points://balance-changed", { balance: 1, details: null, seq: 8, session: 1 });
     expect(handler).toHaveBeenCalledTimes(1);
   });
 
@@ -40,7 +46,7 @@ describe("event listeners", () => {
     mockPlugin();
     const handler = vi.fn();
     const unlisten = await onInsufficientPoints(handler);
-    const payload: InsufficientPoints = { service: "compose", required: 5, balance: 2 };
+    const payload: InsufficientPoints = { service: "compose", required: 5, balance: 2, window: "main" };
     await emit("points://insufficient", payload);
     expect(handler.mock.calls).toEqual([[payload]]);
     unlisten();
@@ -52,11 +58,36 @@ describe("event listeners", () => {
     mockPlugin();
     const handler = vi.fn();
     const unlisten = await onPendingChanged(handler);
-    const payload: PendingCharges = { count: 2 };
+    const payload: PendingCharges = { count: 2, session: 1 };
     await emit("points://pending-changed", payload);
     expect(handler.mock.calls).toEqual([[payload]]);
     unlisten();
-    await emit("points://pending-changed", { count: 0 });
+    await emit("points://pending-changed", { count: 0, session: 1 });
+    expect(handler).toHaveBeenCalledTimes(1);
+  });
+
+  it("onSessionChanged hands over the payload, until unlistened", async () => {
+    mockPlugin();
+    const handler = vi.fn();
+    const unlisten = await onSessionChanged(handler);
+    const payload: SessionChanged = { signedIn: false, session: 4 };
+    await emit("points://session-changed", payload);
+    await emit("points://pending-changed", { count: 0, session: 1 });
+    expect(handler.mock.calls).toEqual([[payload]]);
+    unlisten();
+    await emit("points://session-changed", { signedIn: true, session: 5 });
+    expect(handler).toHaveBeenCalledTimes(1);
+  });
+
+  it("onChargeRefused hands over the payload, until unlistened", async () => {
+    mockPlugin();
+    const handler = vi.fn();
+    const unlisten = await onChargeRefused(handler);
+    const payload: RefusedCharge = refusedCharge("compose:job-7", 1_700_000_000);
+    await emit("points://charge-refused", payload);
+    expect(handler.mock.calls).toEqual([[payload]]);
+    unlisten();
+    await emit("points://charge-refused", payload);
     expect(handler).toHaveBeenCalledTimes(1);
   });
 });

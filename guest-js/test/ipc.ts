@@ -1,5 +1,5 @@
 import { mockIPC } from "@tauri-apps/api/mocks";
-import type { PointBalance } from "../src";
+import type { PendingStatus, PointBalance, RefusedCharge } from "../src";
 
 export interface Call {
   cmd: string;
@@ -38,7 +38,31 @@ export function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void; r
   return { promise, resolve, reject };
 }
 
-export const BALANCE: PointBalance = { balance: 120, totalRecharged: 200, totalConsumed: 70, totalExpired: 10 };
+export const BALANCE: PointBalance = { balance: 120, totalRecharged: 200, totalConsumed: 70, totalExpired: 10, seq: 7 };
+
+/** A balance of another account. */
+export const OTHER_BALANCE: PointBalance = { balance: 3, totalRecharged: 10, totalConsumed: 7, totalExpired: 0, seq: 2 };
+
+/** An answer of get_pending / sync_pending. */
+export function pending(
+  count: number,
+  session: number,
+  refused: RefusedCharge[] = [],
+  signedIn = true,
+): PendingStatus {
+  return { count, oldestAgeSeconds: count > 0 ? 42 : null, refused, signedIn, session };
+}
+
+/** A charge the ledger refused for good. */
+export function refusedCharge(key: string, refusedAt: number): RefusedCharge {
+  return {
+    idempotencyKey: key,
+    service: "compose",
+    recordedAt: refusedAt - 60,
+    refusedAt,
+    error: { kind: "backend", message: "key reused", status: 422, code: "idempotency_conflict" },
+  };
+}
 
 export const INSUFFICIENT = {
   kind: "insufficientPoints",

@@ -1,11 +1,11 @@
 import { act, cleanup, render, screen, waitFor } from "@testing-library/react";
 import { emit } from "@tauri-apps/api/event";
-import { clearMocks } from "@tauri-apps/api/mocks";
+import { clearMocks, mockWindows } from "@tauri-apps/api/mocks";
 import { StrictMode } from "react";
 import { afterEach, describe, expect, it } from "vitest";
 import { createPointStore, getPointStore, type PointStore } from "../src";
 import { usePointStore, usePoints } from "../src/react";
-import { BALANCE, INSUFFICIENT, mockPlugin } from "./ipc";
+import { BALANCE, INSUFFICIENT, OTHER_BALANCE, mockPlugin, pending } from "./ipc";
 
 let stores: PointStore[] = [];
 function newStore(): PointStore {
@@ -75,6 +75,7 @@ describe("usePoints", () => {
   }
 
   it("fetches the balance once on mount (StrictMode too) and follows the plugin's events", async () => {
+    mockWindows("main");
     const calls = mockPlugin({ "plugin:points|get_balance": () => BALANCE });
     const store = newStore();
     render(
@@ -87,11 +88,11 @@ describe("usePoints", () => {
 
     // the hook attached the store's listeners itself
     await waitFor(async () => {
-      await act(() => emit("points://balance-changed", { balance: 95, details: null }));
+      await act(() => emit("points://balance-changed", { balance: 95, details: null, seq: 8, session: 1 }));
       expect(screen.getByTestId("balance").textContent).toBe("95");
     });
 
-    await act(() => emit("points://insufficient", { service: "subtitle_burn", required: 2, balance: 0 }));
+    await act(() => emit("points://insufficient", { service: "subtitle_burn", required: 2, balance: 0, window: "main" }));
     expect(screen.getByTestId("recharge").textContent).toBe("recharge subtitle_burn");
   });
 
@@ -115,5 +116,43 @@ describe("usePoints", () => {
     expect(getPointStore().getSnapshot().balance).toEqual(BALANCE);
     act(() => getPointStore().openRecharge({ service: "cover_design" }));
     expect(screen.getByTestId("recharge").textContent).toBe("recharge cover_design");
+  });
+
+  it("after a sign-out shows no balance, and after another account's sign-in shows that account's", async () => {
+    let balance = BALANCE;
+    const calls = mockPlugin({
+      "plugin:points|get_balance": () => balance,
+      "plugin:points|get_pending": () => pending(0, 1),
+    });
+    const store = newStore();
+    render(<Balance store={store} />);
+    await waitFor(() => expect(screen.getByTestId("balance").textContent).toBe("120"));
+    await act(() => store.start());
+
+    await act(() => emit("points://session-changed", { signedIn: false, session: 2 }));
+    expect(screen.getByTestId("balance").textContent).toBe("none");
+    expect(calls.filter((c) => c.cmd === "plugin:points|get_balance")).toHaveLength(1);
+
+    balance = OTHER_BALANCE;
+    await act(() => emit("points://session-changed", { signedIn: true, session: 3 }));
+    await waitFor(() => expect(screen.getByTestId("balance").textContent).toBe("3"));
+    expect(calls.filter((c) => c.cmd === "plugin:points|get_balance")).toHaveLength(2);
+  });
+
+  it("fetches again when the store learns of a new session from an answer, before its announcement", async () => {
+    let session = 1;
+    mockPlugin({
+      "plugin:points|get_balance": () => (session === 1 ? BALANCE : OTHER_BALANCE),
+      "plugin:points|get_pending": () => pending(0, session),
+      "plugin:points|sync_pending": () => pending(0, session),
+    });
+    const store = newStore();
+    render(<Balance store={store} />);
+    await waitFor(() => expect(screen.getByTestId("balance").textContent).toBe("120"));
+    await act(() => store.start());
+
+    session = 2;
+    await act(() => store.syncPending());
+    await waitFor(() => expect(screen.getByTestId("balance").textContent).toBe("3"));
   });
 });

@@ -1,8 +1,8 @@
 import { emit } from "@tauri-apps/api/event";
-import { clearMocks, mockIPC } from "@tauri-apps/api/mocks";
+import { clearMocks, mockIPC, mockWindows } from "@tauri-apps/api/mocks";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { createPointStore, getPointStore, type ChargeReceipt, type PointBalance, type PointStore } from "../src";
-import { BALANCE, INSUFFICIENT, deferred, mockPlugin } from "./ipc";
+import { createPointStore, getPointStore, type ChargeReceipt, type PendingStatus, type PointBalance, type PointState, type PointStore } from "../src";
+import { BALANCE, INSUFFICIENT, OTHER_BALANCE, deferred, mockPlugin, pending, refusedCharge } from "./ipc";
 
 let stores: PointStore[] = [];
 function newStore(...args: Parameters<typeof createPointStore>): PointStore {
@@ -19,8 +19,11 @@ afterEach(() => {
 
 const CLOSED = { open: false, service: null, required: null, balance: null };
 
-function receipt(balance: number): ChargeReceipt {
-  return { transactionId: "t-1", service: "compose", points: 5, balance, replayed: false, idempotencyKey: "k-1" };
+/** The payload of points://insufficient for INSUFFICIENT, without its window. */
+const INSUFFICIENT_EVENT = { service: INSUFFICIENT.service, required: INSUFFICIENT.required, balance: INSUFFICIENT.balance };
+
+function receipt(balance: number, seq: number | null = 8): ChargeReceipt {
+  return { transactionId: "t-1", service: "compose", points: 5, balance, replayed: false, idempotencyKey: "k-1", seq };
 }
 
 /** Counts the store's notifications. */
@@ -43,7 +46,16 @@ describe("createPointStore: snapshots", () => {
     mockPlugin();
     const store = newStore();
     const first = store.getSnapshot();
-    expect(first).toEqual({ balance: null, loading: false, error: null, pendingCharges: 0, recharge: CLOSED });
+    expect(first).toEqual({
+      balance: null,
+      loading: false,
+      error: null,
+      pendingCharges: 0,
+      refusedCharges: [],
+      session: null,
+      signedIn: null,
+      recharge: CLOSED,
+    });
     expect(Object.isFrozen(first)).toBe(true);
     expect(store.getSnapshot()).toBe(first);
     store.closeRecharge();
@@ -90,7 +102,7 @@ describe("createPointStore: fetchBalance", () => {
   });
 
   it("keeps the same snapshot when the balance did not change", async () => {
-    mockPlugin({ "plugin:points|get_balance": () => ({ ...BALANCE }) });
+    mockPlugin({ "plugin:points|get_balance": () => ({ ...BALANCE }), "plugin:points|get_pending": () => pending(0, 1) });
     const store = newStore();
     await store.fetchBalance();
     const before = store.getSnapshot();
@@ -104,10 +116,11 @@ describe("createPointStore: fetchBalance", () => {
     // an event repeating the same figures changes nothing at all
     await store.start();
     const settled = store.getSnapshot();
-    await emit("points://balance-changed", { balance: BALANCE.balance, details: { ...BALANCE } });
-    await emit("points://balance-changed", { balance: BALANCE.balance, details: null });
+    const counted = seen.count();
+    await emit("points://balance-changed", { balance: BALANCE.balance, details: { ...BALANCE }, seq: 7, session: 1 });
+    await emit("points://balance-changed", { balance: BALANCE.balance, details: null, seq: 7, session: 1 });
     expect(store.getSnapshot()).toBe(settled);
-    expect(seen.count()).toBe(2);
+    expect(seen.count()).toBe(counted);
   });
 
   it("keeps the failure in error, rejects every waiting caller, and clears the error on success", async () => {
@@ -142,7 +155,18 @@ describe("createPointStore: charge and checkCost", () => {
     await store.fetchBalance();
     await expect(store.charge("compose", { idempotencyKey: "k-1" })).resolves.toEqual(receipt(115));
     expect(calls[1]).toEqual({ cmd: "plugin:points|charge", args: { service: "compose", idempotencyKey: "k-1" } });
-    expect(store.getSnapshot().balance).toEqual({ ...BALANCE, balance: 115 });
+    expect(store.getSnapshot().balance).toEqual({ ...BALANCE, balance: 115, seq: 8 });
+  });
+
+  it("a replayed charge leaves the balance alone (its figure is the first charge's)", async () => {
+    mockPlugin({
+      "plugin:points|get_balance": () => ({ ...BALANCE, seq: null }),
+      "plugin:points|charge": () => ({ ...receipt(60, null), replayed: true }),
+    });
+    const store = newStore();
+    await store.fetchBalance();
+    await store.charge("compose", { idempotencyKey: "k-1" });
+    expect(store.getSnapshot().balance).toEqual({ ...BALANCE, seq: null });
   });
 
   it("a charge refused for lack of points opens the dialog with its figures", async () => {
@@ -175,7 +199,7 @@ describe("createPointStore: charge and checkCost", () => {
   });
 
   it("checkCost returns the check and refreshes balance.balance", async () => {
-    const cost = { service: "video", mode: "duration", required: 300, balance: 90, sufficient: false };
+    const cost = { service: "video", mode: "duration", required: 300, balance: 90, sufficient: false, seq: 9 };
     const calls = mockPlugin({
       "plugin:points|get_balance": () => BALANCE,
       "plugin:points|check_cost": () => cost,
@@ -184,7 +208,7 @@ describe("createPointStore: charge and checkCost", () => {
     await store.fetchBalance();
     await expect(store.checkCost("video", 30)).resolves.toEqual(cost);
     expect(calls[1]).toEqual({ cmd: "plugin:points|check_cost", args: { service: "video", duration: 30 } });
-    expect(store.getSnapshot().balance).toEqual({ ...BALANCE, balance: 90 });
+    expect(store.getSnapshot().balance).toEqual({ ...BALANCE, balance: 90, seq: 9 });
     expect(store.getSnapshot().recharge.open).toBe(false);
   });
 
@@ -201,27 +225,28 @@ describe("createPointStore: charge and checkCost", () => {
 
 describe("createPointStore: plugin events", () => {
   it("follows balance-changed, insufficient and pending-changed once started", async () => {
-    mockPlugin({ "plugin:points|get_balance": () => BALANCE });
-    const store = newStore();
+    mockPlugin({ "plugin:points|get_balance": () => BALANCE, "plugin:points|get_pending": () => pending(0, 1) });
+    const store = newStore({ webviewLabel: "main" });
     await store.start();
+    expect(store.getSnapshot().session).toBe(1);
 
-    await emit("points://balance-changed", { balance: 50, details: null });
+    await emit("points://balance-changed", { balance: 50, details: null, seq: 3, session: 1 });
     expect(store.getSnapshot().balance).toBeNull();
 
-    const details = { balance: 80, totalRecharged: 300, totalConsumed: 210, totalExpired: 10 };
-    await emit("points://balance-changed", { balance: 80, details });
+    const details = { balance: 80, totalRecharged: 300, totalConsumed: 210, totalExpired: 10, seq: 4 };
+    await emit("points://balance-changed", { balance: 80, details, seq: 4, session: 1 });
     expect(store.getSnapshot().balance).toEqual(details);
 
-    await emit("points://balance-changed", { balance: 75, details: null });
-    expect(store.getSnapshot().balance).toEqual({ ...details, balance: 75 });
+    await emit("points://balance-changed", { balance: 75, details: null, seq: 5, session: 1 });
+    expect(store.getSnapshot().balance).toEqual({ ...details, balance: 75, seq: 5 });
 
-    await emit("points://pending-changed", { count: 2 });
+    await emit("points://pending-changed", { count: 2, session: 1 });
     expect(store.getSnapshot().pendingCharges).toBe(2);
 
-    await emit("points://insufficient", { service: "cover_design", required: 2, balance: 1 });
+    await emit("points://insufficient", { service: "cover_design", required: 2, balance: 1, window: "main" });
     expect(store.getSnapshot().recharge).toEqual({ open: true, service: "cover_design", required: 2, balance: 1 });
     store.closeRecharge();
-    await emit("points://insufficient", { service: null, required: null, balance: null });
+    await emit("points://insufficient", { service: null, required: null, balance: null, window: "main" });
     expect(store.getSnapshot().recharge).toEqual({ open: true, service: null, required: null, balance: null });
   });
 
@@ -231,15 +256,15 @@ describe("createPointStore: plugin events", () => {
     const store = newStore();
     await Promise.all([store.start(), store.start()]);
     await store.start();
-    expect(eventCommands().filter((c) => c === "plugin:event|listen")).toHaveLength(3);
+    expect(eventCommands().filter((c) => c === "plugin:event|listen")).toHaveLength(5);
 
     store.dispose();
-    await emit("points://pending-changed", { count: 4 });
+    await emit("points://pending-changed", { count: 4, session: 1 });
     expect(store.getSnapshot().pendingCharges).toBe(0);
-    await vi.waitFor(() => expect(eventCommands().filter((c) => c === "plugin:event|unlisten")).toHaveLength(3));
+    await vi.waitFor(() => expect(eventCommands().filter((c) => c === "plugin:event|unlisten")).toHaveLength(5));
 
     await store.start();
-    await emit("points://pending-changed", { count: 4 });
+    await emit("points://pending-changed", { count: 4, session: 1 });
     expect(store.getSnapshot().pendingCharges).toBe(4);
   });
 
@@ -249,7 +274,7 @@ describe("createPointStore: plugin events", () => {
     const starting = store.start();
     store.dispose();
     await starting;
-    await emit("points://pending-changed", { count: 3 });
+    await emit("points://pending-changed", { count: 3, session: 1 });
     expect(store.getSnapshot().pendingCharges).toBe(0);
   });
 
@@ -261,7 +286,7 @@ describe("createPointStore: plugin events", () => {
     await expect(store.start()).rejects.toBe("event plugin not available");
     mockPlugin();
     await store.start();
-    await emit("points://pending-changed", { count: 5 });
+    await emit("points://pending-changed", { count: 5, session: 1 });
     expect(store.getSnapshot().pendingCharges).toBe(5);
   });
 
@@ -269,14 +294,14 @@ describe("createPointStore: plugin events", () => {
     mockPlugin();
     const store = newStore({ start: true });
     await store.start();
-    await emit("points://pending-changed", { count: 1 });
+    await emit("points://pending-changed", { count: 1, session: 1 });
     expect(store.getSnapshot().pendingCharges).toBe(1);
   });
 
   it("a store that is not started ignores the events", async () => {
     mockPlugin();
-    const store = newStore();
-    await emit("points://insufficient", { service: "compose", required: 5, balance: 0 });
+    const store = newStore({ webviewLabel: "main" });
+    await emit("points://insufficient", { service: "compose", required: 5, balance: 0, window: "main" });
     expect(store.getSnapshot().recharge).toEqual(CLOSED);
   });
 });
@@ -328,6 +353,348 @@ describe("createPointStore: 402 answers of the app's own backend", () => {
     expect(store.getSnapshot().recharge).toEqual({ open: true, service: null, required: 9, balance: 1 });
     expect(store.handleBackendBody(undefined, 402)).toBe(true);
     expect(store.getSnapshot().recharge).toEqual({ open: true, service: null, required: null, balance: null });
+  });
+});
+
+describe("createPointStore: sessions", () => {
+  it("a sign-out empties every store, and a late answer or event of the old session is ignored", async () => {
+    let session = 1;
+    let late: ReturnType<typeof deferred<PointBalance>> | null = null;
+    let latePending: ReturnType<typeof deferred<PendingStatus>> | null = null;
+    const calls = mockPlugin({
+      "plugin:points|get_balance": () => (late ? late.promise : BALANCE),
+      "plugin:points|get_pending": () => {
+        if (latePending) {
+          const answer = latePending.promise;
+          latePending = null;
+          return answer;
+        }
+        return session === 1
+          ? pending(2, 1, [refusedCharge("compose:job-1", 1_700_000_000)])
+          : pending(0, session, [], false);
+      },
+    });
+    const main = newStore({ webviewLabel: "main" });
+    const second = newStore({ webviewLabel: "second" });
+    for (const store of [main, second]) {
+      await store.start();
+      await store.fetchBalance();
+      store.openRecharge({ service: "compose", required: 5, balance: 2 });
+      store.handleError({ kind: "timeout", message: "slow" });
+      expect(store.getSnapshot()).toMatchObject({ balance: BALANCE, pendingCharges: 2, session: 1, recharge: { open: true } });
+      expect(store.getSnapshot().refusedCharges).toHaveLength(1);
+    }
+
+    // A fetch of the old account is under way when the user signs out.
+    late = deferred<PointBalance>();
+    const stalePending = deferred<PendingStatus>();
+    latePending = stalePending;
+    const stale = main.fetchBalance();
+    const pendingRead = main.fetchPending();
+    session = 2;
+    await emit("points://session-changed", { signedIn: false, session: 2 });
+
+    for (const store of [main, second]) {
+      await vi.waitFor(() => expect(store.getSnapshot().session).toBe(2));
+      expect(store.getSnapshot()).toEqual({
+        balance: null,
+        loading: false,
+        error: null,
+        pendingCharges: 0,
+        refusedCharges: [],
+        session: 2,
+        signedIn: false,
+        recharge: CLOSED,
+      });
+    }
+    const settled = main.getSnapshot();
+
+    // The old account's answers and events come in late: nothing of them is shown.
+    late.resolve(BALANCE);
+    await expect(stale).resolves.toEqual(BALANCE);
+    stalePending.resolve(pending(2, 1, [refusedCharge("compose:job-1", 1_700_000_000)]));
+    await pendingRead;
+    await emit("points://balance-changed", { balance: 115, details: { ...BALANCE, balance: 115, seq: 9 }, seq: 9, session: 1 });
+    await emit("points://session-changed", { signedIn: true, session: 1 });
+    expect(main.getSnapshot()).toBe(settled);
+    expect(second.getSnapshot().balance).toBeNull();
+    // Signed out: the balance is not read again (it could only fail).
+    expect(calls.filter((c) => c.cmd === "plugin:points|get_balance")).toHaveLength(3);
+  });
+
+  it("a call of the old session that fails after the sign-out leaves the new state alone", async () => {
+    const refusal = deferred<ChargeReceipt>();
+    mockPlugin({
+      "plugin:points|get_pending": () => pending(0, 1),
+      "plugin:points|charge": () => refusal.promise,
+    });
+    const store = newStore({ webviewLabel: "main" });
+    await store.start();
+    const charging = store.charge("compose");
+    await emit("points://session-changed", { signedIn: false, session: 2 });
+    const signedOut = store.getSnapshot();
+    refusal.reject(INSUFFICIENT);
+    await expect(charging).rejects.toBe(INSUFFICIENT);
+    expect(store.getSnapshot()).toBe(signedOut);
+    expect(signedOut).toMatchObject({ error: null, recharge: CLOSED, session: 2 });
+  });
+
+  it("a sign-in of another account reads its balance and pending charges", async () => {
+    let balance = BALANCE;
+    let status = pending(1, 1);
+    const calls = mockPlugin({
+      "plugin:points|get_balance": () => balance,
+      "plugin:points|get_pending": () => status,
+    });
+    const store = newStore();
+    await store.start();
+    await store.fetchBalance();
+    expect(store.getSnapshot()).toMatchObject({ balance: BALANCE, pendingCharges: 1, session: 1 });
+
+    balance = OTHER_BALANCE;
+    status = pending(0, 2);
+    const seen: PointState[] = [];
+    store.subscribe(() => seen.push(store.getSnapshot()));
+    await emit("points://session-changed", { signedIn: true, session: 2 });
+    await vi.waitFor(() => expect(store.getSnapshot().balance).toEqual(OTHER_BALANCE));
+    // The old account's figures were never shown with the new session.
+    expect(seen[0]).toMatchObject({ balance: null, pendingCharges: 0, session: 2, signedIn: true });
+    expect(seen.filter((state) => state.balance === store.getSnapshot().balance || state.balance === null)).toEqual(seen);
+    expect(calls.map((c) => c.cmd)).toEqual([
+      "plugin:points|get_pending",
+      "plugin:points|get_balance",
+      "plugin:points|get_balance",
+      "plugin:points|get_pending",
+    ]);
+  });
+
+  it("an answer of a newer session empties the store before it is applied, once", async () => {
+    let status = pending(0, 1);
+    const calls = mockPlugin({
+      "plugin:points|get_balance": () => OTHER_BALANCE,
+      "plugin:points|get_pending": () => status,
+      "plugin:points|sync_pending": () => status,
+    });
+    const store = newStore({ initialBalance: BALANCE });
+    await store.start();
+    expect(store.getSnapshot()).toMatchObject({ balance: BALANCE, session: 1 });
+
+    // The answer tells of session 2 (signed in) before its announcement arrives: the old
+    // account's balance goes at once and the new one's is read.
+    status = pending(3, 2);
+    await expect(store.syncPending()).resolves.toEqual(status);
+    expect(store.getSnapshot()).toMatchObject({ pendingCharges: 3, session: 2, signedIn: true });
+    expect(store.getSnapshot().balance).not.toEqual(BALANCE);
+    await vi.waitFor(() => expect(store.getSnapshot().balance).toEqual(OTHER_BALANCE));
+
+    // The announcement of session 2 empties nothing more.
+    await emit("points://session-changed", { signedIn: true, session: 2 });
+    expect(store.getSnapshot()).toMatchObject({ pendingCharges: 3, balance: OTHER_BALANCE });
+    expect(calls.filter((c) => c.cmd === "plugin:points|get_pending")).toHaveLength(1);
+  });
+});
+
+describe("createPointStore: ordered balances", () => {
+  it("a figure with an older seq never replaces a newer one, whatever brings it", async () => {
+    let fetched: PointBalance = BALANCE; // seq 7
+    let cost = { service: "compose", mode: "fixed", required: 5, balance: 130, sufficient: true, seq: 6 };
+    mockPlugin({
+      "plugin:points|get_balance": () => fetched,
+      "plugin:points|get_pending": () => pending(0, 1),
+      "plugin:points|charge": () => receipt(115, 9),
+      "plugin:points|check_cost": () => cost,
+    });
+    const store = newStore();
+    await store.start();
+    await store.fetchBalance();
+    await store.charge("compose");
+    expect(store.getSnapshot().balance).toEqual({ ...BALANCE, balance: 115, seq: 9 });
+
+    // An event, a fetch and a price check that all predate the charge.
+    await emit("points://balance-changed", { balance: 120, details: BALANCE, seq: 7, session: 1 });
+    fetched = { ...BALANCE, balance: 118, seq: 8 };
+    await store.fetchBalance();
+    await store.checkCost("compose");
+    expect(store.getSnapshot()).toMatchObject({ balance: { ...BALANCE, balance: 115, seq: 9 }, loading: false, error: null });
+
+    // Newer figures are shown.
+    await emit("points://balance-changed", { balance: 110, details: null, seq: 10, session: 1 });
+    expect(store.getSnapshot().balance).toEqual({ ...BALANCE, balance: 110, seq: 10 });
+    cost = { ...cost, balance: 108, seq: 11 };
+    await store.checkCost("compose");
+    expect(store.getSnapshot().balance).toEqual({ ...BALANCE, balance: 108, seq: 11 });
+    fetched = { balance: 108, totalRecharged: 200, totalConsumed: 92, totalExpired: 0, seq: 11 };
+    await store.fetchBalance();
+    expect(store.getSnapshot().balance).toEqual(fetched);
+  });
+
+  it("without a seq on either side, the figure that arrives last is shown", async () => {
+    mockPlugin({
+      "plugin:points|get_balance": () => ({ ...BALANCE, seq: null }),
+      "plugin:points|get_pending": () => pending(0, 1),
+      "plugin:points|charge": () => receipt(115, null),
+    });
+    const store = newStore();
+    await store.start();
+    await store.fetchBalance();
+    await store.charge("compose");
+    expect(store.getSnapshot().balance).toEqual({ ...BALANCE, balance: 115, seq: null });
+    await emit("points://balance-changed", { balance: 130, details: null, seq: 3, session: 1 });
+    expect(store.getSnapshot().balance).toEqual({ ...BALANCE, balance: 130, seq: 3 });
+    await emit("points://balance-changed", { balance: 125, details: null, seq: null, session: 1 });
+    expect(store.getSnapshot().balance).toEqual({ ...BALANCE, balance: 125, seq: null });
+  });
+});
+
+describe("createPointStore: one recharge dialog per refusal", () => {
+  /** Counts the openings of the dialog, closing it at once each time (as a user would). */
+  function countOpenings(store: PointStore): () => number {
+    let openings = 0;
+    store.subscribe(() => {
+      if (store.getSnapshot().recharge.open) {
+        openings++;
+        store.closeRecharge();
+      }
+    });
+    return () => openings;
+  }
+
+  const REFUSAL = { service: "compose", required: 5, balance: 2 };
+
+  it("an insufficient event opens the dialog only in the window it names", async () => {
+    mockPlugin();
+    const main = newStore({ webviewLabel: "main" });
+    const second = newStore({ webviewLabel: "second" });
+    await Promise.all([main.start(), second.start()]);
+
+    await emit("points://insufficient", { ...REFUSAL, window: "second" });
+    expect(main.getSnapshot().recharge).toEqual(CLOSED);
+    expect(second.getSnapshot().recharge).toEqual({ open: true, ...REFUSAL });
+
+    second.closeRecharge();
+    await emit("points://insufficient", { ...REFUSAL, window: null });
+    expect(main.getSnapshot().recharge).toEqual(CLOSED);
+    expect(second.getSnapshot().recharge).toEqual(CLOSED);
+  });
+
+  it("takes its label from the current webview by default", async () => {
+    mockWindows("second", "main");
+    mockPlugin();
+    const store = newStore();
+    await store.start();
+    await emit("points://insufficient", { ...REFUSAL, window: "main" });
+    expect(store.getSnapshot().recharge).toEqual(CLOSED);
+    await emit("points://insufficient", { ...REFUSAL, window: "second" });
+    expect(store.getSnapshot().recharge).toEqual({ open: true, ...REFUSAL });
+  });
+
+  it("a refused charge reported by its event first and its rejection then opens the dialog once", async () => {
+    mockPlugin({
+      "plugin:points|charge": async () => {
+        await emit("points://insufficient", { ...INSUFFICIENT_EVENT, window: "main" });
+        throw INSUFFICIENT;
+      },
+    });
+    const store = newStore({ webviewLabel: "main" });
+    await store.start();
+    const openings = countOpenings(store);
+    await expect(store.charge("compose")).rejects.toBe(INSUFFICIENT);
+    expect(openings()).toBe(1);
+    expect(store.getSnapshot().error).toBe(INSUFFICIENT);
+
+    // Another refusal opens it again.
+    await expect(store.charge("compose")).rejects.toBe(INSUFFICIENT);
+    expect(openings()).toBe(2);
+  });
+
+  it("a refusal reported by its rejection first and its event then opens the dialog once", async () => {
+    mockPlugin({
+      "plugin:points|charge": () => {
+        throw INSUFFICIENT;
+      },
+    });
+    const main = newStore({ webviewLabel: "main" });
+    const second = newStore({ webviewLabel: "second" });
+    await Promise.all([main.start(), second.start()]);
+    const openings = countOpenings(main);
+    const openingsElsewhere = countOpenings(second);
+
+    await expect(main.charge("compose")).rejects.toBe(INSUFFICIENT);
+    await emit("points://insufficient", { ...INSUFFICIENT_EVENT, window: "main" });
+    expect(openings()).toBe(1);
+
+    // handleError of a direct command call: the same.
+    main.handleError(INSUFFICIENT);
+    await emit("points://insufficient", { ...INSUFFICIENT_EVENT, window: "main" });
+    expect(openings()).toBe(2);
+    expect(openingsElsewhere()).toBe(0);
+
+    // A refusal of the app's own backend has no event: it opens the dialog every time.
+    expect(main.handleBackendBody({ required: 5, balance: 2 }, 402)).toBe(true);
+    expect(main.handleBackendBody({ required: 5, balance: 2 }, 402)).toBe(true);
+    expect(openings()).toBe(4);
+  });
+});
+
+describe("createPointStore: pending and refused charges", () => {
+  it("reads them at start, so a restart with charges pending shows them at once", async () => {
+    const refused = refusedCharge("compose:job-1", 1_700_000_000);
+    mockPlugin({ "plugin:points|get_pending": () => pending(3, 4, [refused]) });
+    const store = newStore();
+    await store.start();
+    expect(store.getSnapshot()).toMatchObject({ pendingCharges: 3, refusedCharges: [refused], session: 4, error: null });
+  });
+
+  it("ignores a pending count of an earlier session", async () => {
+    mockPlugin({ "plugin:points|get_pending": () => pending(2, 3) });
+    const store = newStore();
+    await store.start();
+    expect(store.getSnapshot()).toMatchObject({ pendingCharges: 2, session: 3, signedIn: true });
+
+    // Emitted for the last user just before they signed out, heard after.
+    await emit("points://pending-changed", { count: 9, session: 2 });
+    expect(store.getSnapshot().pendingCharges).toBe(2);
+    await emit("points://pending-changed", { count: 1, session: 3 });
+    expect(store.getSnapshot().pendingCharges).toBe(1);
+  });
+
+  it("follows pending-changed and charge-refused, without listing a refusal twice", async () => {
+    const first = refusedCharge("compose:job-1", 1_700_000_000);
+    const second = refusedCharge("cover_design:job-2", 1_700_000_100);
+    mockPlugin({ "plugin:points|get_pending": () => pending(1, 1, [first]) });
+    const store = newStore();
+    await store.start();
+
+    await emit("points://pending-changed", { count: 0, session: 1 });
+    await emit("points://charge-refused", second);
+    await emit("points://charge-refused", second);
+    expect(store.getSnapshot()).toMatchObject({ pendingCharges: 0, refusedCharges: [first, second] });
+
+    // A read that answers what the store already shows keeps the same list.
+    const listed = store.getSnapshot().refusedCharges;
+    await store.fetchPending();
+    expect(store.getSnapshot().refusedCharges).toBe(listed);
+  });
+
+  it("syncPending sends them now and shows what is left; its failure is kept in error", async () => {
+    let fail = false;
+    const calls = mockPlugin({
+      "plugin:points|get_pending": () => pending(2, 1),
+      "plugin:points|sync_pending": () => {
+        if (fail) throw "command sync_pending not allowed by ACL";
+        return pending(0, 1);
+      },
+    });
+    const store = newStore();
+    await store.start();
+    expect(store.getSnapshot().pendingCharges).toBe(2);
+    await expect(store.syncPending()).resolves.toEqual(pending(0, 1));
+    expect(store.getSnapshot().pendingCharges).toBe(0);
+    expect(calls.map((c) => c.cmd)).toEqual(["plugin:points|get_pending", "plugin:points|sync_pending"]);
+
+    fail = true;
+    await expect(store.syncPending()).rejects.toBe("command sync_pending not allowed by ACL");
+    expect(store.getSnapshot().error).toBe("command sync_pending not allowed by ACL");
   });
 });
 

@@ -38,6 +38,8 @@ pub struct LedgerClient {
     inner: Arc<Inner>,
     /// Where this client's bearer token comes from (see [`LedgerClient::as_token`]).
     tokens: Arc<dyn TokenProvider>,
+    /// How this client's failed requests are retried (see [`LedgerClient::with_retry`]).
+    retry: RetryPolicy,
 }
 
 /// The balance request in flight and the token it was sent with: only calls made with the same
@@ -47,7 +49,6 @@ type BalanceFlight = (String, Arc<OnceCell<Result<PointBalance>>>);
 struct Inner {
     http: reqwest::Client,
     base_url: Url,
-    retry: RetryPolicy,
     /// The balance request in flight, shared by every concurrent `balance()` call of one token.
     balance_in_flight: Mutex<Option<BalanceFlight>>,
 }
@@ -126,10 +127,10 @@ impl LedgerClientBuilder {
             inner: Arc::new(Inner {
                 http,
                 base_url,
-                retry: self.retry,
                 balance_in_flight: Mutex::new(None),
             }),
             tokens: self.tokens,
+            retry: self.retry,
         })
     }
 }
@@ -245,7 +246,15 @@ impl LedgerClient {
 
     /// The retry policy in use.
     pub fn retry_policy(&self) -> &RetryPolicy {
-        &self.inner.retry
+        &self.retry
+    }
+
+    /// The same client (pool, base URL, token source) retrying by `retry`.
+    pub fn with_retry(&self, retry: RetryPolicy) -> LedgerClient {
+        LedgerClient {
+            retry,
+            ..self.clone()
+        }
     }
 
     /// The account the client is signed in as ([`account_of`] its token), `None` when signed out.
@@ -261,6 +270,7 @@ impl LedgerClient {
         LedgerClient {
             inner: self.inner.clone(),
             tokens: Arc::new(move || Some(token.clone())),
+            retry: self.retry.clone(),
         }
     }
 
@@ -394,11 +404,8 @@ impl LedgerClient {
                 Ok(body) => return Ok(body),
                 Err(failure) => failure,
             };
-            let delay = Attempt::of(&error).and_then(|kind| {
-                self.inner
-                    .retry
-                    .delay_before(attempt + 1, kind, retry_after)
-            });
+            let delay = Attempt::of(&error)
+                .and_then(|kind| self.retry.delay_before(attempt + 1, kind, retry_after));
             let Some(delay) = delay else {
                 return Err(Failure { error, retry_after });
             };
@@ -477,7 +484,7 @@ impl std::fmt::Debug for LedgerClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LedgerClient")
             .field("base_url", &self.inner.base_url.as_str())
-            .field("retry", &self.inner.retry)
+            .field("retry", &self.retry)
             .finish_non_exhaustive()
     }
 }

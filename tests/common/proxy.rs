@@ -1,7 +1,8 @@
 //! A TCP proxy between the plugin and the real reference ledger that injects the faults a
 //! network and a gateway make: the ledger unreachable, an answer lost after the ledger committed,
-//! a reset connection, a stall past the client's timeout, and 503 with `Retry-After`. It can also
-//! stand for a gateway that exchanges opaque session tokens for the ledger's JWTs.
+//! a reset connection, a stall past the client's timeout, an answer held back after the ledger
+//! committed, and 503 with `Retry-After`. It can also stand for a gateway that exchanges opaque
+//! session tokens for the ledger's JWTs.
 //!
 //! One request per connection (it answers with `Connection: close`), so each request meets its
 //! own fault.
@@ -19,7 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 pub enum Fault {
     /// Forwards it and returns the ledger's answer.
     Pass,
-    /// Closes the connection before reading anything: the ledger looks unreachable.
+    /// Resets the connection without forwarding the request: the ledger looks unreachable.
     Refuse,
     /// Reads the request and closes without forwarding it.
     Reset,
@@ -29,15 +30,40 @@ pub enum Fault {
     Stall(Duration),
     /// Answers 503 with `Retry-After: <seconds>` without forwarding.
     Unavailable { retry_after_secs: u64 },
+    /// Forwards it, lets the ledger commit, and holds the answer this long before returning it
+    /// (past the client's timeout, the answer is lost after the commit).
+    Delay(Duration),
 }
 
 type Chooser = Box<dyn FnMut(&str) -> Fault + Send>;
 
-/// Counts of what the proxy did.
+/// Counts of what the proxy did: requests seen, requests faulted, and faults of each kind.
 #[derive(Debug, Default)]
 pub struct ProxyStats {
     pub requests: AtomicU64,
     pub faulted: AtomicU64,
+    pub refused: AtomicU64,
+    pub reset: AtomicU64,
+    pub dropped_answers: AtomicU64,
+    pub stalled: AtomicU64,
+    pub unavailable: AtomicU64,
+    pub delayed: AtomicU64,
+}
+
+impl ProxyStats {
+    fn count(&self, fault: Fault) {
+        let kind = match fault {
+            Fault::Pass => return,
+            Fault::Refuse => &self.refused,
+            Fault::Reset => &self.reset,
+            Fault::DropAnswer => &self.dropped_answers,
+            Fault::Stall(_) => &self.stalled,
+            Fault::Unavailable { .. } => &self.unavailable,
+            Fault::Delay(_) => &self.delayed,
+        };
+        self.faulted.fetch_add(1, Ordering::SeqCst);
+        kind.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 /// A running proxy.
@@ -92,6 +118,17 @@ impl FaultProxy {
         *self.chooser.lock().unwrap() = Box::new(chooser);
     }
 
+    /// Every charge (`POST`) from now on meets `fault`; every other request passes.
+    pub fn fault_charges(&self, fault: Fault) {
+        self.choose(move |line| {
+            if line.starts_with("POST") {
+                fault
+            } else {
+                Fault::Pass
+            }
+        });
+    }
+
     /// Requests bearing `opaque` reach the ledger with `real` instead (a token-exchanging gateway).
     pub fn exchange_token(&self, opaque: &str, real: &str) {
         self.tokens
@@ -131,9 +168,7 @@ async fn serve(
         .to_owned();
     stats.requests.fetch_add(1, Ordering::SeqCst);
     let fault = (chooser.lock().unwrap())(&request_line);
-    if fault != Fault::Pass {
-        stats.faulted.fetch_add(1, Ordering::SeqCst);
-    }
+    stats.count(fault);
     match fault {
         Fault::Refuse | Fault::Reset => {
             reset(&client);
@@ -152,7 +187,7 @@ async fn serve(
             client.write_all(answer.as_bytes()).await?;
             return client.shutdown().await;
         }
-        Fault::Pass | Fault::DropAnswer => {}
+        Fault::Pass | Fault::DropAnswer | Fault::Delay(_) => {}
     }
     let head = rewrite_head(&request.head, tokens);
     let mut ledger = TcpStream::connect(upstream).await?;
@@ -160,9 +195,13 @@ async fn serve(
     ledger.write_all(&request.body).await?;
     let mut answer = Vec::new();
     ledger.read_to_end(&mut answer).await?;
-    if fault == Fault::DropAnswer {
-        reset(&client);
-        return Ok(());
+    match fault {
+        Fault::DropAnswer => {
+            reset(&client);
+            return Ok(());
+        }
+        Fault::Delay(duration) => tokio::time::sleep(duration).await,
+        _ => {}
     }
     client.write_all(&answer).await?;
     client.shutdown().await

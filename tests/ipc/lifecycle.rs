@@ -224,13 +224,7 @@ fn pending_charges_are_sent_by_themselves_when_the_network_comes_back() {
     let points = app.app.points();
     points.set_session_token(ledger.token.clone()).unwrap();
     // Price checks get through, charges do not (the network fails as each job ends).
-    proxy.choose(|line| {
-        if line.starts_with("POST") {
-            Fault::Refuse
-        } else {
-            Fault::Pass
-        }
-    });
+    proxy.fault_charges(Fault::Refuse);
     for job in ["a", "b", "c"] {
         let charged =
             block_on(points.run_charged(DesktopService::CoverDesign, Some(job), ok_job)).unwrap();
@@ -248,7 +242,7 @@ fn pending_charges_are_sent_by_themselves_when_the_network_comes_back() {
     assert_eq!(consumes_of(&ledger, &ledger.token).len(), 3);
     assert!(app
         .events_named(PENDING_CHANGED)
-        .ends_with(&[json!({"count": 0})]));
+        .ends_with(&[json!({"count": 0, "session": 1})]));
 }
 
 #[test]
@@ -259,14 +253,8 @@ fn a_long_retry_after_is_waited_out_not_given_up() {
     let points = app.app.points();
     points.set_session_token(ledger.token.clone()).unwrap();
     // Longer than the client's own cap on Retry-After (3 s in these tests).
-    proxy.choose(|line| {
-        if line.starts_with("POST") {
-            Fault::Unavailable {
-                retry_after_secs: 4,
-            }
-        } else {
-            Fault::Pass
-        }
+    proxy.fault_charges(Fault::Unavailable {
+        retry_after_secs: 4,
     });
     let started = Instant::now();
     let charged =
@@ -291,13 +279,7 @@ fn one_job_key_for_two_services_charges_both() {
     let app = app_through(&proxy);
     let points = app.app.points();
     points.set_session_token(ledger.token.clone()).unwrap();
-    proxy.choose(|line| {
-        if line.starts_with("POST") {
-            Fault::Refuse
-        } else {
-            Fault::Pass
-        }
-    });
+    proxy.fault_charges(Fault::Refuse);
     for service in [DesktopService::Compose, DesktopService::CoverDesign] {
         let charged = block_on(points.run_charged(service, Some("job-7"), ok_job)).unwrap();
         assert!(charged.charge.is_pending(), "{service}");
@@ -380,13 +362,7 @@ fn a_replayed_receipt_never_puts_an_old_balance_on_screen() {
     let points = app.app.points();
     points.set_session_token(ledger.token.clone()).unwrap();
     // The ledger applies the charge but its answers are lost.
-    proxy.choose(|line| {
-        if line.starts_with("POST") {
-            Fault::DropAnswer
-        } else {
-            Fault::Pass
-        }
-    });
+    proxy.fault_charges(Fault::DropAnswer);
     let charged =
         block_on(points.run_charged(DesktopService::Compose, Some("r1"), ok_job)).unwrap();
     assert!(charged.charge.is_pending());
@@ -465,7 +441,10 @@ fn sign_out_is_announced_and_wins_over_the_token_provider() {
         app.events_named(SESSION_CHANGED),
         [json!({"signedIn": false, "session": 2})]
     );
-    assert_eq!(app.events_named(PENDING_CHANGED), [json!({"count": 0})]);
+    assert_eq!(
+        app.events_named(PENDING_CHANGED),
+        [json!({"count": 0, "session": 2})]
+    );
     let refused = app.invoke("get_balance", json!({})).unwrap_err();
     assert_eq!(
         refused["kind"], "unauthorized",

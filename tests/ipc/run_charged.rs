@@ -115,8 +115,10 @@ fn a_finished_job_is_charged_once_per_job_key_with_debt_allowed() {
             .any(|event| event["balance"] == -3 && event["details"].is_null())
     });
     app.wait_until("pending back to 0", || {
-        app.events_named(PENDING_CHANGED)
-            .ends_with(&[json!({"count": 1}), json!({"count": 0})])
+        app.events_named(PENDING_CHANGED).ends_with(&[
+            json!({"count": 1, "session": 1}),
+            json!({"count": 0, "session": 1}),
+        ])
     });
 
     // The same job reported again (e.g. retried by the app) is not charged twice... but its

@@ -25,8 +25,20 @@ pub struct Db {
     backend: Backend,
 }
 
-/// The migrations in `migrations/`, shared by both dialects.
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// The migrations in `migrations/` (both dialects), then, on PostgreSQL, those in
+/// `migrations-postgres/` (numbered from 1001: the one-statement consume function). Each set
+/// ignores the other's versions in the migration table.
+async fn migrate(pool: &AnyPool, backend: Backend) -> Result<(), sqlx::migrate::MigrateError> {
+    let mut shared = sqlx::migrate!("./migrations");
+    shared.set_ignore_missing(true);
+    shared.run(pool).await?;
+    if backend == Backend::Postgres {
+        let mut postgres = sqlx::migrate!("./migrations-postgres");
+        postgres.set_ignore_missing(true);
+        postgres.run(pool).await?;
+    }
+    Ok(())
+}
 
 impl Db {
     /// Connects to `url` (`sqlite:...` or `postgres://...`) and runs the migrations.
@@ -76,7 +88,7 @@ impl Db {
         let pool = pool_options(max_connections)
             .connect_with(options.clone())
             .await?;
-        MIGRATOR.run(&pool).await?;
+        migrate(&pool, backend).await?;
         // SQLite has one writer at a time: queue writers on one connection (a fair queue)
         // rather than let them sleep in SQLite's busy handler. PostgreSQL locks rows itself.
         let write_pool = if backend == Backend::Sqlite && !in_memory {

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::db::Db;
+use crate::db::{Backend, Db};
 use crate::pricing::{PriceTable, PricingError, PricingMode};
 
 type Tx = sqlx::Transaction<'static, Any>;
@@ -704,6 +704,11 @@ impl Ledger {
         }
         let _in_flight = self.mark_in_flight(user, key)?;
         let fingerprint = serde_json::to_string(request).expect("a consume request serialises");
+        if self.db.backend() == Backend::Postgres {
+            return self
+                .consume_in_one_statement(user, request, key, quote.points, &fingerprint)
+                .await;
+        }
 
         let mut tx = self.db.begin_write(user).await?;
         let Locked {
@@ -790,6 +795,60 @@ impl Ledger {
         };
         tx.commit().await?;
         Ok(receipt)
+    }
+
+    /// The whole of [`Self::consume`] after the pricing and in-flight checks, on PostgreSQL, in
+    /// one round trip: the `points_consume` function (`migrations-postgres/`) follows the same
+    /// rules as the code above.
+    async fn consume_in_one_statement(
+        &self,
+        user: Uuid,
+        request: &ConsumeRequest,
+        key: &IdempotencyKey,
+        required: i64,
+        fingerprint: &str,
+    ) -> Result<Receipt, LedgerError> {
+        let row = sqlx::query(
+            "SELECT outcome, transaction_id, service, points, balance, seq \
+             FROM points_consume($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(user.to_string())
+        .bind(key.as_str())
+        .bind(fingerprint)
+        .bind(&request.service)
+        .bind(required)
+        .bind(request.allow_debt)
+        .bind(request.reference.as_deref())
+        .bind(to_micros(self.clock.now()))
+        .bind(Uuid::new_v4().to_string())
+        .bind(MAX_AMOUNT)
+        .fetch_one(self.db.pool())
+        .await?;
+        let outcome: String = row.try_get(0)?;
+        let receipt = |replayed: bool| -> Result<Receipt, LedgerError> {
+            Ok(Receipt {
+                transaction_id: row.try_get(1)?,
+                service: row.try_get::<Option<String>, _>(2)?.unwrap_or_default(),
+                points: row.try_get(3)?,
+                balance: row.try_get(4)?,
+                replayed,
+                seq: row.try_get(5)?,
+            })
+        };
+        match outcome.as_str() {
+            "charged" => receipt(false),
+            "replayed" => receipt(true),
+            "mismatch" => Err(LedgerError::IdempotencyMismatch),
+            "out_of_range" => Err(LedgerError::AmountOutOfRange),
+            "insufficient" => Err(LedgerError::InsufficientPoints {
+                service: request.service.clone(),
+                required,
+                balance: row.try_get(4)?,
+            }),
+            other => {
+                Err(sqlx::Error::Decode(format!("points_consume answered `{other}`").into()).into())
+            }
+        }
     }
 
     /// Expires every due batch of every user now (the sweep). Each user is handled in a

@@ -1,4 +1,8 @@
-//! The OpenAPI 3.1 document of the whole API, generated from the handlers and types.
+//! The OpenAPI 3.1 document of the whole API, generated from the handlers and types, with the
+//! service names of the price table it serves: a request the document calls valid is one the
+//! ledger accepts (balance and idempotency aside).
+
+use serde_json::{json, Value};
 
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -7,7 +11,7 @@ use crate::ledger::{
     Batch, BatchList, CostCheck, Entry, EntryKind, EntryPage, ExpiryReport, Receipt,
     RechargeReceipt, Summary,
 };
-use crate::pricing::PricingMode;
+use crate::pricing::{PriceTable, PricingMode, MAX_DURATION_SECONDS};
 use crate::problem::{Problem, ProblemExtensions};
 use crate::routes::{self, ConsumeBody, PriceList, RechargeBody, ServicePrice};
 
@@ -63,17 +67,83 @@ impl Modify for Security {
     }
 }
 
-/// The OpenAPI document.
+/// The OpenAPI document, without the price table's service names.
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc
 }
 
-/// The OpenAPI document as pretty JSON with a final newline, as committed in `docs/openapi.json`.
+/// The OpenAPI document of a ledger serving `pricing`: `service` is one of its names, and a
+/// consume of a `duration` service requires a valid `duration` (a `oneOf` by pricing mode).
+pub fn document_for(pricing: &PriceTable) -> Value {
+    let mut doc = serde_json::to_value(document()).expect("the OpenAPI document serialises");
+    let names = |wanted: &dyn Fn(PricingMode) -> bool| -> Vec<&str> {
+        pricing
+            .iter()
+            .filter(|(_, price)| wanted(price.mode()))
+            .map(|(name, _)| name)
+            .collect()
+    };
+    let all = names(&|_| true);
+    let timed = names(&|mode| mode == PricingMode::Duration);
+    let untimed = names(&|mode| mode != PricingMode::Duration);
+
+    for param in doc["paths"]["/points/cost"]["get"]["parameters"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        if param["name"] == "service" {
+            param["schema"]["enum"] = json!(all);
+        }
+    }
+
+    let body = &mut doc["components"]["schemas"]["ConsumeBody"];
+    let properties = body["properties"].clone();
+    let branch = |services: &[&str], duration: Value, required: Value| {
+        let mut branch_properties = properties.clone();
+        branch_properties["service"]["enum"] = json!(services);
+        branch_properties["duration"] = duration;
+        json!({"type": "object", "required": required, "properties": branch_properties})
+    };
+    let mut branches = Vec::new();
+    if !timed.is_empty() {
+        branches.push(branch(
+            &timed,
+            json!({
+                "type": "number",
+                "format": "double",
+                "exclusiveMinimum": 0,
+                "maximum": MAX_DURATION_SECONDS,
+                "description": "Seconds of media (finite, > 0, ≤ 86400)."
+            }),
+            json!(["service", "duration"]),
+        ));
+    }
+    if !untimed.is_empty() {
+        branches.push(branch(
+            &untimed,
+            json!({
+                "type": ["number", "null"],
+                "format": "double",
+                "description": "Ignored for `fixed` and `free` services."
+            }),
+            json!(["service"]),
+        ));
+    }
+    let description = body["description"].clone();
+    *body = json!({
+        "description": description,
+        "oneOf": branches,
+    });
+    doc
+}
+
+/// The OpenAPI document of a ledger with the shipped price table as pretty JSON with a final
+/// newline, as committed in `docs/openapi.json`.
 pub fn document_json() -> String {
-    let mut text = document()
-        .to_pretty_json()
+    let mut text = serde_json::to_string_pretty(&document_for(&PriceTable::shipped()))
         .expect("the OpenAPI document serialises");
     text.push('\n');
     text

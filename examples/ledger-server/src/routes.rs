@@ -360,11 +360,28 @@ pub struct RechargeBody {
     /// Points to add: 1 to 2^53 − 1, and the user's balance and total recharged must stay within
     /// 2^53 − 1 (else 422 `amount_out_of_range`).
     #[schema(minimum = 1, maximum = 9_007_199_254_740_991_i64)]
+    #[serde(deserialize_with = "whole_number")]
     pub points: i64,
     /// When the batch's remaining points expire (RFC 3339, in the future).
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub expires_at: OffsetDateTime,
+}
+
+/// A JSON integer: `40`, or a number with no fractional part such as `40.0` or `4e1` (JSON Schema
+/// calls those integers too).
+fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    use serde::de::Error;
+    match serde_json::Number::deserialize(deserializer)? {
+        n if n.is_i64() => Ok(n.as_i64().unwrap_or_default()),
+        n => match n.as_f64() {
+            // 2^63 is the first float past i64::MAX; the cast of a smaller whole float is exact.
+            Some(f) if f.fract() == 0.0 && f.abs() < 9_223_372_036_854_775_808.0 => Ok(f as i64),
+            _ => Err(D::Error::custom(format!(
+                "expected a whole number of points from -2^63 to 2^63 - 1, got {n}"
+            ))),
+        },
+    }
 }
 
 /// Recharges a user with a new batch, at most once per `Idempotency-Key`. Server to server, with
@@ -420,6 +437,6 @@ pub async fn admin_expire(
 /// This API's OpenAPI 3.1 document.
 #[utoipa::path(get, path = "/openapi.json", tag = "meta",
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
-pub async fn openapi() -> impl IntoResponse {
-    Json(crate::openapi::document())
+pub async fn openapi(State(state): State<AppState>) -> impl IntoResponse {
+    Json(crate::openapi::document_for(state.ledger.pricing()))
 }

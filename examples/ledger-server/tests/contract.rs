@@ -758,6 +758,8 @@ async fn admin_routes_need_the_key(l: &TestLedger) {
         json!({"user_id": "bob", "points": 5, "expires_at": "2026-06-01T00:00:00Z"}),
         json!({"user_id": user, "points": 5, "expires_at": "next week"}),
         json!({"user_id": user, "points": 5}),
+        json!({"user_id": user, "points": 5.5, "expires_at": "2026-06-01T00:00:00Z"}),
+        json!({"user_id": user, "points": 1e300, "expires_at": "2026-06-01T00:00:00Z"}),
     ] {
         problem(
             admin(Some(&key), "/admin/recharge", bad).await.unwrap(),
@@ -857,6 +859,21 @@ async fn admin_recharge_is_idempotent(l: &TestLedger) {
         .await
         .unwrap();
     assert_eq!(theirs["replayed"], false);
+    // A whole number written as a float is an integer (JSON Schema says so).
+    let floaty = l
+        .http
+        .post(l.url("/admin/recharge"))
+        .header("X-Admin-Key", l.running.admin_key())
+        .header("Idempotency-Key", "floaty")
+        .header("content-type", "application/json")
+        .body(format!(
+            r#"{{"user_id": "{other_user}", "points": 4e1, "expires_at": "2026-06-01T00:00:00Z"}}"#
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(floaty.status(), 200);
+    assert_eq!(floaty.json::<Value>().await.unwrap()["balance"], 80);
     // The key is stored with the recharge's journal row.
     let entries = history(l, &token).await;
     assert_eq!(entries.len(), 2);

@@ -38,3 +38,41 @@ fn document_is_openapi_3_1_with_both_security_schemes() {
     }
     assert!(doc["paths"]["/openapi.json"]["get"]["security"].is_null());
 }
+
+#[test]
+fn document_names_the_services_of_the_price_table_it_serves() {
+    let table = points_ledger::PriceTable::from_yaml(
+        "services:\n  dub: { mode: duration, points_per_second: 2 }\n  logo: { mode: fixed, points: 3 }\n  ping: { mode: free }\n",
+        "t",
+    )
+    .unwrap();
+    let doc = points_ledger::openapi::document_for(&table);
+    let cost = doc["paths"]["/points/cost"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "service")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        cost["schema"]["enum"],
+        serde_json::json!(["dub", "logo", "ping"])
+    );
+    let branches = doc["components"]["schemas"]["ConsumeBody"]["oneOf"]
+        .as_array()
+        .unwrap();
+    assert_eq!(branches.len(), 2);
+    assert_eq!(
+        branches[0]["properties"]["service"]["enum"],
+        serde_json::json!(["dub"])
+    );
+    assert_eq!(
+        branches[0]["required"],
+        serde_json::json!(["service", "duration"])
+    );
+    assert_eq!(branches[0]["properties"]["duration"]["maximum"], 86400.0);
+    assert_eq!(
+        branches[1]["properties"]["service"]["enum"],
+        serde_json::json!(["logo", "ping"])
+    );
+}
