@@ -181,10 +181,7 @@ describe("two windows and two users", () => {
     await click(browser, "recharge-close");
   });
 
-  // Needs a guest-js store that opens the dialog only for the window a refusal names: a TODO
-  // until that store is in; POINTS_E2E_WINDOW_SCOPED=1 makes it count.
-  const windowScoped = process.env.POINTS_E2E_WINDOW_SCOPED === "1";
-  it("a refused desktop job opens the dialog in its own window only", { todo: !windowScoped }, async () => {
+  it("a refused desktop job opens the dialog in its own window only", async () => {
     const { browser } = app;
     await switchToWindow(browser, "window-2");
     // 15 → compose (5) ×3 → 0: the next compose is refused in window-2.
