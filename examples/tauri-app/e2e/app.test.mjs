@@ -41,6 +41,15 @@ describe("charging from the desktop jobs", () => {
     await screenshot(browser, "main");
   });
 
+  it("never hands the user's token to the page", async () => {
+    const { browser } = app;
+    const session = await invoke(browser, "session");
+    assert.deepEqual(Object.keys(session).sort(), ["canSwitch", "user"]);
+    await assert.rejects(invoke(browser, "bench_target"), (error) => error.payload?.kind === "forbidden");
+    const html = await browser.execute(() => document.documentElement.outerHTML + JSON.stringify(localStorage));
+    assert.doesNotMatch(html, /eyJ[A-Za-z0-9_-]{10,}\./, "a JWT is in the page");
+  });
+
   it("charges a finished Compose (20 → 15) and not a failed one", async () => {
     const { browser } = app;
     await runJob(browser, "action-compose");
@@ -99,10 +108,10 @@ describe("the global script for pages without a bundler", () => {
     await browser.execute(script);
     const answer = await browser.executeAsync((done) => {
       const points = window.__TAURI__.points;
-      if (!points) return done({ error: "window.__TAURI__.points is missing" });
+      if (!points) return done({ failure: "window.__TAURI__.points is missing" });
       points.getBalance().then(
         (balance) => done({ balance: balance.balance, store: typeof points.createPointStore }),
-        (error) => done({ error: JSON.stringify(error) }),
+        (failure) => done({ failure: JSON.stringify(failure) }),
       );
     });
     assert.deepEqual(answer, { balance: 20, store: "function" });

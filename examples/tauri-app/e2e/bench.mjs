@@ -42,13 +42,13 @@ try {
         return out;
       })().then(
         (value) => done({ ok: true, value }),
-        (error) => done({ ok: false, error: String(error?.message ?? JSON.stringify(error)) }),
+        (failure) => done({ ok: false, failure: String(failure?.message ?? JSON.stringify(failure)) }),
       );
     },
     CALLS,
     WARMUP,
   );
-  if (!result.ok) throw new Error(result.error);
+  if (!result.ok) throw new Error(result.failure);
 
   const quantile = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)];
   const rows = {};

@@ -250,16 +250,18 @@ export async function shown(browser, id) {
 export async function invoke(browser, command, args = {}) {
   const answer = await browser.executeAsync(
     (command, args, done) => {
+      // Sent back as JSON text, and never under a key named `error`: WebKitWebDriver takes an
+      // answer object with an `error` member for a failure of the script itself.
       window.__TAURI__.core.invoke(command, args).then(
-        (value) => done({ ok: true, value }),
-        (error) => done({ ok: false, error }),
+        (value) => done({ ok: true, value: JSON.stringify(value ?? null) }),
+        (failure) => done({ ok: false, failure: JSON.stringify(failure ?? null) }),
       );
     },
     command,
     args,
   );
-  if (!answer.ok) throw Object.assign(new Error(`${command}: ${JSON.stringify(answer.error)}`), { payload: answer.error });
-  return answer.value;
+  if (!answer.ok) throw Object.assign(new Error(`${command}: ${answer.failure}`), { payload: JSON.parse(answer.failure) });
+  return JSON.parse(answer.value);
 }
 
 /** Saves a screenshot of the current window under POINTS_E2E_OUT and checks it is a non-empty PNG. */
