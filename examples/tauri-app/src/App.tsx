@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useState } from "react";
+import { useCallback, useEffect, useRef, useState } from "react";
 import { getCurrentWebviewWindow } from "@tauri-apps/api/webviewWindow";
 import {
   checkCost,
@@ -36,14 +36,17 @@ export function App() {
   const [running, setRunning] = useState<{ service: DesktopService; percent: number } | null>(null);
   const [fail, setFail] = useState(false);
 
+  // Counts session changes: a fetch made for an earlier one does not mark the balance fresh.
+  const epoch = useRef(0);
   const follow = useCallback((view: app.SessionView) => {
+    const mine = ++epoch.current;
     setSession(view);
     setFresh(false);
     setBatches([]);
     setTransactions([]);
     if (view.user !== null) {
       store.fetchBalance().then(
-        () => setFresh(true),
+        () => mine === epoch.current && setFresh(true),
         () => undefined,
       );
     }
