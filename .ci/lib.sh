@@ -111,3 +111,44 @@ enable_throwaway_postgres_tls() {
   export POINTS_LEDGER_PG_TLS_URL="$POINTS_LEDGER_PG_URL?sslmode=require"
   log "PostgreSQL with TLS on $POINTS_LEDGER_PG_TLS_URL"
 }
+
+# --- The example app (examples/tauri-app) and its end-to-end tests ---
+
+TOOLS_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/tauri-plugin-points/tools"
+
+# The directory cargo builds into (honours CARGO_TARGET_DIR and .cargo/config.toml).
+cargo_target_dir() {
+  cargo metadata --format-version 1 --no-deps \
+    | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).target_directory))'
+}
+
+# What running a Tauri window without a display and driving it through WebDriver needs.
+ensure_gui_deps() {
+  need_apt xvfb xauth webkit2gtk-driver imagemagick
+}
+
+# tauri-driver (the WebDriver server of Tauri apps), installed once into the cache directory.
+ensure_tauri_driver() {
+  export PATH="$TOOLS_DIR/bin:$PATH"
+  command -v tauri-driver >/dev/null 2>&1 && return 0
+  log "installing tauri-driver into $TOOLS_DIR"
+  CARGO_INSTALL_ROOT="$TOOLS_DIR" cargo install tauri-driver --locked --quiet
+}
+
+# Builds guest-js, the app's front end and the app (debug); sets EXAMPLE_APP_BIN.
+build_example_app() {
+  ensure_node
+  log "guest-js (the app uses it by path)"
+  (cd "$ROOT/guest-js" && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm run build >/dev/null)
+  log "example app: front end"
+  (cd "$ROOT/examples/tauri-app" && npm ci --no-audit --no-fund >/dev/null && npm run check && npm run build)
+  log "example app: Rust (cargo build -p points-example-app)"
+  cargo build --locked -p points-example-app
+  EXAMPLE_APP_BIN="$(cargo_target_dir)/debug/points-example-app"
+  [ -x "$EXAMPLE_APP_BIN" ] || die "the app binary is not where cargo said: $EXAMPLE_APP_BIN"
+}
+
+# xvfb-run with a screen large enough for the app's windows.
+run_in_xvfb() {
+  xvfb-run -a -s "-screen 0 1280x1024x24" "$@"
+}

@@ -1,6 +1,9 @@
 // Builds dist-js/: ESM (.js) and CommonJS (.cjs) for the `.` and `./react` entries, sharing their
 // common code (one default store per app), and self-contained declarations (.d.ts for import,
-// .d.cts for require) with the generated binding types inlined.
+// .d.cts for require) with the generated binding types inlined. Also the global script
+// api-iife.js for pages without a bundler (apps with `app.withGlobalTauri`), which puts the API on
+// `window.__TAURI__.points`, as the official plugins do.
+import { nodeResolve } from "@rollup/plugin-node-resolve";
 import typescript from "@rollup/plugin-typescript";
 import { dts } from "rollup-plugin-dts";
 
@@ -22,6 +25,17 @@ export default [
         exports: "named",
       },
     ],
+  },
+  // The global script: the main entry with @tauri-apps/api bundled in (no imports left).
+  {
+    input: "src/index.ts",
+    plugins: [nodeResolve(), typescript({ tsconfig: "./tsconfig.build.json", noEmitOnError: true })],
+    output: {
+      file: "dist-js/api-iife.js",
+      format: "iife",
+      name: "__TAURI_PLUGIN_POINTS__",
+      footer: 'if ("__TAURI__" in window) Object.defineProperty(window.__TAURI__, "points", { value: __TAURI_PLUGIN_POINTS__ });',
+    },
   },
   // One declaration bundle per entry: each stands alone (the store's types are interfaces, so the
   // copies in index and react are the same types).

@@ -29,6 +29,9 @@ pub struct LedgerConfig {
     pub clock: Arc<dyn Clock>,
     /// The most database connections to hold (SQLite in memory always uses one).
     pub max_connections: u32,
+    /// Answer cross-origin requests from any origin (CORS), for a webview calling the ledger
+    /// directly (the example app's benchmark). Off by default.
+    pub cors_any_origin: bool,
 }
 
 impl std::fmt::Debug for LedgerConfig {
@@ -42,6 +45,7 @@ impl std::fmt::Debug for LedgerConfig {
             .field("sweep_interval", &self.sweep_interval)
             .field("clock", &self.clock)
             .field("max_connections", &self.max_connections)
+            .field("cors_any_origin", &self.cors_any_origin)
             .finish()
     }
 }
@@ -79,6 +83,7 @@ impl LedgerConfig {
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
             clock: Arc::new(SystemClock),
             max_connections: 16,
+            cors_any_origin: false,
         }
     }
 
@@ -120,6 +125,12 @@ impl LedgerConfig {
     ) -> Self {
         self.jwt_secret = jwt_secret.into();
         self.admin_key = admin_key.into();
+        self
+    }
+
+    /// The same, answering cross-origin requests from any origin (CORS) when `on`.
+    pub fn with_cors_any_origin(mut self, on: bool) -> Self {
+        self.cors_any_origin = on;
         self
     }
 

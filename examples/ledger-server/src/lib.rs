@@ -86,10 +86,13 @@ pub async fn serve(config: LedgerConfig) -> Result<RunningLedger, StartError> {
     })?;
     let (stop, stopped) = watch::channel(false);
 
-    let app = routes::router(AppState {
+    let mut app = routes::router(AppState {
         ledger: ledger.clone(),
         auth: auth.clone(),
     });
+    if config.cors_any_origin {
+        app = app.layer(tower_http::cors::CorsLayer::very_permissive());
+    }
     let mut server_stopped = stopped.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)

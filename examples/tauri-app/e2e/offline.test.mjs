@@ -1,0 +1,53 @@
+// The offline scenario: the app in external-backend mode against a points-ledger process this
+// test owns; the ledger goes away while a job runs, and comes back on the same port and file.
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, it } from "node:test";
+import { click, launchApp, ledgerProcess, shown, text, tokenFor, waitFor, waitText } from "./harness.mjs";
+
+describe("a charge made while the ledger is down", () => {
+  let ledger;
+  let app;
+  const user = randomUUID();
+  let token;
+
+  before(async () => {
+    ledger = await ledgerProcess();
+    await ledger.recharge(user, 20);
+    token = tokenFor(ledger.secret, user);
+    app = await launchApp({
+      env: {
+        POINTS_API_URL: ledger.baseUrl,
+        POINTS_TOKEN: token,
+        POINTS_ACCOUNT: user,
+        POINTS_EXAMPLE_JOB_MS: "3000",
+      },
+    });
+  });
+  after(async () => {
+    await app?.close();
+    await ledger?.close();
+  });
+
+  it("is pending while the ledger is away, then sent by itself, once", async () => {
+    const { browser } = app;
+    await waitText(browser, "balance", "20");
+    await waitText(browser, "pending-count", "0");
+
+    await click(browser, "action-compose");
+    await waitFor(browser, "the job to run", () => shown(browser, "job-progress"));
+    await ledger.stop();
+    await waitText(browser, "job-status", /will be sent when the ledger is back/, 30000);
+    await waitText(browser, "pending-count", "1");
+
+    await ledger.start();
+    await waitText(browser, "pending-count", "0", 60000);
+    const history = await ledger.get("/points/transactions?limit=50", token);
+    const consumes = history.items.filter((t) => t.kind === "consume");
+    assert.equal(consumes.length, 1, JSON.stringify(history.items));
+    assert.equal(consumes[0].service, "compose");
+    assert.equal((await ledger.get("/points/balance", token)).balance, 15);
+    await waitText(browser, "balance", "15");
+    assert.equal(await text(browser, "pending-count"), "0");
+  });
+});
