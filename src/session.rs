@@ -122,6 +122,9 @@ pub struct Sessions {
     provider: Option<Arc<dyn TokenProvider>>,
     /// The account last seen, to notice a change made through the provider.
     last_account: RwLock<Option<Arc<str>>>,
+    /// The provider's last session, reused while it gives the same token and account id (a
+    /// session is read on every request; deriving its account parses the token).
+    provided: RwLock<Option<(Option<String>, Session)>>,
     generation: AtomicU64,
     observer: RwLock<Option<Observer>>,
 }
@@ -133,6 +136,7 @@ impl Sessions {
             state: RwLock::new(State::Provider),
             provider,
             last_account: RwLock::new(None),
+            provided: RwLock::new(None),
             generation: AtomicU64::new(0),
             observer: RwLock::new(None),
         }
@@ -167,17 +171,30 @@ impl Sessions {
         let session = match &*self.state.read().unwrap_or_else(|p| p.into_inner()) {
             State::SignedIn(session) => Some(session.clone()),
             State::SignedOut => None,
-            State::Provider => self.provider.as_ref().and_then(|provider| {
-                let token = provider.token()?;
-                Session::new(token, provider.account())
-                    .map_err(
-                        |error| tracing::warn!(%error, "the token provider's token is unusable"),
-                    )
-                    .ok()
-            }),
+            State::Provider => self.provided_session(),
         };
         self.notice(session.as_ref());
         session
+    }
+
+    /// The provider's session now, parsed only when its token or account id changed.
+    fn provided_session(&self) -> Option<Session> {
+        let provider = self.provider.as_ref()?;
+        let token = provider.token()?;
+        let account = provider.account();
+        if let Some((known_account, session)) =
+            &*self.provided.read().unwrap_or_else(|p| p.into_inner())
+        {
+            if *session.token == *token && *known_account == account {
+                return Some(session.clone());
+            }
+        }
+        let session = Session::new(token, account.clone())
+            .map_err(|error| tracing::warn!(%error, "the token provider's token is unusable"))
+            .ok()?;
+        *self.provided.write().unwrap_or_else(|p| p.into_inner()) =
+            Some((account, session.clone()));
+        Some(session)
     }
 
     /// The number of the current session (grows with every change of account).
