@@ -40,9 +40,11 @@ log "points-ledger, SQLite file"
 sqlite_row="$(ledger --database-url "sqlite:$SQLITE_DIR/bench.sqlite?mode=rwc" --users "$USERS" --label "SQLite file, $USERS users")"
 sqlite_hot_row="$(ledger --database-url "sqlite:$SQLITE_DIR/bench.sqlite?mode=rwc" --hot --label "SQLite file, one hot user")"
 
+pg_settings="$("$PG_BINDIR/psql" "$POINTS_LEDGER_PG_URL" -Atc "SELECT string_agg(name || '=' || setting, ', ' ORDER BY name) FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit')")"
 baseline=$(( (before + after) / 2 ))
 pg_tps="$(echo "$pg_row" | awk -F'|' '{ gsub(/ /, "", $5); print $5 }')"
 echo
+echo "PostgreSQL server (pgbench and the ledger alike): $pg_settings; SQLite: WAL, synchronous=FULL"
 echo "pgbench -b simple-update, $CLIENTS clients: $before TPS before, $after TPS after (mean $baseline)"
 awk -v a="$pg_tps" -v b="$baseline" 'BEGIN { printf "points-ledger PostgreSQL / pgbench: %.2f\n\n", a / b }'
 echo "| case | users | clients | consumes/s | p50 ms | p99 ms | failed |"

@@ -41,8 +41,20 @@ BEGIN
         SELECT * INTO acc FROM accounts a WHERE a.user_id = p_user FOR UPDATE;
     END IF;
 
-    SELECT * INTO earlier FROM journal j WHERE j.user_id = p_user AND j.idempotency_key = p_key;
-    IF FOUND THEN
+    -- After the lock (a later statement sees what the previous holder committed): an earlier
+    -- use of the key, and what is due to expire. A refused charge writes nothing, expiry
+    -- included, so both are known before writing.
+    SELECT j.id, j.kind, j.request_fingerprint, j.service, j.points, j.balance_after, j.seq,
+        d.due_points, d.due_batches
+    INTO earlier.id, earlier.kind, earlier.request_fingerprint, earlier.service, earlier.points,
+        earlier.balance_after, earlier.seq, due_points, due_batches
+    FROM (
+        SELECT COALESCE(SUM(b.remaining), 0) AS due_points, COUNT(*) AS due_batches
+        FROM batches b
+        WHERE b.user_id = p_user AND b.remaining > 0 AND b.expires_at <= p_now
+    ) d
+    LEFT JOIN journal j ON j.user_id = p_user AND j.idempotency_key = p_key;
+    IF earlier.id IS NOT NULL THEN
         IF earlier.kind = 'consume' AND earlier.request_fingerprint = p_fingerprint THEN
             RETURN QUERY SELECT 'replayed'::TEXT, earlier.id, earlier.service, -earlier.points,
                 earlier.balance_after, earlier.seq;
@@ -53,9 +65,6 @@ BEGIN
         RETURN;
     END IF;
 
-    -- Decide before writing: a refused charge writes nothing, expiry included.
-    SELECT COALESCE(SUM(b.remaining), 0), COUNT(*) INTO due_points, due_batches
-        FROM batches b WHERE b.user_id = p_user AND b.remaining > 0 AND b.expires_at <= p_now;
     new_balance := acc.balance - due_points - p_points;
     new_consumed := acc.total_consumed + p_points;
     IF NOT p_allow_debt AND acc.balance - due_points < p_points THEN

@@ -68,6 +68,12 @@ impl Db {
             } else {
                 pool.max_connections(max.max(1))
             };
+            if backend == Backend::Postgres {
+                // No ping before each use: it is a round trip of its own, as long as a consume.
+                // A connection the server has dropped fails one request instead; nothing was
+                // written, and the client's retry (same idempotency key) goes through.
+                pool = pool.test_before_acquire(false);
+            }
             if backend == Backend::Sqlite {
                 pool = pool.after_connect(move |conn, _meta| {
                     Box::pin(async move {

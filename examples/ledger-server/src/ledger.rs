@@ -87,12 +87,16 @@ impl IdempotencyKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 pub struct Summary {
     /// Points available now; negative while the user is in arrears.
+    #[schema(minimum = -9_007_199_254_740_991_i64, maximum = 9_007_199_254_740_991_i64)]
     pub balance: i64,
     /// Points ever recharged.
+    #[schema(minimum = 0, maximum = 9_007_199_254_740_991_i64)]
     pub total_recharged: i64,
     /// Points ever consumed.
+    #[schema(minimum = 0, maximum = 9_007_199_254_740_991_i64)]
     pub total_consumed: i64,
     /// Points that expired unused.
+    #[schema(minimum = 0, maximum = 9_007_199_254_740_991_i64)]
     pub total_expired: i64,
     /// The user's latest journal sequence number (0 before any entry): a larger `seq` is a newer
     /// figure.
@@ -108,8 +112,10 @@ pub struct CostCheck {
     /// How it is priced.
     pub mode: PricingMode,
     /// Points it costs.
+    #[schema(minimum = 0, maximum = 9_007_199_254_740_991_i64)]
     pub required: i64,
     /// The user's balance now.
+    #[schema(minimum = -9_007_199_254_740_991_i64, maximum = 9_007_199_254_740_991_i64)]
     pub balance: i64,
     /// `required == 0 || balance >= required`.
     pub sufficient: bool,
@@ -139,8 +145,10 @@ pub struct Receipt {
     /// The service charged.
     pub service: String,
     /// Points charged.
+    #[schema(minimum = 0, maximum = 9_007_199_254_740_991_i64)]
     pub points: i64,
     /// The balance right after the charge.
+    #[schema(minimum = -9_007_199_254_740_991_i64, maximum = 9_007_199_254_740_991_i64)]
     pub balance: i64,
     /// `true` when this is the stored answer to an earlier request with the same key.
     pub replayed: bool,
@@ -158,6 +166,7 @@ pub struct RechargeReceipt {
     /// The batch created.
     pub batch_id: String,
     /// The balance right after (debt is paid first).
+    #[schema(minimum = -9_007_199_254_740_991_i64, maximum = 9_007_199_254_740_991_i64)]
     pub balance: i64,
     /// `true` when this is the stored answer to an earlier request with the same key.
     pub replayed: bool,
@@ -193,8 +202,10 @@ pub struct Batch {
     /// The batch's id.
     pub id: String,
     /// Points recharged.
+    #[schema(minimum = 1, maximum = 9_007_199_254_740_991_i64)]
     pub points: i64,
     /// Points left.
+    #[schema(minimum = 0, maximum = 9_007_199_254_740_991_i64)]
     pub remaining: i64,
     /// When the remaining points expire.
     #[serde(with = "time::serde::rfc3339")]
@@ -252,8 +263,10 @@ pub struct Entry {
     /// What happened.
     pub kind: EntryKind,
     /// Signed: positive for a recharge, negative for a consume or an expiry.
+    #[schema(minimum = -9_007_199_254_740_991_i64, maximum = 9_007_199_254_740_991_i64)]
     pub points: i64,
     /// The balance right after.
+    #[schema(minimum = -9_007_199_254_740_991_i64, maximum = 9_007_199_254_740_991_i64)]
     pub balance_after: i64,
     /// The service, for a consume.
     pub service: Option<String>,
