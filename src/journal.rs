@@ -223,6 +223,14 @@ impl Journal {
         charges
     }
 
+    /// The number of pending charges of `account`.
+    pub fn count_of(&self, account: &str) -> usize {
+        self.lock()
+            .keys()
+            .filter(|(owner, _)| owner == account)
+            .count()
+    }
+
     /// The charges of `account` the ledger refused for good, oldest first.
     pub fn refused_of(&self, account: &str) -> Vec<RefusedCharge> {
         self.refused
@@ -469,6 +477,10 @@ mod tests {
             .iter()
             .any(|c| c.idempotency_key == "job/1" && c.request == request("compose")));
         assert!(journal.pending_of("sub:b").is_empty());
+        assert_eq!(
+            (journal.count_of("sub:a"), journal.count_of("sub:b")),
+            (2, 0)
+        );
         journal.remove("sub:a", "job/1").unwrap();
         drop(journal);
         assert_eq!(Journal::open(dir.path()).unwrap().len(), 1);

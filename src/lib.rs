@@ -182,7 +182,7 @@ impl Builder {
                 let generation = sessions.generation();
                 let count = sessions
                     .current()
-                    .map_or(0, |session| journal.pending_of(session.account()).len());
+                    .map_or(0, |session| journal.count_of(session.account()));
                 events::pending_changed(&app, count, generation);
             }
         }));
@@ -206,7 +206,7 @@ impl Builder {
                     },
                 );
                 let count = match (session, journal.upgrade()) {
-                    (Some(session), Some(journal)) => journal.pending_of(session.account()).len(),
+                    (Some(session), Some(journal)) => journal.count_of(session.account()),
                     _ => 0,
                 };
                 events::pending_changed(&app, count, generation);

@@ -216,6 +216,10 @@ impl Sessions {
 
     fn notice(&self, session: Option<&Session>) {
         let account = session.map(|session| session.account.clone());
+        // Read on every request: the write lock only when the account changed.
+        if *self.last_account.read().unwrap_or_else(|p| p.into_inner()) == account {
+            return;
+        }
         let generation = {
             let mut last = self.last_account.write().unwrap_or_else(|p| p.into_inner());
             if *last == account {

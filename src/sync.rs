@@ -446,7 +446,7 @@ impl ChargeSync {
         let (account, key) = (charge.account.clone(), charge.idempotency_key.clone());
         let removed = blocking(move || {
             journal.remove(&account, &key)?;
-            Ok(journal.pending_of(&account).is_empty())
+            Ok(journal.count_of(&account) == 0)
         })
         .await;
         match removed {
