@@ -81,6 +81,19 @@ fn context_granting(permissions: &[&str], windows: &[&str]) -> tauri::Context<Mo
     context
 }
 
+/// The error of a job run by `run_charged` in the tests: the plugin's, or the work's own.
+#[derive(Debug, PartialEq)]
+pub enum JobError {
+    Points(tauri_plugin_points::Error),
+    Failed,
+}
+
+impl From<tauri_plugin_points::Error> for JobError {
+    fn from(error: tauri_plugin_points::Error) -> Self {
+        JobError::Points(error)
+    }
+}
+
 /// A running app with the plugin, its window, and what its events carried.
 pub struct TestApp {
     pub app: App<MockRuntime>,

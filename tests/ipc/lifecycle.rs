@@ -17,18 +17,7 @@ use uuid::Uuid;
 
 use crate::common::proxy::{Fault, FaultProxy};
 use crate::common::{client_for, in_days, TestLedger};
-use crate::harness::{invoke_from, ledger, Setup, TestApp};
-
-#[derive(Debug, PartialEq)]
-enum JobError {
-    Points(Error),
-}
-
-impl From<Error> for JobError {
-    fn from(error: Error) -> Self {
-        JobError::Points(error)
-    }
-}
+use crate::harness::{invoke_from, ledger, JobError, Setup, TestApp};
 
 /// A second user of `ledger` holding `points`, and their token.
 fn second_user(ledger: &TestLedger, points: i64) -> (Uuid, String) {

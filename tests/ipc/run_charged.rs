@@ -10,19 +10,7 @@ use tauri_plugin_points::journal::{Journal, PendingCharge};
 use tauri_plugin_points::{ChargeOutcome, DesktopService, Error, PointsExt};
 
 use crate::common::proxy::{Fault, FaultProxy};
-use crate::harness::{ledger, signed_in_app, Setup, TestApp};
-
-#[derive(Debug, PartialEq)]
-enum JobError {
-    Points(Error),
-    Failed,
-}
-
-impl From<Error> for JobError {
-    fn from(error: Error) -> Self {
-        JobError::Points(error)
-    }
-}
+use crate::harness::{ledger, signed_in_app, JobError, Setup, TestApp};
 
 fn balance(app: &TestApp) -> i64 {
     app.invoke("get_balance", json!({})).unwrap()["balance"]
