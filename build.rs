@@ -11,6 +11,8 @@ const COMMANDS: &[&str] = &[
     "clear_session_token",
     "get_pending",
     "sync_pending",
+    "retry_refused",
+    "dismiss_refused",
 ];
 
 fn main() {

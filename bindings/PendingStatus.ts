@@ -24,4 +24,9 @@ signedIn: boolean,
 /**
  * The session this answer belongs to.
  */
-session: number, };
+session: number, 
+/**
+ * Charges pending on this machine for other accounts than the signed-in one: sent when
+ * their account signs in again.
+ */
+otherAccounts: number, };

@@ -9,7 +9,7 @@ use tauri::{command, AppHandle, Runtime, Webview};
 
 use crate::client::IdempotencyKey;
 use crate::models::{
-    Batch, ChargeReceipt, CostCheck, DesktopService, PendingStatus, PointBalance, PriceList,
+    Batch, ChargeOutcome, CostCheck, DesktopService, PendingStatus, PointBalance, PriceList,
     TransactionPage,
 };
 use crate::session::{MAX_ACCOUNT_LEN, MAX_TOKEN_LEN};
@@ -46,7 +46,7 @@ pub(crate) async fn charge<R: Runtime>(
     service: Option<Value>,
     idempotency_key: Option<Value>,
     reference: Option<Value>,
-) -> Result<ChargeReceipt> {
+) -> Result<ChargeOutcome> {
     let service: DesktopService = required_string("service", service)?.parse()?;
     let key = optional_string("idempotencyKey", idempotency_key)?
         .map(IdempotencyKey::parse)
@@ -103,6 +103,24 @@ pub(crate) fn get_pending<R: Runtime>(app: AppHandle<R>) -> PendingStatus {
 #[command]
 pub(crate) async fn sync_pending<R: Runtime>(app: AppHandle<R>) -> PendingStatus {
     app.points().sync_pending().await
+}
+
+#[command]
+pub(crate) async fn retry_refused<R: Runtime>(
+    app: AppHandle<R>,
+    idempotency_key: Option<Value>,
+) -> Result<PendingStatus> {
+    let key = required_string("idempotencyKey", idempotency_key)?;
+    app.points().retry_refused(&key).await
+}
+
+#[command]
+pub(crate) async fn dismiss_refused<R: Runtime>(
+    app: AppHandle<R>,
+    idempotency_key: Option<Value>,
+) -> Result<PendingStatus> {
+    let key = required_string("idempotencyKey", idempotency_key)?;
+    app.points().dismiss_refused(&key).await
 }
 
 /// A string argument that must be present.

@@ -1,7 +1,14 @@
-//! The events the plugin emits to every window, and their names.
+//! The one place where what the SDK reports becomes the plugin's events, sent to every window.
+//!
+//! Events leave through one queue, in the order they were decided, by one task: a listener
+//! never sees a `seq` or a session number go back, and no listener runs under a lock of the
+//! plugin. Figures of a session not announced yet, or no longer current, are dropped.
+
+use std::sync::Mutex;
 
 use serde::Serialize;
 use tauri::{AppHandle, Emitter, Runtime};
+use tokio::sync::mpsc;
 
 use crate::models::{
     BalanceChanged, InsufficientPoints, PendingCharges, RefusedCharge, SessionChanged,
@@ -21,34 +28,179 @@ pub const SESSION_CHANGED: &str = "points://session-changed";
 /// Payload [`RefusedCharge`]: the ledger refused a charge of the signed-in account for good.
 pub const CHARGE_REFUSED: &str = "points://charge-refused";
 
+/// Events waiting to be emitted, at most; past it new figures are dropped (a later one
+/// supersedes them) and logged.
+const QUEUE_CAPACITY: usize = 4096;
+
+/// One event to emit.
+#[derive(Debug)]
+enum Event {
+    Balance(BalanceChanged),
+    Insufficient(InsufficientPoints),
+    Pending(PendingCharges),
+    Session(SessionChanged),
+    Refused(RefusedCharge),
+    /// Answered once every event queued before it was emitted.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+/// What the queue has let through so far.
+struct Order {
+    /// The session last announced.
+    session: u64,
+    /// The highest `seq` emitted in that session.
+    seq: Option<i64>,
+}
+
+/// The ordered event queue of the plugin.
+pub(crate) struct EventQueue {
+    order: Mutex<Order>,
+    sender: mpsc::Sender<Event>,
+}
+
+impl EventQueue {
+    /// A queue whose events `app` emits, from a task on Tauri's async runtime.
+    pub(crate) fn start<R: Runtime>(app: AppHandle<R>) -> Self {
+        let (sender, mut receiver) = mpsc::channel(QUEUE_CAPACITY);
+        tauri::async_runtime::spawn(async move {
+            while let Some(event) = receiver.recv().await {
+                match event {
+                    Event::Balance(payload) => emit(&app, BALANCE_CHANGED, payload),
+                    Event::Insufficient(payload) => emit(&app, INSUFFICIENT, payload),
+                    Event::Pending(payload) => emit(&app, PENDING_CHANGED, payload),
+                    Event::Session(payload) => emit(&app, SESSION_CHANGED, payload),
+                    Event::Refused(payload) => emit(&app, CHARGE_REFUSED, payload),
+                    Event::Flush(done) => {
+                        let _ = done.send(());
+                    }
+                }
+            }
+        });
+        Self {
+            order: Mutex::new(Order {
+                session: 0,
+                seq: None,
+            }),
+            sender,
+        }
+    }
+
+    fn order(&self) -> std::sync::MutexGuard<'_, Order> {
+        self.order.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn queue(&self, event: Event) {
+        if let Err(error) = self.sender.try_send(event) {
+            tracing::warn!(%error, "the points event queue is full: an event is dropped");
+        }
+    }
+
+    /// Announces session `session` (`signed_in` or not) with its pending count.
+    pub(crate) fn session_changed(&self, session: u64, signed_in: bool, pending: usize) {
+        let mut order = self.order();
+        if session < order.session {
+            return;
+        }
+        *order = Order { session, seq: None };
+        self.queue(Event::Session(SessionChanged { signed_in, session }));
+        self.queue(Event::Pending(pending_charges(pending, session)));
+    }
+
+    /// Emits a balance of session `payload.session`, unless another session is announced or a
+    /// newer figure (higher `seq`) of it was emitted already.
+    pub(crate) fn balance_changed(&self, payload: BalanceChanged) {
+        let mut order = self.order();
+        if payload.session != order.session {
+            return;
+        }
+        if let (Some(seq), Some(newest)) = (payload.seq, order.seq) {
+            if seq < newest {
+                return;
+            }
+        }
+        if payload.seq.is_some() {
+            order.seq = payload.seq;
+        }
+        self.queue(Event::Balance(payload));
+    }
+
+    /// Emits the pending count of session `session`, computed by `count` in order with the
+    /// other events (and dropped when that session is no longer the announced one).
+    pub(crate) fn pending_changed(&self, session: u64, count: impl FnOnce() -> usize) {
+        let order = self.order();
+        if session != order.session {
+            return;
+        }
+        self.queue(Event::Pending(pending_charges(count(), session)));
+    }
+
+    /// Returns once every event queued so far was emitted.
+    pub(crate) async fn flush(&self) {
+        let (done, flushed) = tokio::sync::oneshot::channel();
+        if self.sender.send(Event::Flush(done)).await.is_ok() {
+            let _ = flushed.await;
+        }
+    }
+
+    /// Emits `points://insufficient`.
+    pub(crate) fn insufficient(&self, payload: InsufficientPoints) {
+        let _order = self.order();
+        self.queue(Event::Insufficient(payload));
+    }
+
+    /// Emits `points://charge-refused` for session `session`, when it is still the announced one.
+    pub(crate) fn charge_refused(&self, session: u64, payload: RefusedCharge) {
+        let order = self.order();
+        if session != order.session {
+            return;
+        }
+        self.queue(Event::Refused(payload));
+    }
+}
+
+fn pending_charges(count: usize, session: u64) -> PendingCharges {
+    PendingCharges {
+        count: u32::try_from(count).unwrap_or(u32::MAX),
+        session,
+    }
+}
+
 fn emit<R: Runtime, T: Serialize + Clone>(app: &AppHandle<R>, event: &str, payload: T) {
     if let Err(error) = app.emit(event, payload) {
         tracing::debug!(event, %error, "could not emit a points event");
     }
 }
 
-/// Emits `points://balance-changed`.
-pub(crate) fn balance_changed<R: Runtime>(app: &AppHandle<R>, payload: BalanceChanged) {
-    emit(app, BALANCE_CHANGED, payload);
+/// Turns the SDK's notifications (charge sync, job flow) into the plugin's events.
+pub(crate) struct Notices<R: Runtime> {
+    pub(crate) app: AppHandle<R>,
 }
 
-/// Emits `points://insufficient`.
-pub(crate) fn insufficient<R: Runtime>(app: &AppHandle<R>, payload: InsufficientPoints) {
-    emit(app, INSUFFICIENT, payload);
+impl<R: Runtime> crate::sync::SyncListener for Notices<R> {
+    fn acknowledged(
+        &self,
+        charge: &crate::journal::PendingCharge,
+        receipt: &crate::models::ChargeReceipt,
+        _first_send: bool,
+    ) {
+        if let Some(points) = crate::points::points_of(&self.app) {
+            points.receipt_acknowledged(charge, receipt);
+        }
+    }
+
+    fn refused(&self, charge: &crate::journal::PendingCharge, refused: &RefusedCharge) {
+        if let Some(points) = crate::points::points_of(&self.app) {
+            if let Some(session) = points.owner_session(charge) {
+                points.events().charge_refused(session, refused.clone());
+            }
+        }
+    }
 }
 
-/// Emits `points://pending-changed`.
-pub(crate) fn pending_changed<R: Runtime>(app: &AppHandle<R>, count: usize, session: u64) {
-    let count = u32::try_from(count).unwrap_or(u32::MAX);
-    emit(app, PENDING_CHANGED, PendingCharges { count, session });
-}
-
-/// Emits `points://session-changed`.
-pub(crate) fn session_changed<R: Runtime>(app: &AppHandle<R>, payload: SessionChanged) {
-    emit(app, SESSION_CHANGED, payload);
-}
-
-/// Emits `points://charge-refused`.
-pub(crate) fn charge_refused<R: Runtime>(app: &AppHandle<R>, payload: RefusedCharge) {
-    emit(app, CHARGE_REFUSED, payload);
+impl<R: Runtime> crate::jobs::JobListener for Notices<R> {
+    fn insufficient(&self, refusal: &InsufficientPoints) {
+        if let Some(points) = crate::points::points_of(&self.app) {
+            points.insufficient(refusal);
+        }
+    }
 }

@@ -44,6 +44,14 @@ pub struct PendingCharge {
     pub account: String,
     /// When the charge was first recorded (seconds since the Unix epoch).
     pub recorded_at: u64,
+    /// The ledger's account of the token the job's price was checked with (contract v1.2), when
+    /// the ledger stated it: the charge is never sent with a token of another ledger account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger_user: Option<String>,
+    /// The price the ledger quoted at the job's pre-check: counted against the balance by the
+    /// next pre-checks on this machine until the charge is acknowledged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<i64>,
 }
 
 impl PendingCharge {
@@ -54,6 +62,8 @@ impl PendingCharge {
             request,
             account: account.to_owned(),
             recorded_at: now_seconds(),
+            ledger_user: None,
+            price: None,
         }
     }
 
@@ -70,14 +80,38 @@ struct StoredCharge {
     #[serde(default)]
     account: Option<String>,
     recorded_at: u64,
+    #[serde(default)]
+    ledger_user: Option<String>,
+    #[serde(default)]
+    price: Option<i64>,
 }
 
-/// A refused charge on disk: the record and the account it belongs to.
+/// A refused charge on disk: the record, the account it belongs to, and what it takes to send
+/// it again.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct StoredRefusal {
     account: String,
     refused: RefusedCharge,
+    #[serde(default)]
+    request: Option<ConsumeRequest>,
+    #[serde(default)]
+    ledger_user: Option<String>,
+    #[serde(default)]
+    price: Option<i64>,
+    /// Where it is on disk (not stored).
+    #[serde(skip)]
+    path: PathBuf,
 }
+
+impl StoredRefusal {
+    fn id(&self) -> (&str, &str) {
+        (&self.account, &self.refused.idempotency_key)
+    }
+}
+
+/// The most refused charges kept on record, all accounts together; past it the oldest record is
+/// deleted (it is also in the log).
+pub const MAX_REFUSED: usize = 500;
 
 struct Entry {
     path: PathBuf,
@@ -93,8 +127,12 @@ pub struct Journal {
     lock_file: fs::File,
     /// Set by [`Journal::close`]: nothing is written any more.
     closed: AtomicBool,
+    /// The pending charges in memory. Held only for map operations, never across file I/O, so
+    /// readers (the UI's pending counts) never wait for an fsync.
     entries: Mutex<BTreeMap<(String, String), Entry>>,
     refused: Mutex<Vec<StoredRefusal>>,
+    /// Serialises the writers (record, remove, refuse), held across their file I/O.
+    writing: Mutex<()>,
     observer: Option<Observer>,
 }
 
@@ -130,6 +168,7 @@ impl Journal {
             closed: AtomicBool::new(false),
             entries: Mutex::new(BTreeMap::new()),
             refused: Mutex::new(load_refusals(&dir.join(REFUSED_DIR))),
+            writing: Mutex::new(()),
             observer: None,
             dir,
         };
@@ -146,6 +185,8 @@ impl Journal {
                         request,
                         account,
                         recorded_at,
+                        ledger_user,
+                        price,
                     }) => match account {
                         Some(account) => {
                             let charge = PendingCharge {
@@ -153,6 +194,8 @@ impl Journal {
                                 request,
                                 account,
                                 recorded_at,
+                                ledger_user,
+                                price,
                             };
                             journal.lock().insert(charge.id(), Entry { path, charge });
                         }
@@ -176,6 +219,8 @@ impl Journal {
                 request,
                 account: String::new(),
                 recorded_at,
+                ledger_user: None,
+                price: None,
             };
             let error = Error::Storage("recorded without an account: sent to no one".into());
             journal.write_refusal(&charge, &error)?;
@@ -218,8 +263,18 @@ impl Journal {
 
     /// The pending charges of `account`, oldest first.
     pub fn pending_of(&self, account: &str) -> Vec<PendingCharge> {
-        let mut charges = self.pending();
-        charges.retain(|charge| charge.account == account);
+        self.pending_where(|charge| charge.account == account)
+    }
+
+    /// The pending charges `belongs` accepts, oldest first.
+    pub fn pending_where(&self, belongs: impl Fn(&PendingCharge) -> bool) -> Vec<PendingCharge> {
+        let mut charges: Vec<PendingCharge> = self
+            .lock()
+            .values()
+            .filter(|entry| belongs(&entry.charge))
+            .map(|entry| entry.charge.clone())
+            .collect();
+        charges.sort_by_key(|charge| charge.recorded_at);
         charges
     }
 
@@ -231,13 +286,36 @@ impl Journal {
             .count()
     }
 
+    /// The number of pending charges `belongs` accepts, and the sum of their quoted prices.
+    pub fn tally_where(&self, belongs: impl Fn(&PendingCharge) -> bool) -> (usize, i64) {
+        self.lock()
+            .values()
+            .filter(|entry| belongs(&entry.charge))
+            .fold((0, 0), |(count, sum), entry| {
+                let price = entry.charge.price.unwrap_or(0).max(0);
+                (count + 1, sum.saturating_add(price))
+            })
+    }
+
+    /// Whether the charge of `account` under `key` is still pending.
+    pub fn contains(&self, account: &str, key: &str) -> bool {
+        self.lock()
+            .contains_key(&(account.to_owned(), key.to_owned()))
+    }
+
     /// The charges of `account` the ledger refused for good, oldest first.
     pub fn refused_of(&self, account: &str) -> Vec<RefusedCharge> {
-        self.refused
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+        self.refused_where(|owner, _| owner == account)
+    }
+
+    /// The refused charges whose (account, ledger account) `belongs` accepts, oldest first.
+    pub fn refused_where(
+        &self,
+        belongs: impl Fn(&str, Option<&str>) -> bool,
+    ) -> Vec<RefusedCharge> {
+        self.refusals()
             .iter()
-            .filter(|stored| stored.account == account)
+            .filter(|stored| belongs(&stored.account, stored.ledger_user.as_deref()))
             .map(|stored| stored.refused.clone())
             .collect()
     }
@@ -249,12 +327,12 @@ impl Journal {
         if charge.account.is_empty() {
             return Err(Error::Unauthorized);
         }
-        if self.closed.load(Ordering::SeqCst) {
-            return Err(Error::Storage("the journal is closed".into()));
-        }
         {
-            let mut entries = self.lock();
-            if let Some(existing) = entries.get(&charge.id()) {
+            let _writing = self.writer();
+            if self.closed.load(Ordering::SeqCst) {
+                return Err(Error::Storage("the journal is closed".into()));
+            }
+            if let Some(existing) = self.lock().get(&charge.id()) {
                 return if existing.charge.request == charge.request {
                     Ok(())
                 } else {
@@ -268,7 +346,7 @@ impl Journal {
             let bytes = serde_json::to_vec_pretty(charge)
                 .map_err(|error| Error::Storage(error.to_string()))?;
             write_atomically(&path, &bytes).map_err(storage)?;
-            entries.insert(
+            self.lock().insert(
                 charge.id(),
                 Entry {
                     path,
@@ -286,23 +364,28 @@ impl Journal {
         let _ = self.lock_file.unlock();
     }
 
+    /// Whether [`Journal::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
     /// Forgets the charge of `account` made with `key` (acknowledged by the ledger).
     pub fn remove(&self, account: &str, key: &str) -> Result<()> {
-        if self.closed.load(Ordering::SeqCst) {
-            // Another instance may own the files now; it will find the charge acknowledged.
-            return Ok(());
-        }
         {
-            let mut entries = self.lock();
+            let _writing = self.writer();
+            if self.closed.load(Ordering::SeqCst) {
+                // Another instance may own the files now; it will find the charge acknowledged.
+                return Ok(());
+            }
             let id = (account.to_owned(), key.to_owned());
-            let Some(entry) = entries.remove(&id) else {
+            let Some(entry) = self.lock().remove(&id) else {
                 return Ok(());
             };
             match fs::remove_file(&entry.path) {
                 Ok(()) => {}
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
                 Err(error) => {
-                    entries.insert(id, entry);
+                    self.lock().insert(id, entry);
                     return Err(storage(error));
                 }
             }
@@ -313,26 +396,120 @@ impl Journal {
     }
 
     /// Moves a charge the ledger refused for good from the pending charges to the refused record.
-    pub fn refuse(&self, charge: &PendingCharge, error: &Error) -> Result<RefusedCharge> {
+    /// A charge already on record is not recorded again: `None` then.
+    pub fn refuse(&self, charge: &PendingCharge, error: &Error) -> Result<Option<RefusedCharge>> {
         let refused = self.write_refusal(charge, error)?;
         self.remove(&charge.account, &charge.idempotency_key)?;
         Ok(refused)
     }
 
-    fn write_refusal(&self, charge: &PendingCharge, error: &Error) -> Result<RefusedCharge> {
+    /// Records the refusal of a charge that was never pending (a different charge under a key
+    /// already pending, a journal that could not be written): kept in memory when the disk
+    /// refuses it. `None` when this charge is already on record.
+    pub fn record_refusal(&self, charge: &PendingCharge, error: &Error) -> Option<RefusedCharge> {
+        match self.write_refusal(charge, error) {
+            Ok(refused) => refused,
+            Err(storage_error) => {
+                tracing::error!(%storage_error, "a refused charge is kept in memory only");
+                let stored = refusal_of(charge, error);
+                let refused = stored.refused.clone();
+                let mut refusals = self.refusals();
+                if refusals.iter().any(|known| known.id() == stored.id()) {
+                    return None;
+                }
+                refusals.push(stored);
+                Some(refused)
+            }
+        }
+    }
+
+    /// Moves the refused charge under `key` whose account `belongs` accepts back to the pending
+    /// charges (the user asked to send it again). `Ok(None)` when there is no such record;
+    /// [`Error::InvalidArgument`] when an older version recorded it without its body.
+    pub fn retry_refused(
+        &self,
+        key: &str,
+        belongs: impl Fn(&str, Option<&str>) -> bool,
+    ) -> Result<Option<PendingCharge>> {
+        let Some(stored) = self.find_refusal(key, &belongs) else {
+            return Ok(None);
+        };
+        let Some(request) = stored.request.clone() else {
+            return Err(Error::invalid_argument(
+                "idempotencyKey",
+                "this refused charge was recorded without its request and cannot be sent again",
+            ));
+        };
+        let charge = PendingCharge {
+            idempotency_key: stored.refused.idempotency_key.clone(),
+            request,
+            account: stored.account.clone(),
+            recorded_at: stored.refused.recorded_at,
+            ledger_user: stored.ledger_user.clone(),
+            price: stored.price,
+        };
+        self.record(&charge)?;
+        self.delete_refusal(&stored)?;
+        Ok(Some(charge))
+    }
+
+    /// Deletes the refused charge under `key` whose account `belongs` accepts from the record
+    /// (the user has seen it). Whether there was one.
+    pub fn dismiss_refused(
+        &self,
+        key: &str,
+        belongs: impl Fn(&str, Option<&str>) -> bool,
+    ) -> Result<bool> {
+        match self.find_refusal(key, &belongs) {
+            Some(stored) => self.delete_refusal(&stored).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    fn find_refusal(
+        &self,
+        key: &str,
+        belongs: &impl Fn(&str, Option<&str>) -> bool,
+    ) -> Option<StoredRefusal> {
+        self.refusals()
+            .iter()
+            .find(|stored| {
+                stored.refused.idempotency_key == key
+                    && belongs(&stored.account, stored.ledger_user.as_deref())
+            })
+            .cloned()
+    }
+
+    fn delete_refusal(&self, stored: &StoredRefusal) -> Result<()> {
+        let _writing = self.writer();
+        if !stored.path.as_os_str().is_empty() {
+            match fs::remove_file(&stored.path) {
+                Ok(()) => sync_dir(&self.dir.join(REFUSED_DIR)),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => return Err(storage(error)),
+            }
+        }
+        self.refusals().retain(|known| known.id() != stored.id());
+        Ok(())
+    }
+
+    fn write_refusal(
+        &self,
+        charge: &PendingCharge,
+        error: &Error,
+    ) -> Result<Option<RefusedCharge>> {
+        let _writing = self.writer();
         if self.closed.load(Ordering::SeqCst) {
             return Err(Error::Storage("the journal is closed".into()));
         }
-        let stored = StoredRefusal {
-            account: charge.account.clone(),
-            refused: RefusedCharge {
-                idempotency_key: charge.idempotency_key.clone(),
-                service: charge.request.service.clone(),
-                recorded_at: charge.recorded_at,
-                refused_at: now_seconds(),
-                error: error.to_points_error(),
-            },
-        };
+        let mut stored = refusal_of(charge, error);
+        if self
+            .refusals()
+            .iter()
+            .any(|known| known.id() == stored.id())
+        {
+            return Ok(None);
+        }
         let bytes =
             serde_json::to_vec_pretty(&stored).map_err(|e| Error::Storage(e.to_string()))?;
         let path = self
@@ -340,12 +517,32 @@ impl Journal {
             .join(REFUSED_DIR)
             .join(format!("{}.json", uuid::Uuid::new_v4()));
         write_atomically(&path, &bytes).map_err(storage)?;
+        stored.path = path;
         let refused = stored.refused.clone();
+        let evicted = {
+            let mut refusals = self.refusals();
+            refusals.push(stored);
+            let excess = refusals.len().saturating_sub(MAX_REFUSED);
+            refusals.drain(..excess).collect::<Vec<_>>()
+        };
+        for old in evicted {
+            tracing::warn!(key = %old.refused.idempotency_key, service = %old.refused.service,
+                "the refused-charges record is full: its oldest entry is deleted");
+            let _ = fs::remove_file(&old.path);
+        }
+        Ok(Some(refused))
+    }
+
+    fn refusals(&self) -> std::sync::MutexGuard<'_, Vec<StoredRefusal>> {
         self.refused
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
-            .push(stored);
-        Ok(refused)
+    }
+
+    fn writer(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.writing
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, String), Entry>> {
@@ -370,18 +567,21 @@ impl std::fmt::Debug for Journal {
     }
 }
 
-/// Whether the ledger's answer proves this charge can never be applied, so keeping it would only
-/// send it forever: an unknown service, a bad duration or key, a malformed request (400) or a
-/// key already used for a different charge (422). Everything else (unreachable, 5xx, 401, 402,
-/// an undecodable answer) may succeed later and is kept.
-pub fn proves_never_applicable(error: &Error) -> bool {
-    match error {
-        Error::UnknownService { .. }
-        | Error::InvalidDuration
-        | Error::InvalidArgument { .. }
-        | Error::NotChargeableHere { .. } => true,
-        Error::Backend { status, .. } => *status == 400 || *status == 422,
-        _ => false,
+/// The refusal record of `charge`, refused now with `error`.
+fn refusal_of(charge: &PendingCharge, error: &Error) -> StoredRefusal {
+    StoredRefusal {
+        account: charge.account.clone(),
+        refused: RefusedCharge {
+            idempotency_key: charge.idempotency_key.clone(),
+            service: charge.request.service.clone(),
+            recorded_at: charge.recorded_at,
+            refused_at: now_seconds(),
+            error: error.to_points_error(),
+        },
+        request: Some(charge.request.clone()),
+        ledger_user: charge.ledger_user.clone(),
+        price: charge.price,
+        path: PathBuf::new(),
     }
 }
 
@@ -391,7 +591,11 @@ fn load_refusals(dir: &Path) -> Vec<StoredRefusal> {
         .flatten()
         .filter_map(|entry| entry.ok().map(|entry| entry.path()))
         .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
-        .filter_map(|path| read_json(&path).ok())
+        .filter_map(|path| {
+            let mut stored: StoredRefusal = read_json(&path).ok()?;
+            stored.path = path;
+            Some(stored)
+        })
         .collect();
     refusals.sort_by_key(|stored| stored.refused.refused_at);
     refusals
@@ -555,9 +759,14 @@ mod tests {
                 code: Some("idempotency_conflict".into()),
                 message: "reused".into(),
             };
-            let refused = journal.refuse(&pending, &error).unwrap();
+            let refused = journal.refuse(&pending, &error).unwrap().unwrap();
             assert_eq!(refused.error.clone(), error.to_points_error());
             assert!(journal.is_empty());
+            assert_eq!(
+                journal.record_refusal(&pending, &error),
+                None,
+                "one record per charge"
+            );
         }
         let journal = Journal::open(dir.path()).unwrap();
         assert_eq!(journal.refused_of("sub:a").len(), 1);
@@ -576,40 +785,5 @@ mod tests {
         journal.remove("sub:a", "k").unwrap();
         journal.remove("sub:a", "k").unwrap();
         assert_eq!(*seen.lock().unwrap(), [1, 0]);
-    }
-
-    #[test]
-    fn only_answers_that_prove_impossibility_drop_a_charge() {
-        assert!(proves_never_applicable(&Error::UnknownService {
-            service: "x".into()
-        }));
-        assert!(proves_never_applicable(&Error::Backend {
-            status: 422,
-            code: Some("idempotency_conflict".into()),
-            message: String::new()
-        }));
-        for kept in [
-            Error::Network("reset".into()),
-            Error::Timeout,
-            Error::Unauthorized,
-            Error::Protocol("eof".into()),
-            Error::InsufficientPoints {
-                service: None,
-                required: None,
-                balance: None,
-            },
-            Error::Backend {
-                status: 503,
-                code: None,
-                message: String::new(),
-            },
-            Error::Backend {
-                status: 404,
-                code: None,
-                message: String::new(),
-            },
-        ] {
-            assert!(!proves_never_applicable(&kept), "{kept:?}");
-        }
     }
 }

@@ -16,9 +16,11 @@ mod commands;
 pub mod config;
 mod error;
 pub mod events;
+pub mod jobs;
 pub mod journal;
 pub mod models;
 mod points;
+pub mod policy;
 pub mod session;
 pub mod sync;
 
@@ -34,10 +36,14 @@ use tauri::{
 pub use client::{LedgerClient, RetryPolicy, SessionToken, TokenProvider};
 pub use config::Config;
 pub use error::{Error, PointsError, Result};
+pub use jobs::{Charged, JobSpec, Jobs};
 pub use models::{ChargeOutcome, DesktopService};
-pub use points::{Charged, ChargedJob, Points};
+pub use points::{ChargedJob, Points};
 pub use session::{Session, Sessions};
 pub use sync::{ChargeSync, SyncPolicy};
+
+/// How long jobs past their pre-check may run on at exit to journal their charge, by default.
+pub const DEFAULT_EXIT_GRACE: Duration = Duration::from_secs(10);
 
 /// The name of the journal directory inside the app's data directory.
 const JOURNAL_DIR_NAME: &str = "points-journal";
@@ -52,6 +58,7 @@ pub struct Builder {
     tokens: Option<Arc<dyn TokenProvider>>,
     journal_dir: Option<PathBuf>,
     sync: Option<SyncPolicy>,
+    exit_grace: Option<Duration>,
 }
 
 impl Builder {
@@ -105,6 +112,13 @@ impl Builder {
         self
     }
 
+    /// How long jobs already past their pre-check may run on when the app is asked to exit, to
+    /// finish and journal their charge (default 10 s). The exit waits for them, then proceeds.
+    pub fn exit_grace(mut self, grace: Duration) -> Self {
+        self.exit_grace = Some(grace);
+        self
+    }
+
     /// Builds the plugin.
     pub fn build<R: Runtime>(self) -> TauriPlugin<R, Option<Config>> {
         PluginBuilder::<R, Option<Config>>::new("points")
@@ -119,6 +133,8 @@ impl Builder {
                 commands::clear_session_token,
                 commands::get_pending,
                 commands::sync_pending,
+                commands::retry_refused,
+                commands::dismiss_refused,
             ])
             .setup(move |app, api| {
                 let config = api.config().clone().unwrap_or_default();
@@ -128,12 +144,30 @@ impl Builder {
                 tauri::async_runtime::spawn(sync.run());
                 Ok(())
             })
-            .on_event(|app, event| {
-                if let tauri::RunEvent::Exit = event {
+            .on_event(|app, event| match event {
+                tauri::RunEvent::ExitRequested { api, code, .. } => {
+                    let Some(points) = app.try_state::<Points<R>>() else {
+                        return;
+                    };
+                    let jobs = points.jobs();
+                    if jobs.running() > 0 && !jobs.is_closing() {
+                        // Jobs past their pre-check finish and journal their charge first.
+                        api.prevent_exit();
+                        let points = points.inner().clone();
+                        let app = app.clone();
+                        let code = code.unwrap_or(0);
+                        tauri::async_runtime::spawn(async move {
+                            points.shutdown_gracefully().await;
+                            app.exit(code);
+                        });
+                    }
+                }
+                tauri::RunEvent::Exit => {
                     if let Some(points) = app.try_state::<Points<R>>() {
                         points.shutdown();
                     }
                 }
+                _ => {}
             })
             .build()
     }
@@ -175,46 +209,53 @@ impl Builder {
             Some(dir) => dir,
             None => app.path().app_data_dir()?.join(JOURNAL_DIR_NAME),
         };
+        let events = Arc::new(events::EventQueue::start(app.clone()));
         let journal = Arc::new(journal::Journal::open(journal_dir)?.with_observer({
-            let app = app.clone();
+            let events = events.clone();
             let sessions = sessions.clone();
             move |journal: &journal::Journal| {
-                let generation = sessions.generation();
-                let count = sessions
-                    .current()
-                    .map_or(0, |session| journal.count_of(session.account()));
-                events::pending_changed(&app, count, generation);
+                let (session, generation) = sessions.snapshot();
+                events.pending_changed(generation, || owned_count(journal, session.as_ref()));
             }
         }));
+        let notices = Arc::new(events::Notices { app: app.clone() });
         let sync = ChargeSync::new(
             client.clone(),
             journal.clone(),
             sessions.clone(),
             self.sync.unwrap_or_default(),
-            Arc::new(points::EventsListener { app: app.clone() }),
+            notices.clone(),
         );
         sessions.observe({
-            let app = app.clone();
+            let events = events.clone();
             let sync = sync.clone();
             let journal = Arc::downgrade(&journal);
             move |session, generation| {
-                events::session_changed(
-                    &app,
-                    models::SessionChanged {
-                        signed_in: session.is_some(),
-                        session: generation,
-                    },
-                );
-                let count = match (session, journal.upgrade()) {
-                    (Some(session), Some(journal)) => journal.count_of(session.account()),
-                    _ => 0,
-                };
-                events::pending_changed(&app, count, generation);
+                let count = journal
+                    .upgrade()
+                    .map_or(0, |journal| owned_count(&journal, session));
+                events.session_changed(generation, session.is_some(), count);
                 sync.wake();
             }
         });
-        Ok(Points::new(app, client, sessions, sync))
+        let jobs = Jobs::new(client.clone(), sync, notices);
+        Ok(Points::new(
+            app,
+            client,
+            jobs,
+            events,
+            self.exit_grace.unwrap_or(DEFAULT_EXIT_GRACE),
+        ))
     }
+}
+
+/// The number of `session`'s pending charges (0 while signed out).
+fn owned_count(journal: &journal::Journal, session: Option<&Session>) -> usize {
+    session.map_or(0, |session| {
+        journal
+            .tally_where(|charge| session.owns(&charge.account, charge.ledger_user.as_deref()))
+            .0
+    })
 }
 
 /// Builds the plugin with the configuration from `tauri.conf.json > plugins.points`.

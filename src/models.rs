@@ -319,6 +319,9 @@ pub struct PendingStatus {
     pub signed_in: bool,
     /// The session this answer belongs to.
     pub session: u64,
+    /// Charges pending on this machine for other accounts than the signed-in one: sent when
+    /// their account signs in again.
+    pub other_accounts: u32,
 }
 
 /// A charge the ledger refused for good; kept on record, and announced by

@@ -1,31 +1,27 @@
-//! `Points<R>`: the plugin's state, reached with `app.points()`. It owns the ledger client, the
-//! session, the charge sync (journal + sender), runs the charge-a-job flow, and emits the
-//! plugin's events.
+//! `Points<R>`: the plugin's state, reached with `app.points()`. It holds the SDK's parts (the
+//! ledger client, the sessions, the charge sync and the job runner) and adds what only the app
+//! knows: windows, and the events of [`crate::events`].
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::Duration;
 
 use tauri::{AppHandle, Manager, Runtime};
 
-use crate::client::{ConsumeRequest, IdempotencyKey, LedgerClient};
+use crate::client::{IdempotencyKey, LedgerClient};
+use crate::events::EventQueue;
+use crate::jobs::{JobSpec, Jobs};
+use crate::journal::PendingCharge;
 use crate::models::{
     BalanceChanged, Batch, ChargeOutcome, ChargeReceipt, CostCheck, DesktopService,
-    InsufficientPoints, PendingStatus, PointBalance, PriceList, RefusedCharge, TransactionPage,
+    InsufficientPoints, PendingStatus, PointBalance, PriceList, TransactionPage,
 };
 use crate::session::{Session, Sessions};
-use crate::sync::{ChargeSync, SyncListener};
-use crate::{events, Error, Result};
+use crate::sync::ChargeSync;
+use crate::{Error, Result};
 
-/// The outcome of [`Points::run_charged`]: the job's output, and what became of its charge.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Charged<T> {
-    /// What the job returned.
-    pub output: T,
-    /// Acknowledged (with the ledger's receipt), pending (journaled; the plugin sends it again
-    /// by itself), or refused for good (with the ledger's error).
-    pub charge: ChargeOutcome,
-}
+pub use crate::jobs::Charged;
 
 /// The plugin's state. Cheap to clone.
 pub struct Points<R: Runtime> {
@@ -36,12 +32,13 @@ struct Shared<R: Runtime> {
     app: AppHandle<R>,
     client: LedgerClient,
     sessions: Arc<Sessions>,
-    sync: ChargeSync,
+    jobs: Jobs,
+    events: Arc<EventQueue>,
+    /// How long jobs past their pre-check may run on at exit to journal their charge.
+    exit_grace: Duration,
     /// Counts the receipts that moved the balance: a fetch that overlapped one may predate it
     /// (the rule used when the ledger sends no `seq`).
     balance_moves: AtomicU64,
-    /// The session and `seq` of the last balance emitted: an older figure is never emitted.
-    last_emitted: Mutex<(u64, Option<i64>)>,
 }
 
 impl<R: Runtime> Clone for Points<R> {
@@ -56,29 +53,43 @@ impl<R: Runtime> Points<R> {
     pub(crate) fn new(
         app: AppHandle<R>,
         client: LedgerClient,
-        sessions: Arc<Sessions>,
-        sync: ChargeSync,
+        jobs: Jobs,
+        events: Arc<EventQueue>,
+        exit_grace: Duration,
     ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 app,
                 client,
-                sessions,
-                sync,
+                sessions: jobs.sync().sessions().clone(),
+                jobs,
+                events,
+                exit_grace,
                 balance_moves: AtomicU64::new(0),
-                last_emitted: Mutex::new((0, None)),
             }),
         }
     }
 
-    /// The ledger client (signed in as the current session), for calls the plugin does not wrap.
+    /// The ledger client, for calls the plugin does not wrap. It reads the session's token once
+    /// per call (every retry of a call goes out for the same account); for a series of calls in
+    /// one session, take [`LedgerClient::as_token`] of [`Points::session`]'s token.
     pub fn client(&self) -> &LedgerClient {
         &self.shared.client
     }
 
     /// The charge sender and background sync.
     pub fn sync(&self) -> &ChargeSync {
-        &self.shared.sync
+        self.shared.jobs.sync()
+    }
+
+    /// The job runner (the flow behind [`Points::job`] and the webview's `charge`).
+    pub fn jobs(&self) -> &Jobs {
+        &self.shared.jobs
+    }
+
+    /// The session now, or [`Error::Unauthorized`].
+    pub fn session(&self) -> Result<Session> {
+        self.shared.sessions.current().ok_or(Error::Unauthorized)
     }
 
     /// Signs in with `token`; its account is the JWT `sub` claim, else a hash of the token (use
@@ -90,11 +101,11 @@ impl<R: Runtime> Points<R> {
     }
 
     /// Signs in with `token`, belonging to the host's account `account_id` when given (stable
-    /// across sign-ins: pending charges are bound to it).
+    /// across sign-ins: pending charges are bound to it when the token is not a JWT).
     pub fn sign_in(&self, token: impl Into<String>, account_id: Option<String>) -> Result<()> {
         let session = Session::new(token, account_id)?;
         self.shared.sessions.sign_in(session);
-        self.shared.sync.wake();
+        self.sync().wake();
         Ok(())
     }
 
@@ -107,15 +118,22 @@ impl<R: Runtime> Points<R> {
     /// Goes back to the `TokenProvider` given to the builder, after a sign-out.
     pub fn follow_token_provider(&self) {
         self.shared.sessions.follow_provider();
-        self.shared.sync.wake();
+        self.sync().wake();
     }
 
-    /// Stops the background sync and releases the journal; called when the app exits.
+    /// Stops the background sync and releases the journal at once; called when the app exits.
+    /// [`Points::shutdown_gracefully`] lets running jobs journal their charge first.
     pub fn shutdown(&self) {
-        self.shared.sync.shutdown();
+        self.sync().shutdown();
     }
 
-    /// The balance summary; emits `points://balance-changed` with the details.
+    /// Stops new jobs, lets the running ones finish and journal their charge (up to the
+    /// builder's exit grace), then stops the sync and releases the journal.
+    pub async fn shutdown_gracefully(&self) -> bool {
+        self.shared.jobs.shutdown(self.shared.exit_grace).await
+    }
+
+    /// The balance summary of the session now; emits `points://balance-changed` with it.
     ///
     /// Without a `seq` from the ledger, a charge acknowledged while the fetch was under way may
     /// be missing from its answer: such a fetch is made once more, and its details are emitted
@@ -127,7 +145,9 @@ impl<R: Runtime> Points<R> {
         let mut fetches = 0;
         let (balance, overlapped) = loop {
             let moves = self.shared.balance_moves.load(Ordering::SeqCst);
-            let balance = self.observe(client.balance().await, None)?;
+            let stated = self.observe(client.balance_stated().await, None)?;
+            session.learn_ledger_user(stated.user_id.as_deref());
+            let balance = stated.value;
             fetches += 1;
             let overlapped =
                 balance.seq.is_none() && self.shared.balance_moves.load(Ordering::SeqCst) != moves;
@@ -136,15 +156,12 @@ impl<R: Runtime> Points<R> {
             }
         };
         if !overlapped {
-            self.emit_balance(
-                generation,
-                BalanceChanged {
-                    balance: balance.balance,
-                    details: Some(balance.clone()),
-                    seq: balance.seq,
-                    session: generation,
-                },
-            );
+            self.shared.events.balance_changed(BalanceChanged {
+                balance: balance.balance,
+                details: Some(balance.clone()),
+                seq: balance.seq,
+                session: generation,
+            });
         }
         Ok(balance)
     }
@@ -161,19 +178,27 @@ impl<R: Runtime> Points<R> {
         duration: Option<f64>,
         window: Option<&str>,
     ) -> Result<CostCheck> {
-        let result = self.shared.client.cost(service, duration).await;
-        self.observe(result, window)
+        let session = self.session()?;
+        let client = self.shared.client.as_token(session.token());
+        let stated = self.observe(client.cost_stated(service, duration).await, window)?;
+        session.learn_ledger_user(stated.user_id.as_deref());
+        Ok(stated.value)
     }
 
-    /// Charges one use of a desktop service, never with debt: too few points fail with
-    /// [`Error::InsufficientPoints`] and nothing is written. Without a key, a random one is used.
-    /// Not journaled: the caller sees any failure and may retry with the same key.
+    /// Charges one use of a desktop service now, never with debt, as a job with no work: the
+    /// price is pre-checked (and what this machine already owes counted), the charge journaled
+    /// before it is sent, and sent under `idempotency_key` (a random one when `None`: give one
+    /// per user action, so that a retry of the action is never a second charge).
+    ///
+    /// Too few points fail with [`Error::InsufficientPoints`] and nothing is charged. A lost
+    /// answer, a timeout or a 5xx after the send is [`ChargeOutcome::Pending`]: the background
+    /// sync sends it again under the same key. The same key again while pending is `Pending`.
     pub async fn charge(
         &self,
         service: DesktopService,
         idempotency_key: Option<IdempotencyKey>,
         reference: Option<String>,
-    ) -> Result<ChargeReceipt> {
+    ) -> Result<ChargeOutcome> {
         self.charge_in(service, idempotency_key, reference, None)
             .await
     }
@@ -184,17 +209,15 @@ impl<R: Runtime> Points<R> {
         idempotency_key: Option<IdempotencyKey>,
         reference: Option<String>,
         window: Option<&str>,
-    ) -> Result<ChargeReceipt> {
-        let session = self.session()?;
-        let key = idempotency_key.unwrap_or_else(IdempotencyKey::random);
-        let request = ConsumeRequest {
-            reference,
-            ..ConsumeRequest::new(service.as_str())
-        };
-        let client = self.shared.client.as_token(session.token());
-        let receipt = self.observe(client.consume(&request, &key).await, window)?;
-        self.receipt_acknowledged(session.account(), &receipt);
-        Ok(receipt)
+    ) -> Result<ChargeOutcome> {
+        let mut spec = JobSpec::new(
+            service.as_str(),
+            idempotency_key.unwrap_or_else(IdempotencyKey::random),
+        );
+        spec.allow_debt = false;
+        spec.reference = reference;
+        spec.window = window.map(str::to_owned);
+        self.shared.jobs.charge(spec).await
     }
 
     /// A job that costs `service`, to configure and [`ChargedJob::run`].
@@ -227,21 +250,24 @@ impl<R: Runtime> Points<R> {
 
     /// The price table.
     pub async fn prices(&self) -> Result<PriceList> {
-        self.observe(self.shared.client.prices().await, None)
+        let client = self.shared.client.as_token(self.session()?.token());
+        self.observe(client.prices().await, None)
     }
 
-    /// A page of history, newest first.
+    /// A page of history of the session now, newest first.
     pub async fn transactions(
         &self,
         limit: Option<u32>,
         before: Option<&str>,
     ) -> Result<TransactionPage> {
-        self.observe(self.shared.client.transactions(limit, before).await, None)
+        let client = self.shared.client.as_token(self.session()?.token());
+        self.observe(client.transactions(limit, before).await, None)
     }
 
-    /// Live recharge batches, soonest expiry first.
+    /// Live recharge batches of the session now, soonest expiry first.
     pub async fn batches(&self) -> Result<Vec<Batch>> {
-        self.observe(self.shared.client.batches().await, None)
+        let client = self.shared.client.as_token(self.session()?.token());
+        self.observe(client.batches().await, None)
     }
 
     /// Charges of the signed-in account made but not yet acknowledged by the ledger (0 while
@@ -250,9 +276,10 @@ impl<R: Runtime> Points<R> {
         self.pending().count as usize
     }
 
-    /// The signed-in account's pending and refused charges.
+    /// The signed-in account's pending and refused charges, and how many wait for others.
     pub fn pending(&self) -> PendingStatus {
         let (current, session) = self.shared.sessions.snapshot();
+        let journal = self.sync().journal();
         let Some(current) = current else {
             return PendingStatus {
                 count: 0,
@@ -260,42 +287,75 @@ impl<R: Runtime> Points<R> {
                 refused: Vec::new(),
                 signed_in: false,
                 session,
+                other_accounts: count(journal.len()),
             };
         };
-        let journal = self.shared.sync.journal();
-        let pending = journal.pending_of(current.account());
+        let owns =
+            |charge: &PendingCharge| current.owns(&charge.account, charge.ledger_user.as_deref());
+        let pending = journal.pending_where(owns);
+        let (all, _) = journal.tally_where(|_| true);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|since| since.as_secs())
             .unwrap_or_default();
         PendingStatus {
-            count: u32::try_from(pending.len()).unwrap_or(u32::MAX),
+            count: count(pending.len()),
             oldest_age_seconds: pending
                 .first()
                 .map(|oldest| now.saturating_sub(oldest.recorded_at)),
-            refused: journal.refused_of(current.account()),
+            refused: journal.refused_where(|account, user| current.owns(account, user)),
             signed_in: true,
             session,
+            other_accounts: count(all.saturating_sub(pending.len())),
         }
     }
 
     /// Sends the pending charges now (after a pass under way, if any) and reports what is left.
     pub async fn sync_pending(&self) -> PendingStatus {
-        self.shared.sync.sync_now().await;
+        self.sync().sync_now().await;
         self.pending()
     }
 
-    /// The current session, or [`Error::Unauthorized`].
-    fn session(&self) -> Result<Session> {
-        self.shared.sessions.current().ok_or(Error::Unauthorized)
+    /// Moves the signed-in account's refused charge under `idempotency_key` back to the pending
+    /// charges and asks the sync to send it now.
+    pub async fn retry_refused(&self, idempotency_key: &str) -> Result<PendingStatus> {
+        let session = self.session()?;
+        let journal = self.sync().journal().clone();
+        let key = idempotency_key.to_owned();
+        let moved = crate::sync::blocking(move || {
+            journal.retry_refused(&key, |account, user| session.owns(account, user))
+        })
+        .await?;
+        if moved.is_none() {
+            return Err(Error::invalid_argument(
+                "idempotencyKey",
+                "no refused charge of the signed-in account has this key",
+            ));
+        }
+        self.sync().wake();
+        Ok(self.pending())
     }
 
-    /// A receipt of `account` moved the balance: emits it when that account is signed in.
-    fn receipt_acknowledged(&self, account: &str, receipt: &ChargeReceipt) {
+    /// Removes the signed-in account's refused charge under `idempotency_key` from the record.
+    pub async fn dismiss_refused(&self, idempotency_key: &str) -> Result<PendingStatus> {
+        let session = self.session()?;
+        let journal = self.sync().journal().clone();
+        let key = idempotency_key.to_owned();
+        crate::sync::blocking(move || {
+            journal.dismiss_refused(&key, |account, user| session.owns(account, user))
+        })
+        .await?;
+        Ok(self.pending())
+    }
+
+    /// A receipt of `charge` moved the balance: emits it when the charge's account is signed in.
+    pub(crate) fn receipt_acknowledged(&self, charge: &PendingCharge, receipt: &ChargeReceipt) {
         self.shared.balance_moves.fetch_add(1, Ordering::SeqCst);
-        let generation = self.shared.sessions.generation();
-        let current = self.shared.sessions.current();
-        if current.as_ref().map(Session::account) != Some(account) {
+        let (current, generation) = self.shared.sessions.snapshot();
+        let owned = current
+            .as_ref()
+            .is_some_and(|session| session.owns(&charge.account, charge.ledger_user.as_deref()));
+        if !owned {
             return;
         }
         if receipt.replayed {
@@ -306,47 +366,25 @@ impl<R: Runtime> Points<R> {
             });
             return;
         }
-        self.emit_balance(
-            generation,
-            BalanceChanged {
-                balance: receipt.balance,
-                details: None,
-                seq: receipt.seq,
-                session: generation,
-            },
-        );
+        self.shared.events.balance_changed(BalanceChanged {
+            balance: receipt.balance,
+            details: None,
+            seq: receipt.seq,
+            session: generation,
+        });
     }
 
-    /// Emits a balance of session `generation`, unless the session changed since or a newer
-    /// figure (higher `seq`) was already emitted.
-    fn emit_balance(&self, generation: u64, payload: BalanceChanged) {
-        {
-            let mut last = self
-                .shared
-                .last_emitted
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if generation != self.shared.sessions.generation() {
-                return;
-            }
-            if last.0 != generation {
-                *last = (generation, None);
-            }
-            if let (Some(seq), Some(newest)) = (payload.seq, last.1) {
-                if seq < newest {
-                    return;
-                }
-            }
-            if payload.seq.is_some() {
-                last.1 = payload.seq;
-            }
-        }
-        events::balance_changed(&self.shared.app, payload);
+    /// Whether the session now owns `charge`, and its number.
+    pub(crate) fn owner_session(&self, charge: &PendingCharge) -> Option<u64> {
+        let (current, generation) = self.shared.sessions.snapshot();
+        current
+            .is_some_and(|session| session.owns(&charge.account, charge.ledger_user.as_deref()))
+            .then_some(generation)
     }
 
     /// The label of the window a refusal belongs to: `given`, else the focused window, else the
     /// first window by label.
-    fn refusal_window(&self, given: Option<&str>) -> Option<String> {
+    pub(crate) fn refusal_window(&self, given: Option<&str>) -> Option<String> {
         if let Some(label) = given {
             return Some(label.to_owned());
         }
@@ -358,28 +396,48 @@ impl<R: Runtime> Points<R> {
             .or_else(|| windows.keys().min().cloned())
     }
 
+    /// Emits `points://insufficient` for `refusal`, naming its window (or the default one).
+    pub(crate) fn insufficient(&self, refusal: &InsufficientPoints) {
+        self.shared.events.insufficient(InsufficientPoints {
+            window: self.refusal_window(refusal.window.as_deref()),
+            ..refusal.clone()
+        });
+    }
+
+    /// Returns once every event decided so far has been emitted to the windows (events leave
+    /// through one ordered queue).
+    pub async fn flush_events(&self) {
+        self.shared.events.flush().await;
+    }
+
+    /// The events queue.
+    pub(crate) fn events(&self) -> &EventQueue {
+        &self.shared.events
+    }
+
     /// Emits `points://insufficient` (for `window`) on an insufficient-points error, tells the
     /// sync on success that the ledger is reachable, and passes `result` on.
     fn observe<T>(&self, result: Result<T>, window: Option<&str>) -> Result<T> {
         match &result {
-            Ok(_) => self.shared.sync.ledger_reachable(),
+            Ok(_) => self.sync().ledger_reachable(),
             Err(Error::InsufficientPoints {
                 service,
                 required,
                 balance,
-            }) => events::insufficient(
-                &self.shared.app,
-                InsufficientPoints {
-                    service: service.clone(),
-                    required: *required,
-                    balance: *balance,
-                    window: self.refusal_window(window),
-                },
-            ),
+            }) => self.insufficient(&InsufficientPoints {
+                service: service.clone(),
+                required: *required,
+                balance: *balance,
+                window: window.map(str::to_owned),
+            }),
             Err(_) => {}
         }
         result
     }
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// A job that costs a desktop service: [`Points::job`], then [`ChargedJob::run`].
@@ -406,7 +464,8 @@ impl<R: Runtime> ChargedJob<'_, R> {
         self
     }
 
-    /// Runs the job: captures the session, pre-checks the price (too few points fail with
+    /// Runs the job (see [`crate::jobs`]): captures the session, pre-checks the price counting
+    /// this machine's running jobs and pending charges of the account (too few points fail with
     /// [`Error::InsufficientPoints`] and `points://insufficient` before the work starts; no
     /// session fails with [`Error::Unauthorized`]), runs `work`, and only if it succeeds charges
     /// it with debt allowed, to the account captured at the start, under one idempotency key
@@ -417,60 +476,18 @@ impl<R: Runtime> ChargedJob<'_, R> {
         Fut: Future<Output = std::result::Result<T, E>>,
         E: From<Error>,
     {
-        let points = self.points;
         let key = match &self.job_key {
             Some(job) => IdempotencyKey::parse(format!("{}:{job}", self.service.as_str()))?,
             None => IdempotencyKey::random(),
         };
-        let session = points.session()?;
-        let client = points.shared.client.as_token(session.token());
-        let cost = points.observe(
-            client.cost(self.service.as_str(), None).await,
-            self.window.as_deref(),
-        )?;
-        if !cost.sufficient {
-            let refused = Error::InsufficientPoints {
-                service: Some(cost.service),
-                required: Some(cost.required),
-                balance: Some(cost.balance),
-            };
-            return Err(points
-                .observe::<()>(Err(refused), self.window.as_deref())
-                .unwrap_err()
-                .into());
-        }
-        let output = work().await?;
-        let request = ConsumeRequest {
-            allow_debt: true,
-            ..ConsumeRequest::new(self.service.as_str())
-        };
-        let charge = points.shared.sync.charge(&session, request, &key).await;
-        if let ChargeOutcome::Pending { .. } = &charge {
-            tracing::warn!(service = %self.service, "job done, its charge is not acknowledged yet");
-        }
-        Ok(Charged { output, charge })
+        let mut spec = JobSpec::new(self.service.as_str(), key);
+        spec.window = self.window;
+        self.points.shared.jobs.run(spec, work).await
     }
 }
 
-/// Tells the app about the sync's work through events.
-pub(crate) struct EventsListener<R: Runtime> {
-    pub(crate) app: AppHandle<R>,
-}
-
-impl<R: Runtime> SyncListener for EventsListener<R> {
-    fn acknowledged(&self, account: &str, receipt: &ChargeReceipt, _first_send: bool) {
-        if let Some(points) = self.app.try_state::<Points<R>>() {
-            points.receipt_acknowledged(account, receipt);
-        }
-    }
-
-    fn refused(&self, account: &str, refused: &RefusedCharge) {
-        let Some(points) = self.app.try_state::<Points<R>>() else {
-            return;
-        };
-        let current = points.shared.sessions.current();
-        if current.as_ref().map(Session::account) == Some(account) {
-            events::charge_refused(&self.app, refused.clone());
-        }
-    }
+/// Whether the app's points state is registered (events may arrive before setup ends).
+pub(crate) fn points_of<R: Runtime>(app: &AppHandle<R>) -> Option<Points<R>> {
+    app.try_state::<Points<R>>()
+        .map(|state| state.inner().clone())
 }

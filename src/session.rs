@@ -1,15 +1,21 @@
-//! The signed-in account: its token (in memory only) and a stable id of the account it belongs
-//! to, which is what pending charges are bound to.
+//! The signed-in account: its token (in memory only) and the ids of the account it belongs to,
+//! which is what pending charges are bound to.
 //!
-//! The account id is, by preference: the id the host gives with the token
-//! ([`Sessions::sign_in`], [`TokenProvider::account`]); the JWT `sub` claim; else a hash of the
-//! token. The hash changes at every sign-in of the same user with an opaque token, so a charge
-//! bound to it can only be sent with that very token: hosts with opaque tokens should give an
-//! account id (a warning is logged when the hash is used).
+//! A session's label (its [`Session::account`]) is, by preference: the token's JWT `sub` claim
+//! (`sub:…`, stable across refreshes and the same whichever sign-in call the host uses); the
+//! id the host gives with the token ([`Sessions::sign_in`], [`TokenProvider::account`]:
+//! `id:…`); else a hash of the token (`sha256:…`, which changes at every sign-in with an opaque
+//! token: hosts with opaque tokens give an account id; a warning is logged when the hash is
+//! used). A session also answers to its other labels (the host's id when the token is a JWT), so
+//! charges journaled under either are its own.
+//!
+//! Where the ledger states the account of a token (`user_id`, contract v1.2), that is the
+//! authority: a session learns it from the first answer that states it, and a charge bound to a
+//! ledger account is never sent with a token the ledger knows as another.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use crate::client::{account_of, TokenProvider};
 use crate::{Error, Result};
@@ -19,38 +25,56 @@ pub const MAX_TOKEN_LEN: usize = 8192;
 /// The longest account id accepted.
 pub const MAX_ACCOUNT_LEN: usize = 255;
 
-/// One signed-in session: a token and the account it belongs to. Cheap to clone. `Debug` never
-/// shows the token.
-#[derive(Clone, PartialEq, Eq)]
+/// One signed-in session: a token and the account it belongs to. Cheap to clone (clones share
+/// what is learned about the account). `Debug` never shows the token.
+#[derive(Clone)]
 pub struct Session {
     token: Arc<str>,
     account: Arc<str>,
+    /// Every label of this account: `account` first, then the host's id when it is not it.
+    labels: Arc<[Arc<str>]>,
+    /// The ledger's account of the token, once an answer stated it.
+    ledger_user: Arc<OnceLock<Arc<str>>>,
 }
 
+impl PartialEq for Session {
+    fn eq(&self, other: &Self) -> bool {
+        self.token == other.token && self.labels == other.labels
+    }
+}
+
+impl Eq for Session {}
+
 impl Session {
-    /// A session for `token`, belonging to `account` when given (else derived from the token).
+    /// A session for `token`, belonging to the host's `account` when given.
     pub fn new(token: impl Into<String>, account: Option<String>) -> Result<Self> {
         let token = token.into();
         check_token(&token)?;
-        let account = match account {
+        let derived = account_of(&token);
+        let given = match account {
             Some(account) => {
                 check_account(&account)?;
-                format!("id:{account}")
+                Some(format!("id:{account}"))
             }
-            None => {
-                let derived = account_of(&token);
-                if derived.starts_with("sha256:") {
-                    tracing::warn!(
-                        "session token has no JWT subject and no account id was given: pending \
-                         charges are bound to this token's hash"
-                    );
-                }
-                derived
+            None => None,
+        };
+        let labels: Vec<Arc<str>> = match (derived.starts_with("sub:"), given) {
+            (true, Some(given)) => vec![derived.into(), given.into()],
+            (true, None) => vec![derived.into()],
+            (false, Some(given)) => vec![given.into()],
+            (false, None) => {
+                tracing::warn!(
+                    "session token has no JWT subject and no account id was given: pending \
+                     charges are bound to this token's hash"
+                );
+                vec![derived.into()]
             }
         };
         Ok(Self {
             token: token.into(),
-            account: account.into(),
+            account: labels[0].clone(),
+            labels: labels.into(),
+            ledger_user: Arc::default(),
         })
     }
 
@@ -59,9 +83,39 @@ impl Session {
         &self.token
     }
 
-    /// The account id charges made in this session are bound to (`id:…`, `sub:…` or `sha256:…`).
+    /// The label charges made in this session are bound to (`sub:…`, `id:…` or `sha256:…`).
     pub fn account(&self) -> &str {
         &self.account
+    }
+
+    /// Every label of this session's account (its [`Session::account`] first).
+    pub fn labels(&self) -> impl Iterator<Item = &str> {
+        self.labels.iter().map(|label| &**label)
+    }
+
+    /// The ledger's account of this session's token, once an answer stated it.
+    pub fn ledger_user(&self) -> Option<&str> {
+        self.ledger_user.get().map(|user| &**user)
+    }
+
+    /// Records the account the ledger stated for this token (the first statement is kept).
+    pub fn learn_ledger_user(&self, user: Option<&str>) {
+        if let Some(user) = user {
+            let known = self.ledger_user.get_or_init(|| user.into());
+            if **known != *user {
+                tracing::error!("the ledger stated two accounts for one session token");
+            }
+        }
+    }
+
+    /// Whether a charge bound to `account` (and to the ledger account `ledger_user`, when the
+    /// ledger stated it) belongs to this session's account. When both sides know their ledger
+    /// account, that decides; otherwise the labels do.
+    pub fn owns(&self, account: &str, ledger_user: Option<&str>) -> bool {
+        match (ledger_user, self.ledger_user()) {
+            (Some(charged), Some(mine)) => charged == mine,
+            _ => self.labels().any(|label| label == account),
+        }
     }
 }
 
@@ -69,6 +123,7 @@ impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Session")
             .field("account", &self.account)
+            .field("ledger_user", &self.ledger_user())
             .finish_non_exhaustive()
     }
 }
@@ -168,13 +223,28 @@ impl Sessions {
     /// The session now, `None` when signed out. Notices (and announces) a change of account made
     /// through the provider.
     pub fn current(&self) -> Option<Session> {
-        let session = match &*self.state.read().unwrap_or_else(|p| p.into_inner()) {
-            State::SignedIn(session) => Some(session.clone()),
-            State::SignedOut => None,
-            State::Provider => self.provided_session(),
+        let session = loop {
+            if let Some(session) = self.set_session() {
+                break session;
+            }
+            // The host's provider is called with no lock held.
+            let provided = self.provided_session();
+            if self.set_session().is_none() {
+                break provided;
+            }
+            // Signed in or out while the provider was asked: that wins.
         };
         self.notice(session.as_ref());
         session
+    }
+
+    /// The session set by a sign-in or sign-out, `None` while the provider is followed.
+    fn set_session(&self) -> Option<Option<Session>> {
+        match &*self.state.read().unwrap_or_else(|p| p.into_inner()) {
+            State::SignedIn(session) => Some(Some(session.clone())),
+            State::SignedOut => Some(None),
+            State::Provider => None,
+        }
     }
 
     /// The provider's session now, parsed only when its token or account id changed.
@@ -195,6 +265,14 @@ impl Sessions {
         *self.provided.write().unwrap_or_else(|p| p.into_inner()) =
             Some((account, session.clone()));
         Some(session)
+    }
+
+    /// A token of the account labelled `account` from the host's provider, when it has one
+    /// ([`TokenProvider::token_for`]); called with no lock held.
+    pub fn token_for(&self, account: &str) -> Option<String> {
+        let token = self.provider.as_ref()?.token_for(account)?;
+        check_token(&token).ok()?;
+        Some(token)
     }
 
     /// The number of the current session (grows with every change of account).
@@ -220,14 +298,14 @@ impl Sessions {
         if *self.last_account.read().unwrap_or_else(|p| p.into_inner()) == account {
             return;
         }
-        let generation = {
-            let mut last = self.last_account.write().unwrap_or_else(|p| p.into_inner());
-            if *last == account {
-                return;
-            }
-            *last = account;
-            self.generation.fetch_add(1, Ordering::SeqCst) + 1
-        };
+        let mut last = self.last_account.write().unwrap_or_else(|p| p.into_inner());
+        if *last == account {
+            return;
+        }
+        *last = account;
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        // Still under the lock, so that changes are announced in order; the observer only
+        // queues notifications (it never calls the host).
         if let Some(observer) = &*self.observer.read().unwrap_or_else(|p| p.into_inner()) {
             observer(session, generation);
         }
@@ -257,8 +335,20 @@ mod tests {
     fn the_account_is_the_given_id_else_the_jwt_subject_else_the_token_hash() {
         let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyLTEiLCJleHAiOjF9.c2ln";
         assert_eq!(Session::new(jwt, None).unwrap().account(), "sub:user-1");
+        let both = Session::new(jwt, Some("acct-9".into())).unwrap();
         assert_eq!(
-            Session::new(jwt, Some("acct-9".into())).unwrap().account(),
+            both.account(),
+            "sub:user-1",
+            "one label, whichever sign-in call"
+        );
+        assert!(
+            both.owns("id:acct-9", None),
+            "the host's id is its label too"
+        );
+        assert_eq!(
+            Session::new("opaque", Some("acct-9".into()))
+                .unwrap()
+                .account(),
             "id:acct-9"
         );
         let opaque = Session::new("opaque", None).unwrap();

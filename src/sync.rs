@@ -3,15 +3,19 @@
 //!
 //! Rules (the money rules of the plugin):
 //! - a charge is journaled before it is sent, and only removed on the ledger's acknowledgement
-//!   (or moved to the refused record when the ledger proves it can never apply);
+//!   (or moved to the refused record on a definitive verdict, see [`crate::policy`]);
 //! - every attempt is sent with the same idempotency key and body, and **only with a token of
 //!   the account that ran the job**: the token captured when the job started (kept in memory,
 //!   never on disk, until that account has nothing pending), else the signed-in session's token
-//!   when its account is the same; a charge of another account waits;
+//!   when the session owns the charge, else a token the host's provider hands for that account;
+//!   where the ledger stated the job's account, a token the ledger knows as another account is
+//!   never used;
 //! - the background sync re-sends with capped, jittered backoff (5 s → 5 min by default); it is
-//!   woken at once by [`ChargeSync::wake`] (a sign-in, a successful ledger call) and by
-//!   [`ChargeSync::sync_now`]; a `Retry-After` is waited out however long it is; passes never
-//!   overlap, and a request for one made while one runs is served by a pass that starts after it.
+//!   woken at once by [`ChargeSync::wake`] (a sign-in), by [`ChargeSync::sync_now`], and by a
+//!   successful ledger call after a pass that found the ledger unreachable; a `Retry-After` is
+//!   waited out up to the policy's `max_delay`, and [`ChargeSync::shutdown`] interrupts it;
+//!   passes never overlap, a request for one made while one runs is served by a pass that starts
+//!   after it, and a pass sends only charges still journaled when their turn comes.
 //!
 //! Nothing here knows Tauri: [`ChargeSync`] runs in any tokio program.
 
@@ -23,9 +27,10 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::client::{ConsumeRequest, Failure, IdempotencyKey, LedgerClient, RetryPolicy};
-use crate::journal::{proves_never_applicable, Journal, PendingCharge};
+use crate::client::{Failure, IdempotencyKey, LedgerClient, RetryPolicy};
+use crate::journal::{Journal, PendingCharge};
 use crate::models::{ChargeOutcome, ChargeReceipt, RefusedCharge};
+use crate::policy::{self, Verdict};
 use crate::session::{Session, Sessions};
 use crate::{Error, Result};
 
@@ -34,8 +39,8 @@ use crate::{Error, Result};
 pub struct SyncPolicy {
     /// The wait after the first failed pass, before jitter.
     pub min_delay: Duration,
-    /// The longest wait between two passes while charges are pending (a `Retry-After` may be
-    /// longer: it is honoured).
+    /// The longest wait between two passes while charges are pending, and the longest
+    /// `Retry-After` honoured.
     pub max_delay: Duration,
 }
 
@@ -61,15 +66,15 @@ impl SyncPolicy {
     }
 }
 
-/// What the sync tells its owner (the plugin emits events from these).
+/// What the sync tells its owner (the plugin turns these into events).
 pub trait SyncListener: Send + Sync + 'static {
-    /// The ledger acknowledged a charge of `account`; `first_send` is false for a re-send.
-    fn acknowledged(&self, account: &str, receipt: &ChargeReceipt, first_send: bool) {
-        let _ = (account, receipt, first_send);
+    /// The ledger acknowledged `charge`; `first_send` is false for a re-send.
+    fn acknowledged(&self, charge: &PendingCharge, receipt: &ChargeReceipt, first_send: bool) {
+        let _ = (charge, receipt, first_send);
     }
-    /// The ledger refused a charge of `account` for good.
-    fn refused(&self, account: &str, refused: &RefusedCharge) {
-        let _ = (account, refused);
+    /// The ledger refused `charge` for good; called once per charge.
+    fn refused(&self, charge: &PendingCharge, refused: &RefusedCharge) {
+        let _ = (charge, refused);
     }
 }
 
@@ -88,14 +93,53 @@ pub struct SyncReport {
     pub waiting: usize,
     /// Charges skipped because they were being sent at that moment.
     pub busy: usize,
-    /// The longest `Retry-After` the ledger asked for during the pass.
+    /// The longest `Retry-After` the ledger asked for during the pass, capped.
     pub retry_after: Option<Duration>,
+    /// Whether a failure said the ledger cannot take requests now (down, overloaded).
+    pub unavailable: bool,
+}
+
+/// What the first send of a charge ended with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FirstSend {
+    /// Acknowledged, pending (journaled, sent again by the sync) or refused for good.
+    Outcome(ChargeOutcome),
+    /// A charge that may not go into debt met too few points: it was not applied, and is no
+    /// longer journaled.
+    Declined(Error),
+}
+
+impl FirstSend {
+    /// The outcome, unless the charge was declined.
+    pub fn outcome(&self) -> Option<&ChargeOutcome> {
+        match self {
+            FirstSend::Outcome(outcome) => Some(outcome),
+            FirstSend::Declined(_) => None,
+        }
+    }
+
+    /// The receipt, when the charge was acknowledged.
+    pub fn receipt(&self) -> Option<&ChargeReceipt> {
+        self.outcome().and_then(ChargeOutcome::receipt)
+    }
+
+    /// Whether the charge is pending.
+    pub fn is_pending(&self) -> bool {
+        self.outcome().is_some_and(ChargeOutcome::is_pending)
+    }
 }
 
 /// The charge sender and background sync. Cheap to clone.
 #[derive(Clone)]
 pub struct ChargeSync {
     inner: Arc<Inner>,
+}
+
+/// A token captured when a job started, and the ledger account it was known as then.
+#[derive(Clone)]
+struct Captured {
+    token: String,
+    ledger_user: Option<String>,
 }
 
 struct Inner {
@@ -105,7 +149,7 @@ struct Inner {
     policy: SyncPolicy,
     listener: Arc<dyn SyncListener>,
     /// Account → the token captured when one of its jobs started (memory only).
-    captured: Mutex<HashMap<String, String>>,
+    captured: Mutex<HashMap<String, Captured>>,
     /// Charges being sent right now (by their first send or a pass): never sent twice at once.
     in_flight: Mutex<HashSet<(String, String)>>,
     /// Serialises passes.
@@ -116,9 +160,13 @@ struct Inner {
     last_report: Mutex<SyncReport>,
     /// Wakes the background loop (a permit is kept when it is busy: "run again").
     wake: Notify,
-    /// Whether the last pass failed to reach the ledger.
-    failing: AtomicBool,
-    /// No automatic pass before this instant (the ledger's `Retry-After`).
+    /// Ends the background loop's waits (shutdown).
+    stop: Notify,
+    /// Whether the last pass found the ledger unreachable or overloaded.
+    unreachable: AtomicBool,
+    /// When a successful ledger call last cut the backoff short.
+    last_reachable_wake: Mutex<Option<Instant>>,
+    /// No automatic pass before this instant (the ledger's `Retry-After`, capped).
     retry_until: Mutex<Option<Instant>>,
     /// Set by [`ChargeSync::shutdown`]: the background loop ends.
     stopped: AtomicBool,
@@ -147,7 +195,9 @@ impl ChargeSync {
                 passes_started: AtomicU64::new(0),
                 last_report: Mutex::default(),
                 wake: Notify::new(),
-                failing: AtomicBool::new(false),
+                stop: Notify::new(),
+                unreachable: AtomicBool::new(false),
+                last_reachable_wake: Mutex::new(None),
                 retry_until: Mutex::new(None),
                 stopped: AtomicBool::new(false),
             }),
@@ -159,92 +209,117 @@ impl ChargeSync {
         &self.inner.journal
     }
 
-    /// Journals and sends the charge of a finished job run in `session`: acknowledged, pending
-    /// (journaled; the background sync sends it again), or refused for good.
+    /// The sessions the sync takes tokens from.
+    pub fn sessions(&self) -> &Arc<Sessions> {
+        &self.inner.sessions
+    }
+
+    /// The pacing policy.
+    pub fn policy(&self) -> &SyncPolicy {
+        &self.inner.policy
+    }
+
+    /// Journals `charge` (of a finished job run in `session`) and sends it once.
     ///
     /// If the journal cannot be written (disk full, read-only), the charge is still sent once,
-    /// unjournaled: the work it pays for is done. If that send fails too, the outcome is
-    /// `Refused` with the storage error, since nothing will send it again.
-    pub async fn charge(
-        &self,
-        session: &Session,
-        request: ConsumeRequest,
-        key: &IdempotencyKey,
-    ) -> ChargeOutcome {
+    /// unjournaled: the work it pays for is done. If that send fails too, the charge is kept
+    /// in the refused record (in memory) and the outcome is `Refused` with the storage error,
+    /// since nothing will send it again by itself.
+    pub async fn charge(&self, session: &Session, charge: PendingCharge) -> FirstSend {
         self.capture(session);
-        let charge = PendingCharge::new(session.account(), key, request);
         let idempotency_key = charge.idempotency_key.clone();
         // Claimed before it is journaled, so that a pass never takes this first send over.
         let Some(sending) = InFlight::claim(&self.inner, &charge) else {
             // This very charge is being sent (the same job reported twice): that send settles it.
-            return ChargeOutcome::Pending { idempotency_key };
+            return FirstSend::Outcome(ChargeOutcome::Pending { idempotency_key });
         };
         let recorded = {
             let journal = self.inner.journal.clone();
             let charge = charge.clone();
             blocking(move || journal.record(&charge)).await
         };
+        let client = self.inner.client.as_token(session.token());
         match recorded {
             Ok(()) => {}
             Err(error @ Error::InvalidArgument { .. }) => {
-                return ChargeOutcome::Refused {
+                // Another charge is pending under this key: this one can never apply.
+                self.record_refusal(&charge, &error).await;
+                return FirstSend::Outcome(ChargeOutcome::Refused {
                     idempotency_key,
                     error: error.to_points_error(),
-                }
+                });
             }
             Err(error) => {
                 tracing::error!(%error, "could not journal a charge; sending it once, unjournaled");
-                let client = self.inner.client.as_token(session.token());
-                return match client.consume(&charge.request, key).await {
+                return match send_with(&client, &charge).await {
                     Ok(receipt) => {
-                        self.inner
-                            .listener
-                            .acknowledged(session.account(), &receipt, true);
-                        ChargeOutcome::Acknowledged { receipt }
+                        self.inner.listener.acknowledged(&charge, &receipt, true);
+                        FirstSend::Outcome(ChargeOutcome::Acknowledged { receipt })
+                    }
+                    Err(failure) if declines(&charge, &failure.error) => {
+                        FirstSend::Declined(failure.error)
                     }
                     Err(send_error) => {
-                        tracing::error!(%send_error, "an unjournaled charge was not acknowledged and may be lost");
-                        ChargeOutcome::Refused {
+                        tracing::error!(error = %send_error.error, "an unjournaled charge was not acknowledged");
+                        self.record_refusal(&charge, &error).await;
+                        FirstSend::Outcome(ChargeOutcome::Refused {
                             idempotency_key,
                             error: error.to_points_error(),
-                        }
+                        })
                     }
                 };
             }
         }
-        let client = self.inner.client.as_token(session.token());
         match send_with(&client, &charge).await {
             Ok(receipt) => {
                 self.acknowledge(&charge, &receipt, true).await;
-                ChargeOutcome::Acknowledged { receipt }
+                FirstSend::Outcome(ChargeOutcome::Acknowledged { receipt })
             }
-            Err(failure) if proves_never_applicable(&failure.error) => {
-                let error = failure.error.to_points_error();
-                self.refuse(&charge, &failure.error).await;
-                ChargeOutcome::Refused {
-                    idempotency_key,
-                    error,
+            Err(failure) if declines(&charge, &failure.error) => {
+                // Not applied, and no work is waiting for it: not pending, not refused.
+                self.forget(&charge).await;
+                FirstSend::Declined(failure.error)
+            }
+            Err(failure) => match self.verdict(&charge, &failure) {
+                Verdict::Refuse => {
+                    let error = failure.error.to_points_error();
+                    self.refuse(&charge, &failure.error).await;
+                    FirstSend::Outcome(ChargeOutcome::Refused {
+                        idempotency_key,
+                        error,
+                    })
                 }
-            }
-            Err(failure) => {
-                tracing::info!(error = %failure.error, "charge kept for the background sync");
-                self.inner.failing.store(true, Ordering::SeqCst);
-                if failure.retry_after.is_some() {
-                    self.retry_after(failure.retry_after);
+                Verdict::Hold {
+                    not_before,
+                    unavailable,
+                } => {
+                    tracing::info!(error = %failure.error, "charge kept for the background sync");
+                    if unavailable {
+                        self.inner.unreachable.store(true, Ordering::SeqCst);
+                    }
+                    if not_before.is_some() {
+                        self.hold(not_before);
+                    }
+                    drop(sending);
+                    self.wake();
+                    FirstSend::Outcome(ChargeOutcome::Pending { idempotency_key })
                 }
-                drop(sending);
-                self.wake();
-                ChargeOutcome::Pending { idempotency_key }
-            }
+            },
         }
     }
 
-    /// Stops the background loop and releases the journal (the app is quitting): pending
-    /// charges stay on disk for the next start.
+    /// Stops the background loop (interrupting any wait) and releases the journal (the app is
+    /// quitting): pending charges stay on disk for the next start.
     pub fn shutdown(&self) {
         self.inner.stopped.store(true, Ordering::SeqCst);
+        self.inner.stop.notify_one();
         self.inner.wake.notify_one();
         self.inner.journal.close();
+    }
+
+    /// Whether [`ChargeSync::shutdown`] was called.
+    pub fn is_stopped(&self) -> bool {
+        self.inner.stopped.load(Ordering::SeqCst)
     }
 
     /// Asks the background loop for a pass as soon as it may (a `Retry-After` still applies).
@@ -252,9 +327,26 @@ impl ChargeSync {
         self.inner.wake.notify_one();
     }
 
-    /// A ledger call succeeded: if the last pass could not reach the ledger, try again now.
+    /// A ledger call succeeded: if the last pass found the ledger unreachable, try again now
+    /// (at most once per `min_delay`). Failures of another kind (a refused token) keep their
+    /// backoff.
     pub fn ledger_reachable(&self) {
-        if self.inner.failing.swap(false, Ordering::SeqCst) {
+        if !self.inner.unreachable.load(Ordering::SeqCst) {
+            return;
+        }
+        let now = Instant::now();
+        {
+            let mut last = self
+                .inner
+                .last_reachable_wake
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|last| now.duration_since(last) < self.inner.policy.min_delay) {
+                return;
+            }
+            *last = Some(now);
+        }
+        if self.inner.unreachable.swap(false, Ordering::SeqCst) {
             self.wake();
         }
     }
@@ -276,30 +368,34 @@ impl ChargeSync {
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = report.clone();
         self.inner
-            .failing
-            .store(report.failed > 0, Ordering::SeqCst);
+            .unreachable
+            .store(report.unavailable, Ordering::SeqCst);
         report
     }
 
     /// The background loop: a pass at start, then after every wake, and while charges fail,
-    /// after a jittered backoff. A `Retry-After` from the ledger is waited out first, however
-    /// long (wakes do not cut it short). Spawn it once on the app's runtime.
+    /// after a jittered backoff. A `Retry-After` from the ledger (capped at the policy's
+    /// `max_delay`) is waited out first; wakes do not cut it short, a shutdown does. Spawn it
+    /// once on the app's runtime.
     pub async fn run(self) {
         let mut failures = 0u32;
-        while !self.inner.stopped.load(Ordering::SeqCst) {
+        while !self.is_stopped() {
             let until = *self
                 .inner
                 .retry_until
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
             if let Some(until) = until {
-                tokio::time::sleep_until(until).await;
+                tokio::select! {
+                    _ = tokio::time::sleep_until(until) => {}
+                    _ = self.inner.stop.notified() => {}
+                }
             }
-            if self.inner.stopped.load(Ordering::SeqCst) {
+            if self.is_stopped() {
                 break;
             }
             let report = self.sync_now().await;
-            self.retry_after(report.retry_after);
+            self.hold(report.retry_after);
             let delay = if report.failed > 0 {
                 failures += 1;
                 Some(self.inner.policy.delay_after(failures))
@@ -308,24 +404,31 @@ impl ChargeSync {
                 // Charges being sent by their first send are looked at again soon.
                 (report.busy > 0).then_some(self.inner.policy.min_delay)
             };
-            if let Some(delay) = delay {
-                tokio::select! {
+            match delay {
+                Some(delay) => tokio::select! {
                     _ = self.inner.wake.notified() => {}
                     _ = tokio::time::sleep(delay) => {}
-                }
-            } else {
-                self.inner.wake.notified().await;
+                    _ = self.inner.stop.notified() => {}
+                },
+                None => tokio::select! {
+                    _ = self.inner.wake.notified() => {}
+                    _ = self.inner.stop.notified() => {}
+                },
             }
         }
     }
 
-    /// Holds automatic passes back for the ledger's `Retry-After` (`None` lifts the hold).
-    fn retry_after(&self, wait: Option<Duration>) {
+    /// Holds automatic passes back for the ledger's `Retry-After`, capped at the policy's
+    /// `max_delay` (`None` lifts the hold).
+    fn hold(&self, wait: Option<Duration>) {
+        let until = wait.and_then(|wait| {
+            policy::deadline_after(Instant::now(), wait.min(self.inner.policy.max_delay))
+        });
         *self
             .inner
             .retry_until
             .lock()
-            .unwrap_or_else(|p| p.into_inner()) = wait.map(|wait| Instant::now() + wait);
+            .unwrap_or_else(|p| p.into_inner()) = until;
     }
 
     /// The pending charges of `account`.
@@ -341,42 +444,67 @@ impl ChargeSync {
             .clone()
     }
 
+    fn verdict(&self, charge: &PendingCharge, failure: &Failure) -> Verdict {
+        policy::charge_verdict(
+            &failure.error,
+            failure.retry_after,
+            charge.request.allow_debt,
+            self.inner.policy.max_delay,
+        )
+    }
+
     /// One pass over every pending charge whose account has a token at hand: one attempt
-    /// each (the loop's backoff paces retries), and none more once the ledger proves
-    /// unreachable or overloaded.
+    /// each (the loop's backoff paces retries), none more once the ledger proves unreachable or
+    /// overloaded, and none for a charge settled since the pass began.
     async fn pass(&self) -> SyncReport {
         let mut report = SyncReport::default();
-        let mut unreachable = false;
+        let mut verified = HashMap::new();
         for charge in self.inner.journal.pending() {
-            let tokens = self.tokens_for(&charge.account);
-            if tokens.is_empty() {
-                report.waiting += 1;
-                continue;
-            }
-            if unreachable {
-                report.failed += 1;
-                continue;
+            if self.is_stopped() {
+                break;
             }
             let Some(_sending) = InFlight::claim(&self.inner, &charge) else {
                 // Being sent by its first send: if that fails, it wakes the loop again.
                 report.busy += 1;
                 continue;
             };
+            if !self
+                .inner
+                .journal
+                .contains(&charge.account, &charge.idempotency_key)
+            {
+                // Acknowledged or refused since the pass took its list.
+                continue;
+            }
+            if report.unavailable {
+                report.failed += 1;
+                continue;
+            }
+            let tokens = self.tokens_for(&charge, &mut verified).await;
+            if tokens.is_empty() {
+                report.waiting += 1;
+                continue;
+            }
             match self.send(&charge, tokens).await {
                 Ok(receipt) => {
                     self.acknowledge(&charge, &receipt, false).await;
                     report.acknowledged.push(receipt);
                 }
-                Err(failure) if proves_never_applicable(&failure.error) => {
-                    if let Some(refused) = self.refuse(&charge, &failure.error).await {
-                        report.refused.push(refused);
+                Err(failure) => match self.verdict(&charge, &failure) {
+                    Verdict::Refuse => {
+                        if let Some(refused) = self.refuse(&charge, &failure.error).await {
+                            report.refused.push(refused);
+                        }
                     }
-                }
-                Err(failure) => {
-                    report.failed += 1;
-                    report.retry_after = report.retry_after.max(failure.retry_after);
-                    unreachable = ledger_unavailable(&failure.error);
-                }
+                    Verdict::Hold {
+                        not_before,
+                        unavailable,
+                    } => {
+                        report.failed += 1;
+                        report.retry_after = report.retry_after.max(not_before);
+                        report.unavailable |= unavailable;
+                    }
+                },
             }
         }
         report
@@ -401,22 +529,93 @@ impl ChargeSync {
         outcome
     }
 
-    /// The tokens a charge of `account` may be sent with, best first.
-    fn tokens_for(&self, account: &str) -> Vec<String> {
-        let mut tokens = Vec::new();
-        if let Some(token) = self
+    /// The tokens `charge` may be sent with, best first: the token captured when its job
+    /// started, the signed-in session's when the session owns it, and one the host's provider
+    /// hands for its account. Where the charge carries the ledger's account, a token is used
+    /// only once the ledger has stated the same account for it (`verified` remembers, per pass,
+    /// what the ledger said of each token asked).
+    async fn tokens_for(
+        &self,
+        charge: &PendingCharge,
+        verified: &mut HashMap<String, Option<String>>,
+    ) -> Vec<String> {
+        let mut candidates = Vec::new();
+        let captured = self
             .inner
             .captured
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(account)
-        {
-            tokens.push(token.clone());
+            .get(&charge.account)
+            .cloned();
+        if let Some(captured) = captured {
+            if let Some(user) = &captured.ledger_user {
+                verified.insert(captured.token.clone(), Some(user.clone()));
+            }
+            candidates.push(captured.token);
         }
         if let Some(session) = self.inner.sessions.current() {
-            if session.account() == account && !tokens.iter().any(|t| t == session.token()) {
-                tokens.push(session.token().to_owned());
+            if charge.ledger_user.is_some() && session.ledger_user().is_none() {
+                // Ask the ledger once who this session is.
+                let stated = self
+                    .inner
+                    .client
+                    .with_retry(RetryPolicy::never())
+                    .as_token(session.token())
+                    .balance_stated()
+                    .await;
+                if let Ok(stated) = stated {
+                    session.learn_ledger_user(stated.user_id.as_deref());
+                }
             }
+            if session.owns(&charge.account, charge.ledger_user.as_deref()) {
+                if let Some(user) = session.ledger_user() {
+                    verified.insert(session.token().to_owned(), Some(user.to_owned()));
+                }
+                candidates.push(session.token().to_owned());
+            }
+        }
+        if candidates.is_empty() {
+            let sessions = self.inner.sessions.clone();
+            let account = charge.account.clone();
+            if let Ok(Some(token)) =
+                tokio::task::spawn_blocking(move || sessions.token_for(&account)).await
+            {
+                candidates.push(token);
+            }
+        }
+        let mut tokens: Vec<String> = Vec::new();
+        for token in candidates {
+            if tokens.contains(&token) {
+                continue;
+            }
+            if let Some(expected) = &charge.ledger_user {
+                if !verified.contains_key(&token) {
+                    let stated = self
+                        .inner
+                        .client
+                        .with_retry(RetryPolicy::never())
+                        .as_token(token.clone())
+                        .balance_stated()
+                        .await;
+                    match stated {
+                        Ok(stated) => {
+                            verified.insert(token.clone(), stated.user_id);
+                        }
+                        // Not known yet: try again next pass.
+                        Err(_) => continue,
+                    }
+                }
+                match verified.get(&token) {
+                    Some(Some(stated)) if stated != expected => {
+                        tracing::warn!(
+                            "a token of another ledger account is not used for a pending charge"
+                        );
+                        continue;
+                    }
+                    _ => {}
+                }
+            }
+            tokens.push(token);
         }
         tokens
     }
@@ -438,10 +637,23 @@ impl ChargeSync {
             .captured
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(session.account().to_owned(), session.token().to_owned());
+            .insert(
+                session.account().to_owned(),
+                Captured {
+                    token: session.token().to_owned(),
+                    ledger_user: session.ledger_user().map(str::to_owned),
+                },
+            );
     }
 
     async fn acknowledge(&self, charge: &PendingCharge, receipt: &ChargeReceipt, first: bool) {
+        self.forget(charge).await;
+        self.inner.listener.acknowledged(charge, receipt, first);
+    }
+
+    /// Removes `charge` from the journal, and its account's captured token when nothing of it
+    /// is pending or being sent any more.
+    async fn forget(&self, charge: &PendingCharge) {
         let journal = self.inner.journal.clone();
         let (account, key) = (charge.account.clone(), charge.idempotency_key.clone());
         let removed = blocking(move || {
@@ -451,7 +663,6 @@ impl ChargeSync {
         .await;
         match removed {
             Ok(true) if !self.sending_for(&charge.account) => {
-                // Nothing of this account is pending or being sent: forget its captured token.
                 self.inner
                     .captured
                     .lock()
@@ -460,12 +671,9 @@ impl ChargeSync {
             }
             Ok(_) => {}
             Err(error) => {
-                tracing::error!(%error, "could not remove an acknowledged charge from the journal")
+                tracing::error!(%error, "could not remove a settled charge from the journal")
             }
         }
-        self.inner
-            .listener
-            .acknowledged(&charge.account, receipt, first);
     }
 
     async fn refuse(&self, charge: &PendingCharge, error: &Error) -> Option<RefusedCharge> {
@@ -473,14 +681,26 @@ impl ChargeSync {
         let journal = self.inner.journal.clone();
         let (moved, error) = (charge.clone(), error.clone());
         match blocking(move || journal.refuse(&moved, &error)).await {
-            Ok(refused) => {
-                self.inner.listener.refused(&charge.account, &refused);
+            Ok(Some(refused)) => {
+                self.inner.listener.refused(charge, &refused);
                 Some(refused)
             }
+            Ok(None) => None,
             Err(error) => {
                 tracing::error!(%error, "could not record a refused charge; it stays pending");
                 None
             }
+        }
+    }
+
+    /// Records the refusal of a charge that is not pending, and tells the listener once.
+    async fn record_refusal(&self, charge: &PendingCharge, error: &Error) {
+        let journal = self.inner.journal.clone();
+        let (moved, error) = (charge.clone(), error.clone());
+        if let Ok(Some(refused)) =
+            tokio::task::spawn_blocking(move || journal.record_refusal(&moved, &error)).await
+        {
+            self.inner.listener.refused(charge, &refused);
         }
     }
 }
@@ -521,6 +741,12 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// Whether the ledger declined a charge that may not go into debt for too few points: it was
+/// not applied, and the caller is told so.
+fn declines(charge: &PendingCharge, error: &Error) -> bool {
+    !charge.request.allow_debt && matches!(error, Error::InsufficientPoints { .. })
+}
+
 /// Sends `charge` through `client` (signed in as the charge's account).
 async fn send_with(
     client: &LedgerClient,
@@ -530,18 +756,8 @@ async fn send_with(
     client.consume_detailed(&charge.request, &key).await
 }
 
-/// Whether an error says the ledger cannot take requests now (down, overloaded, timing out):
-/// sending more in the same pass would only wait for the same answer.
-fn ledger_unavailable(error: &Error) -> bool {
-    match error {
-        Error::Network(_) | Error::Timeout => true,
-        Error::Backend { status, .. } => *status >= 500 || *status == 429,
-        _ => false,
-    }
-}
-
 /// Runs blocking file I/O off the async workers.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
     tokio::task::spawn_blocking(work)

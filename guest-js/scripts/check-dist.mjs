@@ -13,7 +13,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const require = createRequire(path.join(root, "package.json"));
 const API = ["getBalance", "checkCost", "charge", "getPrices", "listTransactions", "listBatches", "setSessionToken",
   "clearSessionToken", "isPointsError", "isInsufficientPoints", "onBalanceChanged", "onInsufficientPoints",
-  "onPendingChanged", "onSessionChanged", "onChargeRefused", "getPending", "syncPending", "createPointStore", "getPointStore", "insufficientPointsFromBody", "insufficientPointsFromResponse"];
+  "onPendingChanged", "onSessionChanged", "onChargeRefused", "getPending", "syncPending", "retryRefused", "dismissRefused", "newIdempotencyKey", "idempotencyKeyOf", "createPointStore", "getPointStore", "insufficientPointsFromBody", "insufficientPointsFromResponse"];
 
 const esm = await import("tauri-plugin-points-api");
 const esmReact = await import("tauri-plugin-points-api/react");

@@ -1,7 +1,7 @@
 import { invoke } from "@tauri-apps/api/core";
 import type {
   Batch,
-  ChargeReceipt,
+  ChargeOutcome,
   CostCheck,
   DesktopService,
   KnownService,
@@ -26,6 +26,8 @@ export const COMMANDS = {
   clearSessionToken: "plugin:points|clear_session_token",
   getPending: "plugin:points|get_pending",
   syncPending: "plugin:points|sync_pending",
+  retryRefused: "plugin:points|retry_refused",
+  dismissRefused: "plugin:points|dismiss_refused",
 } as const;
 
 /** A service name: one the ledger prices today, or any other string it may price later. */
@@ -34,9 +36,11 @@ export type ServiceName = KnownService | (string & {});
 /** Options of {@link charge}. */
 export interface ChargeOptions {
   /**
-   * Identifies one use: the same key sent again returns the first receipt (`replayed: true`) and
-   * charges nothing more. Printable ASCII without spaces, 1 to 255 characters. When missing, the
-   * plugin makes one for this call.
+   * Identifies one user action: the same key sent again is never a second charge (an acknowledged
+   * charge answers its first receipt, `replayed: true`). Make one per user action, before the
+   * call ({@link newIdempotencyKey}), and pass it again to retry that action. Printable ASCII
+   * without spaces, 1 to 255 characters. When missing, the plugin makes one for this call (the
+   * outcome carries it: {@link idempotencyKeyOf}).
    */
   idempotencyKey?: string | undefined;
   /** A free reference stored with the transaction (a job id, a file name). */
@@ -62,6 +66,24 @@ export interface ListTransactionsOptions {
   before?: string | undefined;
 }
 
+/**
+ * A new idempotency key for one user action: `webview:` and a random UUID (or 32 random hex
+ * digits where `crypto.randomUUID` is missing, as outside a secure context).
+ */
+export function newIdempotencyKey(): string {
+  const random: Partial<Crypto> | undefined = globalThis.crypto;
+  if (typeof random?.randomUUID === "function") return `webview:${random.randomUUID()}`;
+  const bytes = new Uint8Array(16);
+  if (typeof random?.getRandomValues === "function") random.getRandomValues(bytes);
+  else for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(Math.random() * 256);
+  return `webview:${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}`;
+}
+
+/** The idempotency key a charge was made under, whatever became of it. */
+export function idempotencyKeyOf(outcome: ChargeOutcome): string {
+  return outcome.status === "acknowledged" ? outcome.receipt.idempotencyKey : outcome.idempotencyKey;
+}
+
 /** The arguments object, without the keys whose value is `undefined`. */
 function args(values: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -85,12 +107,25 @@ export function checkCost(service: ServiceName, duration?: number): Promise<Cost
 }
 
 /**
- * Charges one use of a service the desktop app performs itself. Never goes into debt: with too few
- * points it rejects with an `insufficientPoints` error and nothing is charged. Needs the opt-in
- * permission `points:allow-charge` (not in the plugin's default set).
+ * Charges one use of a service the desktop app performs itself, under `options.idempotencyKey`.
+ * Never goes into debt. Needs the opt-in permission `points:allow-charge` (not in the plugin's
+ * default set).
+ *
+ * The plugin journals the charge before it sends it. Once sent, it resolves with what became of
+ * it, never rejects:
+ * - `acknowledged`: the ledger applied it (`receipt.replayed` when that key was charged before);
+ * - `pending`: the answer did not come (offline, a timeout, a 5xx): the charge is kept and the
+ *   plugin's background sync sends it later under the same key. Not a failure;
+ * - `refused`: the ledger refused it for good; it is kept in the refused record
+ *   (`getPending().refused`) until {@link retryRefused} or {@link dismissRefused}.
+ *
+ * It rejects with a `PointsError` only when nothing was charged: `insufficientPoints` (the price
+ * check or the ledger's 402; nothing is pending), `unauthorized`, `notChargeableHere`,
+ * `invalidArgument`, and `network` / `timeout` when the price check could not reach the ledger
+ * (nothing was sent). The same `idempotencyKey` again is never a second charge.
  */
-export function charge(service: DesktopService, options: ChargeOptions = {}): Promise<ChargeReceipt> {
-  return invoke<ChargeReceipt>(
+export function charge(service: DesktopService, options: ChargeOptions = {}): Promise<ChargeOutcome> {
+  return invoke<ChargeOutcome>(
     COMMANDS.charge,
     args({ service, idempotencyKey: options.idempotencyKey, reference: options.reference }),
   );
@@ -133,7 +168,8 @@ export async function clearSessionToken(): Promise<void> {
 
 /**
  * The signed-in account's charges not yet acknowledged by the ledger, and those it refused for
- * good (count 0 and no refusals while signed out).
+ * good (count 0 and no refusals while signed out); `otherAccounts` counts the charges pending on
+ * this machine for other accounts.
  */
 export function getPending(): Promise<PendingStatus> {
   return invoke<PendingStatus>(COMMANDS.getPending);
@@ -145,4 +181,20 @@ export function getPending(): Promise<PendingStatus> {
  */
 export function syncPending(): Promise<PendingStatus> {
   return invoke<PendingStatus>(COMMANDS.syncPending);
+}
+
+/**
+ * Moves the signed-in account's refused charge with that key back to the pending charges and asks
+ * the background sync to send it now (under the same key); answers the pending status then.
+ */
+export function retryRefused(idempotencyKey: string): Promise<PendingStatus> {
+  return invoke<PendingStatus>(COMMANDS.retryRefused, { idempotencyKey });
+}
+
+/**
+ * Removes the signed-in account's refused charge with that key from the record (the user has seen
+ * it; it stays unpaid); answers the pending status then.
+ */
+export function dismissRefused(idempotencyKey: string): Promise<PendingStatus> {
+  return invoke<PendingStatus>(COMMANDS.dismissRefused, { idempotencyKey });
 }

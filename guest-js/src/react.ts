@@ -36,6 +36,8 @@ export type UsePoints = PointState &
     | "charge"
     | "fetchPending"
     | "syncPending"
+    | "retryRefused"
+    | "dismissRefused"
     | "openRecharge"
     | "closeRecharge"
     | "clearError"
@@ -75,6 +77,8 @@ export function usePoints(options: UsePointsOptions = {}): UsePoints {
     charge: store.charge,
     fetchPending: store.fetchPending,
     syncPending: store.syncPending,
+    retryRefused: store.retryRefused,
+    dismissRefused: store.dismissRefused,
     openRecharge: store.openRecharge,
     closeRecharge: store.closeRecharge,
     clearError: store.clearError,

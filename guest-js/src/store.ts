@@ -3,7 +3,7 @@ import * as api from "./commands";
 import type { ChargeOptions, ServiceName } from "./commands";
 import type {
   BalanceChanged,
-  ChargeReceipt,
+  ChargeOutcome,
   CostCheck,
   DesktopService,
   InsufficientPoints,
@@ -54,6 +54,11 @@ export interface PointState {
   readonly error: PointStoreError | null;
   /** The signed-in account's charges made but not yet acknowledged by the ledger (0 while signed out). */
   readonly pendingCharges: number;
+  /**
+   * Charges pending on this machine for other accounts than the signed-in one (all of them while
+   * signed out), as of the last read of the pending charges: sent when their account signs in again.
+   */
+  readonly pendingOtherAccounts: number;
   /** The signed-in account's charges the ledger refused for good, oldest first: work done but not paid. */
   readonly refusedCharges: readonly RefusedCharge[];
   /**
@@ -97,11 +102,23 @@ export interface PointStore {
   /** The price of one use of a service; its `balance` also refreshes `balance.balance`. */
   checkCost(service: ServiceName, duration?: number): Promise<CostCheck>;
   /**
-   * Charges one use of a desktop service; the receipt's balance refreshes `balance.balance` (not a
-   * replay's, which is the balance of the first charge). With too few points it rejects with an
-   * `insufficientPoints` error and opens the recharge dialog. Needs `points:allow-charge`.
+   * Charges one use of a desktop service, as one job under one idempotency key per user action:
+   * `options.idempotencyKey`, or else one made before the call (`webview:<uuid>`). Pass the same
+   * `idempotencyKey` to retry the same action: it is never charged twice. The outcome carries the
+   * key ({@link idempotencyKeyOf}); to retry after a rejection, make the key first
+   * ({@link newIdempotencyKey}) and pass it to every attempt.
+   *
+   * The plugin journals the charge before it sends it, so it resolves once sent:
+   * - `acknowledged`: the receipt's balance refreshes `balance.balance` (not a replay's, which is
+   *   the balance of the first charge);
+   * - `pending`: the answer did not come; the plugin's background sync sends it later. Not an
+   *   error: `error` is cleared, no dialog opens, and the pending charges are read again;
+   * - `refused`: refused for good; the refused charges are read again (`refusedCharges`).
+   *
+   * It rejects when nothing was charged: with too few points with an `insufficientPoints` error,
+   * opening the recharge dialog; every failure is kept in `error`. Needs `points:allow-charge`.
    */
-  charge(service: DesktopService, options?: ChargeOptions): Promise<ChargeReceipt>;
+  charge(service: DesktopService, options?: ChargeOptions): Promise<ChargeOutcome>;
   /** Reads the pending and refused charges again. Rejects with the failure, also kept in `error`. */
   fetchPending(): Promise<PendingStatus>;
   /**
@@ -109,6 +126,18 @@ export interface PointStore {
    * what is left. Rejects with the failure, also kept in `error`.
    */
   syncPending(): Promise<PendingStatus>;
+  /**
+   * Moves a refused charge (by its `idempotencyKey`) back to the pending charges and has it sent
+   * now, then shows the pending and refused charges answered. Rejects with the failure, also kept
+   * in `error`.
+   */
+  retryRefused(idempotencyKey: string): Promise<PendingStatus>;
+  /**
+   * Removes a refused charge (by its `idempotencyKey`) from the record once the user has seen it,
+   * then shows the pending and refused charges answered. Rejects with the failure, also kept in
+   * `error`.
+   */
+  dismissRefused(idempotencyKey: string): Promise<PendingStatus>;
 
   /** Opens the recharge dialog, with the figures of the refusal when known. */
   openRecharge(info?: Partial<RefusalFigures>): void;
@@ -172,6 +201,29 @@ function refusedKey(refused: RefusedCharge): string {
   return `${refused.idempotencyKey}\n${refused.refusedAt}`;
 }
 
+/** The refusals of `incoming` once each, oldest first: `current` itself when it lists the same. */
+function refusalList(current: readonly RefusedCharge[], incoming: readonly RefusedCharge[]): readonly RefusedCharge[] {
+  const seen = new Set<string>();
+  const list: RefusedCharge[] = [];
+  for (const refused of incoming) {
+    const key = refusedKey(refused);
+    if (seen.has(key)) continue;
+    seen.add(key);
+    list.push(refused);
+  }
+  list.sort((a, b) => a.refusedAt - b.refusedAt);
+  if (list.length === current.length && list.every((refused, i) => refusedKey(refused) === refusedKey(current[i]!))) {
+    return current;
+  }
+  return list.length === 0 ? NO_REFUSALS : Object.freeze(list);
+}
+
+/** The figure of `otherAccounts`, 0 from a plugin that does not send it. */
+function otherAccounts(status: PendingStatus): number {
+  const figure: unknown = status.otherAccounts;
+  return typeof figure === "number" ? figure : 0;
+}
+
 /** `current` with the refusals of `incoming` it lacks, oldest first (the same array when none). */
 function withRefusals(current: readonly RefusedCharge[], incoming: readonly RefusedCharge[]): readonly RefusedCharge[] {
   const seen = new Set(current.map(refusedKey));
@@ -223,6 +275,7 @@ export function createPointStore(options: PointStoreOptions = {}): PointStore {
     loading: false,
     error: null,
     pendingCharges: 0,
+    pendingOtherAccounts: 0,
     refusedCharges: NO_REFUSALS,
     session: null,
     signedIn: null,
@@ -237,6 +290,11 @@ export function createPointStore(options: PointStoreOptions = {}): PointStore {
   let emptiedFor: number | null = null;
   /** Refusals that opened the dialog, waiting for their other report. */
   let seenRefusals: SeenRefusal[] = [];
+  /** Reads of the pending status started, and the number of the latest one shown. */
+  let reads = 0;
+  let shownRead = 0;
+  /** Refusals heard by event, with the number of reads started then (a later read lists them). */
+  let heard: { readonly refused: RefusedCharge; readonly reads: number }[] = [];
   let label: string | null | undefined = options.webviewLabel;
 
   let started: Promise<void> | null = null;
@@ -328,11 +386,14 @@ export function createPointStore(options: PointStoreOptions = {}): PointStore {
     emptiedFor = session;
     inflight = null;
     seenRefusals = [];
+    heard = [];
+    shownRead = 0; // the reads are ordered within a session
     set({
       balance: null,
       loading: false,
       error: null,
       pendingCharges: 0,
+      pendingOtherAccounts: 0,
       refusedCharges: NO_REFUSALS,
       session,
       signedIn,
@@ -381,22 +442,31 @@ export function createPointStore(options: PointStoreOptions = {}): PointStore {
     if (firstReport(info, "event")) set({ recharge: dialog(info) });
   }
 
-  function applyPending(status: PendingStatus, clearError: boolean): void {
+  /**
+   * Shows the answer of read number `read`: its refused charges are the whole record (a retried
+   * or dismissed one leaves it), with those heard by event since the read was sent. The answer
+   * of a read sent before the one shown only tells who is signed in.
+   */
+  function applyPending(status: PendingStatus, clearError: boolean, read: number): void {
     if (!ofCurrentSession(status.session, status.signedIn, true)) return;
-    const patch: Patch = {
-      signedIn: status.signedIn,
-      pendingCharges: status.count,
-      refusedCharges: withRefusals(state.refusedCharges, status.refused),
-    };
+    const patch: Patch = { signedIn: status.signedIn };
+    if (read >= shownRead) {
+      shownRead = read;
+      heard = heard.filter((h) => h.reads >= read);
+      patch.pendingCharges = status.count;
+      patch.pendingOtherAccounts = otherAccounts(status);
+      patch.refusedCharges = refusalList(state.refusedCharges, [...status.refused, ...heard.map((h) => h.refused)]);
+    }
     if (clearError) patch.error = null;
     set(patch);
   }
 
   async function readPending(read: () => Promise<PendingStatus>, record: boolean): Promise<PendingStatus> {
     const mine = epoch;
+    const number = ++reads;
     try {
       const status = await read();
-      applyPending(status, record);
+      applyPending(status, record, number);
       return status;
     } catch (error) {
       if (record && mine === epoch) fail(error);
@@ -449,15 +519,24 @@ export function createPointStore(options: PointStoreOptions = {}): PointStore {
       }
     },
 
-    async charge(service, chargeOptions) {
+    async charge(service, chargeOptions = {}) {
       const mine = epoch;
+      // One key per user action, made before the call: a retry with it is never a second charge.
+      const idempotencyKey = chargeOptions.idempotencyKey ?? api.newIdempotencyKey();
       try {
-        const receipt = await api.charge(service, chargeOptions);
+        const outcome = await api.charge(service, { ...chargeOptions, idempotencyKey });
         if (mine === epoch) {
-          // A replay carries the balance of the first charge: the plugin sends today's by event.
-          set({ ...(receipt.replayed ? {} : showFigure(receipt.balance, receipt.seq, null)), error: null });
+          if (outcome.status === "acknowledged") {
+            const receipt = outcome.receipt;
+            // A replay carries the balance of the first charge: the plugin sends today's by event.
+            set({ ...(receipt.replayed ? {} : showFigure(receipt.balance, receipt.seq, null)), error: null });
+          } else {
+            // Journaled (pending) or refused for good: not a failure of the call.
+            set({ error: null });
+            await readPending(api.getPending, false).catch(() => undefined);
+          }
         }
-        return receipt;
+        return outcome;
       } catch (error) {
         if (mine === epoch) fail(error);
         throw error;
@@ -466,6 +545,8 @@ export function createPointStore(options: PointStoreOptions = {}): PointStore {
 
     fetchPending: () => readPending(api.getPending, true),
     syncPending: () => readPending(api.syncPending, true),
+    retryRefused: (idempotencyKey) => readPending(() => api.retryRefused(idempotencyKey), true),
+    dismissRefused: (idempotencyKey) => readPending(() => api.dismissRefused(idempotencyKey), true),
 
     openRecharge(info) {
       set({ recharge: dialog(info) });
@@ -506,7 +587,10 @@ export function createPointStore(options: PointStoreOptions = {}): PointStore {
           if (ofCurrentSession(pending.session, null, true)) set({ pendingCharges: pending.count });
         }),
         onSessionChanged(onSession),
-        onChargeRefused((refused) => set({ refusedCharges: withRefusals(state.refusedCharges, [refused]) })),
+        onChargeRefused((refused) => {
+          heard.push({ refused, reads });
+          set({ refusedCharges: withRefusals(state.refusedCharges, [refused]) });
+        }),
       ];
       const attempt: Promise<void> = Promise.allSettled(attaching).then(async (results) => {
         const attached = results.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));

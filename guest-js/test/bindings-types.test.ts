@@ -83,6 +83,11 @@ describe("the bindings type test", { timeout: 60_000 }, () => {
     expectAssertionFailure(typeErrors(altered("PendingStatus", /session: number,/, "session: bigint,")));
   });
 
+  it("fails when PendingStatus loses or retypes otherAccounts", () => {
+    expectAssertionFailure(typeErrors(altered("PendingStatus", /otherAccounts: number,/, "")));
+    expectAssertionFailure(typeErrors(altered("PendingStatus", /otherAccounts: number,/, "otherAccounts: bigint,")));
+  });
+
   it("fails when the refusal window or a session field changes", () => {
     expectAssertionFailure(typeErrors(altered("InsufficientPoints", /window: string \| null/, "window: string")));
     expectAssertionFailure(typeErrors(altered("SessionChanged", /signedIn: boolean/, "signedIn: boolean, account: string")));

@@ -132,6 +132,7 @@ export type ShapesMatchTheIpcDoc = [
         refused: Array<RefusedCharge>;
         signedIn: boolean;
         session: number;
+        otherAccounts: number;
       }
     >
   >,

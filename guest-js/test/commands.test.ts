@@ -1,17 +1,23 @@
 import { clearMocks } from "@tauri-apps/api/mocks";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import {
+  COMMANDS,
   charge,
   checkCost,
   clearSessionToken,
+  dismissRefused,
   getBalance,
   getPending,
   getPrices,
+  idempotencyKeyOf,
   listBatches,
   listTransactions,
+  newIdempotencyKey,
+  retryRefused,
   setSessionToken,
   syncPending,
   type Batch,
+  type ChargeOutcome,
   type ChargeReceipt,
   type CostCheck,
   type PriceList,
@@ -19,7 +25,10 @@ import {
 } from "../src";
 import { BALANCE, mockPlugin, pending, refusedCharge } from "./ipc";
 
-afterEach(() => clearMocks());
+afterEach(() => {
+  vi.unstubAllGlobals();
+  clearMocks();
+});
 
 const COST: CostCheck = { service: "video", mode: "duration", required: 300, balance: 120, sufficient: false, seq: 7 };
 const RECEIPT: ChargeReceipt = {
@@ -31,6 +40,7 @@ const RECEIPT: ChargeReceipt = {
   idempotencyKey: "job-42",
   seq: 8,
 };
+const OUTCOME: ChargeOutcome = { status: "acknowledged", receipt: RECEIPT };
 const PRICES: PriceList = {
   services: [{ service: "tts", mode: "duration", points: null, pointsPerSecond: 1 }],
 };
@@ -69,8 +79,8 @@ describe("command wrappers", () => {
   });
 
   it("charge: service, idempotencyKey and reference in camelCase", async () => {
-    const calls = mockPlugin({ "plugin:points|charge": () => RECEIPT });
-    await expect(charge("compose", { idempotencyKey: "job-42", reference: "clip.mp4" })).resolves.toEqual(RECEIPT);
+    const calls = mockPlugin({ "plugin:points|charge": () => OUTCOME });
+    await expect(charge("compose", { idempotencyKey: "job-42", reference: "clip.mp4" })).resolves.toEqual(OUTCOME);
     await charge("cover_design");
     await charge("subtitle_burn", { reference: "r", idempotencyKey: undefined });
     expect(calls).toEqual([
@@ -78,6 +88,50 @@ describe("command wrappers", () => {
       { cmd: "plugin:points|charge", args: { service: "cover_design" } },
       { cmd: "plugin:points|charge", args: { service: "subtitle_burn", reference: "r" } },
     ]);
+  });
+
+  it("charge: resolves with every outcome as the plugin answers it; pending and refused are not rejections", async () => {
+    const outcomes: ChargeOutcome[] = [
+      OUTCOME,
+      { status: "pending", idempotencyKey: "job-43" },
+      { status: "refused", idempotencyKey: "job-44", error: { kind: "backend", message: "key reused", status: 422, code: "idempotency_conflict" } },
+    ];
+    const answers = [...outcomes];
+    mockPlugin({ "plugin:points|charge": () => answers.shift() });
+    for (const outcome of outcomes) await expect(charge("compose", { idempotencyKey: "k" })).resolves.toEqual(outcome);
+    expect(outcomes.map(idempotencyKeyOf)).toEqual(["job-42", "job-43", "job-44"]);
+  });
+
+  it("retry_refused and dismiss_refused: the idempotencyKey, and return the pending status", async () => {
+    expect(COMMANDS).toMatchObject({
+      retryRefused: "plugin:points|retry_refused",
+      dismissRefused: "plugin:points|dismiss_refused",
+    });
+    const calls = mockPlugin({
+      "plugin:points|retry_refused": () => pending(1, 3),
+      "plugin:points|dismiss_refused": () => pending(0, 3, [], true, 2),
+    });
+    await expect(retryRefused("compose:job-1")).resolves.toEqual(pending(1, 3));
+    await expect(dismissRefused("webview:k-2")).resolves.toEqual(pending(0, 3, [], true, 2));
+    expect(calls).toEqual([
+      { cmd: "plugin:points|retry_refused", args: { idempotencyKey: "compose:job-1" } },
+      { cmd: "plugin:points|dismiss_refused", args: { idempotencyKey: "webview:k-2" } },
+    ]);
+  });
+
+  it("newIdempotencyKey: a new webview key each time, random hex where crypto.randomUUID is missing", () => {
+    const a = newIdempotencyKey();
+    const b = newIdempotencyKey();
+    expect(a).toMatch(/^webview:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+    expect(b).not.toBe(a);
+
+    const getRandomValues = globalThis.crypto.getRandomValues.bind(globalThis.crypto);
+    vi.stubGlobal("crypto", { getRandomValues });
+    const c = newIdempotencyKey();
+    expect(c).toMatch(/^webview:[0-9a-f]{32}$/);
+    expect(newIdempotencyKey()).not.toBe(c);
+    vi.stubGlobal("crypto", undefined);
+    expect(newIdempotencyKey()).toMatch(/^webview:[0-9a-f]{32}$/);
   });
 
   it("get_prices and list_batches: no arguments", async () => {

@@ -1,5 +1,5 @@
 import { mockIPC } from "@tauri-apps/api/mocks";
-import type { PendingStatus, PointBalance, RefusedCharge } from "../src";
+import type { ChargeOutcome, ChargeReceipt, PendingStatus, PointBalance, RefusedCharge } from "../src";
 
 export interface Call {
   cmd: string;
@@ -49,8 +49,9 @@ export function pending(
   session: number,
   refused: RefusedCharge[] = [],
   signedIn = true,
+  otherAccounts = 0,
 ): PendingStatus {
-  return { count, oldestAgeSeconds: count > 0 ? 42 : null, refused, signedIn, session };
+  return { count, oldestAgeSeconds: count > 0 ? 42 : null, refused, signedIn, session, otherAccounts };
 }
 
 /** A charge the ledger refused for good. */
@@ -71,3 +72,13 @@ export const INSUFFICIENT = {
   balance: 2,
   message: "insufficient points: compose needs 5, balance is 2",
 } as const;
+
+/** A receipt of the ledger for a charge under `key`. */
+export function receiptOf(key: string, balance: number, seq: number | null = 8, replayed = false): ChargeReceipt {
+  return { transactionId: "t-1", service: "compose", points: 5, balance, replayed, idempotencyKey: key, seq };
+}
+
+/** The answer of `charge` for an acknowledged charge. */
+export function acknowledged(receipt: ChargeReceipt): ChargeOutcome {
+  return { status: "acknowledged", receipt };
+}

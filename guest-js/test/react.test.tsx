@@ -5,7 +5,7 @@ import { StrictMode } from "react";
 import { afterEach, describe, expect, it } from "vitest";
 import { createPointStore, getPointStore, type PointStore } from "../src";
 import { usePointStore, usePoints } from "../src/react";
-import { BALANCE, INSUFFICIENT, OTHER_BALANCE, mockPlugin, pending } from "./ipc";
+import { BALANCE, INSUFFICIENT, OTHER_BALANCE, mockPlugin, pending, refusedCharge } from "./ipc";
 
 let stores: PointStore[] = [];
 function newStore(): PointStore {
@@ -107,6 +107,45 @@ describe("usePoints", () => {
     await waitFor(() => expect(screen.getByTestId("balance").textContent).toBe("120"));
     await act(async () => screen.getByText("compose").click());
     await waitFor(() => expect(screen.getByTestId("recharge").textContent).toBe("recharge compose"));
+  });
+
+  it("lists the refused charges and retries or dismisses them through the hook", async () => {
+    const first = refusedCharge("compose:job-1", 1_700_000_000);
+    const second = refusedCharge("webview:k-2", 1_700_000_100);
+    const calls = mockPlugin({
+      "plugin:points|get_balance": () => BALANCE,
+      "plugin:points|get_pending": () => pending(0, 1, [first, second], true, 2),
+      "plugin:points|retry_refused": () => pending(1, 1, [second], true, 2),
+      "plugin:points|dismiss_refused": () => pending(1, 1, [], true, 2),
+    });
+    function Unpaid({ store }: { store: PointStore }) {
+      const points = usePoints({ store });
+      return (
+        <div>
+          <p data-testid="others">{points.pendingOtherAccounts}</p>
+          <ul>
+            {points.refusedCharges.map((r) => (
+              <li key={r.idempotencyKey}>
+                {r.idempotencyKey}
+                <button onClick={() => points.retryRefused(r.idempotencyKey).catch(() => undefined)}>retry {r.idempotencyKey}</button>
+                <button onClick={() => points.dismissRefused(r.idempotencyKey).catch(() => undefined)}>dismiss {r.idempotencyKey}</button>
+              </li>
+            ))}
+          </ul>
+        </div>
+      );
+    }
+    render(<Unpaid store={newStore()} />);
+    await waitFor(() => expect(screen.getAllByRole("listitem")).toHaveLength(2));
+    expect(screen.getByTestId("others").textContent).toBe("2");
+    await act(async () => screen.getByText("retry compose:job-1").click());
+    await waitFor(() => expect(screen.getAllByRole("listitem")).toHaveLength(1));
+    await act(async () => screen.getByText("dismiss webview:k-2").click());
+    await waitFor(() => expect(screen.queryAllByRole("listitem")).toHaveLength(0));
+    expect(calls.filter((c) => c.cmd.endsWith("_refused"))).toEqual([
+      { cmd: "plugin:points|retry_refused", args: { idempotencyKey: "compose:job-1" } },
+      { cmd: "plugin:points|dismiss_refused", args: { idempotencyKey: "webview:k-2" } },
+    ]);
   });
 
   it("uses the shared store by default", async () => {

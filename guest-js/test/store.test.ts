@@ -1,8 +1,17 @@
 import { emit } from "@tauri-apps/api/event";
 import { clearMocks, mockIPC, mockWindows } from "@tauri-apps/api/mocks";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { createPointStore, getPointStore, type ChargeReceipt, type PendingStatus, type PointBalance, type PointState, type PointStore } from "../src";
-import { BALANCE, INSUFFICIENT, OTHER_BALANCE, deferred, mockPlugin, pending, refusedCharge } from "./ipc";
+import {
+  createPointStore,
+  getPointStore,
+  idempotencyKeyOf,
+  type ChargeOutcome,
+  type PendingStatus,
+  type PointBalance,
+  type PointState,
+  type PointStore,
+} from "../src";
+import { BALANCE, INSUFFICIENT, OTHER_BALANCE, acknowledged, deferred, mockPlugin, pending, receiptOf, refusedCharge } from "./ipc";
 
 let stores: PointStore[] = [];
 function newStore(...args: Parameters<typeof createPointStore>): PointStore {
@@ -22,8 +31,9 @@ const CLOSED = { open: false, service: null, required: null, balance: null };
 /** The payload of points://insufficient for INSUFFICIENT, without its window. */
 const INSUFFICIENT_EVENT = { service: INSUFFICIENT.service, required: INSUFFICIENT.required, balance: INSUFFICIENT.balance };
 
-function receipt(balance: number, seq: number | null = 8): ChargeReceipt {
-  return { transactionId: "t-1", service: "compose", points: 5, balance, replayed: false, idempotencyKey: "k-1", seq };
+/** The answer of `charge` for an acknowledged charge under "k-1". */
+function receipt(balance: number, seq: number | null = 8, replayed = false): ChargeOutcome {
+  return acknowledged(receiptOf("k-1", balance, seq, replayed));
 }
 
 /** Counts the store's notifications. */
@@ -51,6 +61,7 @@ describe("createPointStore: snapshots", () => {
       loading: false,
       error: null,
       pendingCharges: 0,
+      pendingOtherAccounts: 0,
       refusedCharges: [],
       session: null,
       signedIn: null,
@@ -161,7 +172,7 @@ describe("createPointStore: charge and checkCost", () => {
   it("a replayed charge leaves the balance alone (its figure is the first charge's)", async () => {
     mockPlugin({
       "plugin:points|get_balance": () => ({ ...BALANCE, seq: null }),
-      "plugin:points|charge": () => ({ ...receipt(60, null), replayed: true }),
+      "plugin:points|charge": () => receipt(60, null, true),
     });
     const store = newStore();
     await store.fetchBalance();
@@ -220,6 +231,219 @@ describe("createPointStore: charge and checkCost", () => {
     expect(store.getSnapshot().recharge).toEqual({ open: true, service: "compose", required: 5, balance: 2 });
     store.handleError(42);
     expect(store.getSnapshot().error).toBeInstanceOf(Error);
+  });
+});
+
+describe("createPointStore: a charge is a job with one key per user action", () => {
+  const KEY = /^webview:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+  const LOST = { kind: "backend", message: "key reused", status: 422, code: "idempotency_conflict" } as const;
+
+  /** charge answers an acknowledged receipt under the key it was given. */
+  const echo = (args: Record<string, unknown>) => acknowledged(receiptOf(String(args.idempotencyKey), 115));
+
+  it("makes a key before the call when none is given, a new one per call; a key given is passed as it is", async () => {
+    const calls = mockPlugin({ "plugin:points|charge": echo });
+    const store = newStore();
+    const first = await store.charge("compose");
+    const second = await store.charge("compose", { reference: "clip.mp4" });
+    const given = await store.charge("cover_design", { idempotencyKey: "job-7" });
+
+    const keys = calls.map((c) => c.args.idempotencyKey);
+    expect(keys[0]).toMatch(KEY);
+    expect(keys[1]).toMatch(KEY);
+    expect(keys[1]).not.toBe(keys[0]);
+    expect(calls).toEqual([
+      { cmd: "plugin:points|charge", args: { service: "compose", idempotencyKey: keys[0] } },
+      { cmd: "plugin:points|charge", args: { service: "compose", idempotencyKey: keys[1], reference: "clip.mp4" } },
+      { cmd: "plugin:points|charge", args: { service: "cover_design", idempotencyKey: "job-7" } },
+    ]);
+    // The outcome names the key, for a retry of the same action.
+    expect([first, second, given].map(idempotencyKeyOf)).toEqual(keys);
+  });
+
+  it("an acknowledged charge shows the receipt's figure; a replay of it does not move the balance", async () => {
+    // A backend without seq: the figure that arrives last is shown, except a replay's.
+    let replayed = false;
+    mockPlugin({
+      "plugin:points|get_balance": () => ({ ...BALANCE, seq: null }),
+      "plugin:points|get_pending": () => pending(0, 1),
+      "plugin:points|charge": (args) => acknowledged(receiptOf(String(args.idempotencyKey), 115, null, replayed)),
+    });
+    const store = newStore();
+    await store.start();
+    await store.fetchBalance();
+    store.handleError({ kind: "timeout", message: "slow" });
+    const outcome = await store.charge("compose");
+    expect(outcome).toMatchObject({ status: "acknowledged", receipt: { balance: 115 } });
+    expect(store.getSnapshot()).toMatchObject({ balance: { ...BALANCE, balance: 115, seq: null }, error: null });
+
+    // Another charge since; then the same action again, under its key: the ledger replays the receipt.
+    await emit("points://balance-changed", { balance: 100, details: null, seq: null, session: 1 });
+    replayed = true;
+    await expect(store.charge("compose", { idempotencyKey: idempotencyKeyOf(outcome) })).resolves.toMatchObject({
+      receipt: { replayed: true, balance: 115 },
+    });
+    expect(store.getSnapshot().balance).toEqual({ ...BALANCE, balance: 100, seq: null });
+  });
+
+  it("a pending charge resolves without error or dialog, and the pending count is read again", async () => {
+    let count = 0;
+    const calls = mockPlugin({
+      "plugin:points|get_balance": () => BALANCE,
+      "plugin:points|get_pending": () => pending(count, 1),
+      "plugin:points|charge": (args) => {
+        count = 1; // journaled, its answer lost
+        return { status: "pending", idempotencyKey: args.idempotencyKey };
+      },
+    });
+    const store = newStore({ webviewLabel: "main" });
+    await store.start();
+    await store.fetchBalance();
+    store.handleError({ kind: "timeout", message: "slow" });
+
+    const outcome = await store.charge("compose");
+    expect(outcome).toEqual({ status: "pending", idempotencyKey: calls.find((c) => c.cmd === "plugin:points|charge")?.args.idempotencyKey });
+    expect(outcome.status === "pending" && outcome.idempotencyKey).toMatch(KEY);
+    expect(store.getSnapshot()).toMatchObject({ error: null, recharge: CLOSED, pendingCharges: 1, balance: BALANCE });
+    expect(calls.map((c) => c.cmd).slice(-2)).toEqual(["plugin:points|charge", "plugin:points|get_pending"]);
+  });
+
+  it("a refused charge resolves, and the refused charges are read again", async () => {
+    let record: ReturnType<typeof refusedCharge>[] = [];
+    const calls = mockPlugin({
+      "plugin:points|get_pending": () => pending(0, 1, record),
+      "plugin:points|charge": (args) => {
+        const key = String(args.idempotencyKey);
+        record = [{ ...refusedCharge(key, 1_700_000_000), error: LOST }];
+        return { status: "refused", idempotencyKey: key, error: LOST };
+      },
+    });
+    const store = newStore({ webviewLabel: "main" });
+    await store.start();
+    const outcome = await store.charge("compose", { idempotencyKey: "webview:job-9" });
+    expect(outcome).toEqual({ status: "refused", idempotencyKey: "webview:job-9", error: LOST });
+    expect(store.getSnapshot()).toMatchObject({ error: null, recharge: CLOSED, refusedCharges: record });
+    expect(store.getSnapshot().refusedCharges.map((r) => r.idempotencyKey)).toEqual(["webview:job-9"]);
+    expect(calls.map((c) => c.cmd)).toEqual(["plugin:points|get_pending", "plugin:points|charge", "plugin:points|get_pending"]);
+  });
+
+  it("a charge answered after a sign-out changes nothing, whatever its outcome", async () => {
+    const answer = deferred<ChargeOutcome>();
+    const calls = mockPlugin({
+      "plugin:points|get_pending": () => pending(0, 2, [], false),
+      "plugin:points|charge": () => answer.promise,
+    });
+    const store = newStore();
+    await store.start();
+    const charging = store.charge("compose");
+    await emit("points://session-changed", { signedIn: false, session: 3 });
+    await vi.waitFor(() => expect(store.getSnapshot().session).toBe(3));
+    const readsBefore = calls.filter((c) => c.cmd === "plugin:points|get_pending").length;
+    const signedOut = store.getSnapshot();
+    answer.resolve({ status: "pending", idempotencyKey: "k" });
+    await charging;
+    expect(store.getSnapshot()).toBe(signedOut);
+    expect(calls.filter((c) => c.cmd === "plugin:points|get_pending")).toHaveLength(readsBefore);
+  });
+});
+
+describe("createPointStore: retrying and dismissing refused charges", () => {
+  const first = refusedCharge("compose:job-1", 1_700_000_000);
+  const second = refusedCharge("webview:k-2", 1_700_000_100);
+
+  it("retryRefused and dismissRefused send the key and show the pending status answered", async () => {
+    const calls = mockPlugin({
+      "plugin:points|get_pending": () => pending(0, 1, [first, second], true, 3),
+      "plugin:points|dismiss_refused": () => pending(0, 1, [second], true, 3),
+      "plugin:points|retry_refused": () => pending(1, 1, [], true, 2),
+    });
+    const store = newStore();
+    await store.start();
+    expect(store.getSnapshot()).toMatchObject({ pendingCharges: 0, pendingOtherAccounts: 3, refusedCharges: [first, second] });
+
+    await expect(store.dismissRefused("compose:job-1")).resolves.toEqual(pending(0, 1, [second], true, 3));
+    expect(store.getSnapshot().refusedCharges).toEqual([second]);
+
+    await store.retryRefused("webview:k-2");
+    expect(store.getSnapshot()).toMatchObject({ pendingCharges: 1, pendingOtherAccounts: 2, refusedCharges: [], error: null });
+    expect(calls.slice(1)).toEqual([
+      { cmd: "plugin:points|dismiss_refused", args: { idempotencyKey: "compose:job-1" } },
+      { cmd: "plugin:points|retry_refused", args: { idempotencyKey: "webview:k-2" } },
+    ]);
+  });
+
+  it("their failure is kept in error; an answer after a change of session is not shown", async () => {
+    const late = deferred<PendingStatus>();
+    let fail = true;
+    mockPlugin({
+      "plugin:points|get_pending": () => pending(0, 1, [first]),
+      "plugin:points|dismiss_refused": () => {
+        if (fail) throw { kind: "invalidArgument", message: "bad key", field: "idempotencyKey" };
+        return late.promise;
+      },
+    });
+    const store = newStore();
+    await store.start();
+    await expect(store.dismissRefused("bad key")).rejects.toMatchObject({ kind: "invalidArgument" });
+    expect(store.getSnapshot()).toMatchObject({ error: { kind: "invalidArgument" }, refusedCharges: [first] });
+
+    fail = false;
+    const dismissing = store.dismissRefused("compose:job-1");
+    await emit("points://session-changed", { signedIn: true, session: 2 });
+    await vi.waitFor(() => expect(store.getSnapshot().session).toBe(2));
+    const switched = store.getSnapshot();
+    late.resolve(pending(4, 1, [], true, 1));
+    await dismissing;
+    expect(store.getSnapshot()).toBe(switched);
+  });
+
+  it("a read sent before a dismissal and answered after it does not bring the refusal back", async () => {
+    const stale = deferred<PendingStatus>();
+    let slow = false;
+    mockPlugin({
+      "plugin:points|get_pending": () => (slow ? stale.promise : pending(0, 1, [first, second])),
+      "plugin:points|dismiss_refused": () => pending(0, 1, [second]),
+    });
+    const store = newStore();
+    await store.start();
+    slow = true;
+    const reading = store.fetchPending();
+    await store.dismissRefused("compose:job-1");
+    stale.resolve(pending(0, 1, [first, second]));
+    await reading;
+    expect(store.getSnapshot().refusedCharges).toEqual([second]);
+  });
+
+  it("a refusal heard while a read is under way stays listed when the read answers without it", async () => {
+    const third = refusedCharge("cover_design:job-3", 1_700_000_200);
+    const answer = deferred<PendingStatus>();
+    let slow = false;
+    mockPlugin({ "plugin:points|get_pending": () => (slow ? answer.promise : pending(0, 1, [first])) });
+    const store = newStore();
+    await store.start();
+    slow = true;
+    const reading = store.fetchPending();
+    await emit("points://charge-refused", third);
+    answer.resolve(pending(0, 1, [first]));
+    await reading;
+    expect(store.getSnapshot().refusedCharges).toEqual([first, third]);
+  });
+
+  it("a change of session forgets the other accounts' figure until it is read again", async () => {
+    // Signed out, the three charges on this machine are all other accounts'; once one of those
+    // accounts signs in, its two are its own.
+    let status = pending(0, 1, [], false, 3);
+    mockPlugin({ "plugin:points|get_pending": () => status });
+    const store = newStore();
+    await store.start();
+    expect(store.getSnapshot()).toMatchObject({ pendingCharges: 0, pendingOtherAccounts: 3 });
+
+    status = pending(2, 2, [], true, 1);
+    const seen: PointState[] = [];
+    store.subscribe(() => seen.push(store.getSnapshot()));
+    await emit("points://session-changed", { signedIn: true, session: 2 });
+    await vi.waitFor(() => expect(store.getSnapshot()).toMatchObject({ pendingCharges: 2, pendingOtherAccounts: 1 }));
+    expect(seen[0]).toMatchObject({ session: 2, pendingCharges: 0, pendingOtherAccounts: 0 });
   });
 });
 
@@ -401,6 +625,7 @@ describe("createPointStore: sessions", () => {
         loading: false,
         error: null,
         pendingCharges: 0,
+        pendingOtherAccounts: 0,
         refusedCharges: [],
         session: 2,
         signedIn: false,
@@ -423,7 +648,7 @@ describe("createPointStore: sessions", () => {
   });
 
   it("a call of the old session that fails after the sign-out leaves the new state alone", async () => {
-    const refusal = deferred<ChargeReceipt>();
+    const refusal = deferred<ChargeOutcome>();
     mockPlugin({
       "plugin:points|get_pending": () => pending(0, 1),
       "plugin:points|charge": () => refusal.promise,
@@ -661,11 +886,13 @@ describe("createPointStore: pending and refused charges", () => {
   it("follows pending-changed and charge-refused, without listing a refusal twice", async () => {
     const first = refusedCharge("compose:job-1", 1_700_000_000);
     const second = refusedCharge("cover_design:job-2", 1_700_000_100);
-    mockPlugin({ "plugin:points|get_pending": () => pending(1, 1, [first]) });
+    let record = [first];
+    mockPlugin({ "plugin:points|get_pending": () => pending(record.length === 1 ? 1 : 0, 1, record) });
     const store = newStore();
     await store.start();
 
     await emit("points://pending-changed", { count: 0, session: 1 });
+    record = [first, second];
     await emit("points://charge-refused", second);
     await emit("points://charge-refused", second);
     expect(store.getSnapshot()).toMatchObject({ pendingCharges: 0, refusedCharges: [first, second] });

@@ -44,7 +44,17 @@ pub struct LedgerClient {
 
 /// The balance request in flight and the token it was sent with: only calls made with the same
 /// token may share its answer.
-type BalanceFlight = (String, Arc<OnceCell<Result<PointBalance>>>);
+type BalanceFlight = (String, Arc<OnceCell<Result<Stated<PointBalance>>>>);
+
+/// An answer, and the ledger's account of the token it was made with (`user_id`, contract
+/// v1.2; `None` from backends that do not state it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stated<T> {
+    /// The answer.
+    pub value: T,
+    /// The ledger's account of the token.
+    pub user_id: Option<String>,
+}
 
 struct Inner {
     http: reqwest::Client,
@@ -115,7 +125,13 @@ impl LedgerClientBuilder {
     /// Builds the client; the base URL must be https, or http on a loopback host.
     pub fn build(self) -> Result<LedgerClient> {
         let base_url = parse_base_url(&self.base_url)?;
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder();
+        if base_url.scheme() == "http" {
+            // Plain http is allowed for loopback only, and never through a proxy: the bearer
+            // token would leave the machine in clear text (HTTP_PROXY / ALL_PROXY).
+            http = http.no_proxy();
+        }
+        let http = http
             .connect_timeout(self.connect_timeout)
             .timeout(self.request_timeout)
             // A redirect could carry the bearer token elsewhere; the ledger never redirects.
@@ -276,6 +292,11 @@ impl LedgerClient {
 
     /// `GET /points/balance`. Concurrent calls made with the same token share one request.
     pub async fn balance(&self) -> Result<PointBalance> {
+        self.balance_stated().await.map(|stated| stated.value)
+    }
+
+    /// [`LedgerClient::balance`], with the account the ledger states for the token.
+    pub async fn balance_stated(&self) -> Result<Stated<PointBalance>> {
         let token = self.tokens.token().ok_or(Error::Unauthorized)?;
         let flight = {
             let mut slot = self.balance_slot();
@@ -293,7 +314,10 @@ impl LedgerClient {
                 let mut call = Call::get("points/balance");
                 call.token = Some(&token);
                 let body = self.send(call).await?;
-                wire::decode::<wire::WireBalance>(&body).map(PointBalance::from)
+                wire::decode::<wire::WireBalance>(&body).map(|wire| Stated {
+                    user_id: bounded_id(wire.user_id.clone()),
+                    value: PointBalance::from(wire),
+                })
             })
             .await
             .clone();
@@ -317,6 +341,17 @@ impl LedgerClient {
     /// `GET /points/cost`: the price of one use of `service` (for `duration` seconds of media,
     /// for services priced by duration) and whether the balance covers it.
     pub async fn cost(&self, service: &str, duration: Option<f64>) -> Result<CostCheck> {
+        self.cost_stated(service, duration)
+            .await
+            .map(|stated| stated.value)
+    }
+
+    /// [`LedgerClient::cost`], with the account the ledger states for the token.
+    pub async fn cost_stated(
+        &self,
+        service: &str,
+        duration: Option<f64>,
+    ) -> Result<Stated<CostCheck>> {
         check_service(service)?;
         check_duration(duration)?;
         let mut call = Call::get("points/cost");
@@ -326,7 +361,10 @@ impl LedgerClient {
         }
         call.service = Some(service);
         let body = self.send(call).await?;
-        wire::decode::<wire::WireCost>(&body).map(CostCheck::from)
+        wire::decode::<wire::WireCost>(&body).map(|wire| Stated {
+            user_id: bounded_id(wire.user_id.clone()),
+            value: CostCheck::from(wire),
+        })
     }
 
     /// `POST /points/consume` with `key` as `Idempotency-Key`, reused on every retry.
@@ -396,11 +434,16 @@ impl LedgerClient {
         wire::decode::<wire::WireBatches>(&body).map(Vec::<Batch>::from)
     }
 
-    /// Sends `call`, retrying as the policy allows; the success body.
+    /// Sends `call`, retrying as the policy allows; the success body. The token is read once,
+    /// before the first attempt: every retry of one call goes out for the same account.
     async fn send(&self, call: Call<'_>) -> std::result::Result<Vec<u8>, Failure> {
+        let token = match call.token {
+            Some(token) => token.to_owned(),
+            None => self.tokens.token().ok_or(Error::Unauthorized)?,
+        };
         let mut attempt = 1;
         loop {
-            let (error, retry_after) = match self.attempt(&call).await {
+            let (error, retry_after) = match self.attempt(&call, &token).await {
                 Ok(body) => return Ok(body),
                 Err(failure) => failure,
             };
@@ -425,11 +468,8 @@ impl LedgerClient {
     async fn attempt(
         &self,
         call: &Call<'_>,
+        token: &str,
     ) -> std::result::Result<Vec<u8>, (Error, Option<Duration>)> {
-        let token = match call.token {
-            Some(token) => token.to_owned(),
-            None => self.tokens.token().ok_or((Error::Unauthorized, None))?,
-        };
         let url = self
             .inner
             .base_url
@@ -465,12 +505,11 @@ impl LedgerClient {
             .get(RETRY_AFTER)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| retry::parse_retry_after(value, SystemTime::now()));
-        let body = response
-            .bytes()
+        let body = read_bounded(response)
             .await
-            .map_err(|error| (transport_error(&error), retry_after))?;
+            .map_err(|error| (error, retry_after))?;
         if (200..300).contains(&status) {
-            Ok(body.to_vec())
+            Ok(body)
         } else {
             Err((
                 wire::error_from_answer(status, &body, call.service),
@@ -487,6 +526,43 @@ impl std::fmt::Debug for LedgerClient {
             .field("retry", &self.retry)
             .finish_non_exhaustive()
     }
+}
+
+/// A `user_id` the ledger stated, kept only when it is a usable account id (1 to 255 printable
+/// ASCII characters without spaces).
+fn bounded_id(id: Option<String>) -> Option<String> {
+    id.filter(|id| {
+        !id.is_empty() && id.len() <= 255 && id.bytes().all(|byte| (0x21..=0x7e).contains(&byte))
+    })
+}
+
+/// The largest answer body read from the ledger; a longer one is a [`Error::Protocol`] error.
+pub const MAX_ANSWER_BYTES: usize = 1 << 20;
+
+/// Reads an answer's body, at most [`MAX_ANSWER_BYTES`] of it.
+async fn read_bounded(mut response: reqwest::Response) -> Result<Vec<u8>> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > MAX_ANSWER_BYTES as u64)
+    {
+        return Err(Error::Protocol(format!(
+            "the answer is longer than {MAX_ANSWER_BYTES} bytes"
+        )));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|error| transport_error(&error))?
+    {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(Error::Protocol(format!(
+                "the answer is longer than {MAX_ANSWER_BYTES} bytes"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// A transport failure as a typed error (the URL holds no secret; the token is in a header).

@@ -53,10 +53,7 @@ impl RetryPolicy {
 
     /// Whether a failure of this kind may be retried at all.
     pub fn is_retryable(attempt: Attempt) -> bool {
-        match attempt {
-            Attempt::Transport => true,
-            Attempt::Status(status) => status >= 500 || status == 429 || status == 409,
-        }
+        crate::policy::retryable(attempt)
     }
 
     /// The wait before attempt number `next` (2 for the first retry), or `None` to stop retrying.
@@ -103,15 +100,22 @@ impl Attempt {
 }
 
 /// Parses a `Retry-After` value: delay seconds or an HTTP date (a date in the past means now).
+/// The result is at most [`crate::policy::MAX_RETRY_AFTER`], however large the value: digits
+/// past `u64` or a date centuries ahead are read as that cap, and never overflow.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let cap = crate::policy::MAX_RETRY_AFTER;
     let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
+    if value.len() > 64 {
+        return None;
+    }
+    if !value.is_empty() && value.bytes().all(|byte| byte.is_ascii_digit()) {
+        let seconds = value.parse::<u64>().unwrap_or(u64::MAX);
+        return Some(Duration::from_secs(seconds).min(cap));
     }
     let date =
         time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822).ok()?;
     let when = SystemTime::from(date);
-    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
+    Some(when.duration_since(now).unwrap_or(Duration::ZERO).min(cap))
 }
 
 #[cfg(test)]
@@ -191,6 +195,15 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon", now), None);
+        let day = crate::policy::MAX_RETRY_AFTER;
+        assert_eq!(parse_retry_after("86400000", now), Some(day));
+        assert_eq!(parse_retry_after("10000000000000000000", now), Some(day));
+        assert_eq!(parse_retry_after("100000000000000000000", now), Some(day));
+        assert_eq!(
+            parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now),
+            Some(day)
+        );
+        assert_eq!(parse_retry_after(&"9".repeat(100), now), None);
         assert_eq!(parse_retry_after("-1", now), None);
     }
 }

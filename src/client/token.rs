@@ -18,6 +18,16 @@ pub trait TokenProvider: Send + Sync + 'static {
     fn account(&self) -> Option<String> {
         None
     }
+
+    /// A token of another account than the current one, for sending the charges it left pending
+    /// on this machine (`account` is their label: `sub:<JWT subject>`, `id:<the host's id>` or
+    /// `sha256:<token hash>`). `None` (the default) leaves them pending until that account signs
+    /// in again. Where the ledger states accounts, a token the ledger knows as another account
+    /// is never used.
+    fn token_for(&self, account: &str) -> Option<String> {
+        let _ = account;
+        None
+    }
 }
 
 impl<F> TokenProvider for F

@@ -24,6 +24,9 @@ pub struct WireBalance {
     /// The user's latest journal sequence number (contract v1.1; absent from older backends).
     #[serde(default)]
     pub seq: Option<i64>,
+    /// The ledger's account of the token (contract v1.2; absent from older backends).
+    #[serde(default, deserialize_with = "optional_id")]
+    pub user_id: Option<String>,
 }
 
 impl From<WireBalance> for PointBalance {
@@ -48,6 +51,9 @@ pub struct WireCost {
     pub sufficient: bool,
     #[serde(default)]
     pub seq: Option<i64>,
+    /// The ledger's account of the token (contract v1.2; absent from older backends).
+    #[serde(default, deserialize_with = "optional_id")]
+    pub user_id: Option<String>,
 }
 
 impl From<WireCost> for CostCheck {

@@ -30,6 +30,13 @@ pub enum Fault {
     Stall(Duration),
     /// Answers 503 with `Retry-After: <seconds>` without forwarding.
     Unavailable { retry_after_secs: u64 },
+    /// Answers this status, `Retry-After` header (any text) and body without forwarding: a
+    /// gateway's or a WAF's page, a maintenance answer, a definitive refusal.
+    Answer {
+        status: u16,
+        retry_after: Option<&'static str>,
+        body: &'static str,
+    },
     /// Forwards it, lets the ledger commit, and holds the answer this long before returning it
     /// (past the client's timeout, the answer is lost after the commit).
     Delay(Duration),
@@ -58,7 +65,7 @@ impl ProxyStats {
             Fault::Reset => &self.reset,
             Fault::DropAnswer => &self.dropped_answers,
             Fault::Stall(_) => &self.stalled,
-            Fault::Unavailable { .. } => &self.unavailable,
+            Fault::Unavailable { .. } | Fault::Answer { .. } => &self.unavailable,
             Fault::Delay(_) => &self.delayed,
         };
         self.faulted.fetch_add(1, Ordering::SeqCst);
@@ -182,6 +189,26 @@ async fn serve(
             let body = "{\"code\":\"unavailable\"}";
             let answer = format!(
                 "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: {retry_after_secs}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            client.write_all(answer.as_bytes()).await?;
+            return client.shutdown().await;
+        }
+        Fault::Answer {
+            status,
+            retry_after,
+            body,
+        } => {
+            let retry_after = retry_after
+                .map(|value| format!("Retry-After: {value}\r\n"))
+                .unwrap_or_default();
+            let kind = if body.starts_with('<') {
+                "text/html"
+            } else {
+                "application/problem+json"
+            };
+            let answer = format!(
+                "HTTP/1.1 {status} Refused\r\nContent-Type: {kind}\r\n{retry_after}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
             client.write_all(answer.as_bytes()).await?;

@@ -66,7 +66,7 @@ fn the_default_set_reads_and_signs_in_but_charging_is_opt_in() {
     assert_eq!(
         granted
             .invoke("charge", json!({"service": "cover_design"}))
-            .unwrap()["balance"],
+            .unwrap()["receipt"]["balance"],
         8
     );
 }

@@ -70,12 +70,14 @@ fn charge_takes_only_desktop_services_and_never_debt() {
     let ledger = ledger(6);
     let app = signed_in_app(&ledger);
 
-    let receipt = app
+    let outcome = app
         .invoke(
             "charge",
             json!({"service": "compose", "idempotencyKey": "job-1", "reference": "a.mp4"}),
         )
         .unwrap();
+    assert_eq!(outcome["status"], "acknowledged", "{outcome}");
+    let receipt = &outcome["receipt"];
     assert_eq!(receipt["service"], "compose");
     assert_eq!(receipt["points"], 5);
     assert_eq!(receipt["balance"], 1);
@@ -99,7 +101,7 @@ fn charge_takes_only_desktop_services_and_never_debt() {
             json!({"service": "compose", "idempotencyKey": "job-1", "reference": "a.mp4"}),
         )
         .unwrap();
-    assert_eq!(again["replayed"], true);
+    assert_eq!(again["receipt"]["replayed"], true);
 
     let refused = app
         .invoke("charge", json!({"service": "cover_design"}))
@@ -264,6 +266,11 @@ fn a_balance_fetch_overlapping_a_charge_never_undoes_its_figure() {
             std::time::Duration::from_millis(600),
             Box::new(Reply::json(200, &summary(10, 0))),
         ),
+        Reply::json(
+            200,
+            &json!({"service": "compose", "mode": "fixed", "required": 5, "balance": 10, "sufficient": true})
+                .to_string(),
+        ),
         Reply::json(200, &receipt.to_string()),
         Reply::json(200, &summary(5, 5)),
     ]));
@@ -279,14 +286,18 @@ fn a_balance_fetch_overlapping_a_charge_never_undoes_its_figure() {
         stub.received().len() == 1
     });
     let charged = app.invoke("charge", json!({"service": "compose"})).unwrap();
-    assert_eq!(charged["balance"], 5);
+    assert_eq!(charged["receipt"]["balance"], 5);
 
     let fetched = fetch.join().unwrap().unwrap();
     assert_eq!(
         fetched["balance"], 5,
         "the overlapped answer is fetched again"
     );
-    assert_eq!(stub.received().len(), 3);
+    assert_eq!(
+        stub.received().len(),
+        4,
+        "fetch, pre-check, charge, fetch again"
+    );
     let figures: Vec<Value> = app
         .events_named(BALANCE_CHANGED)
         .iter()

@@ -197,6 +197,7 @@ impl TestApp {
 
     /// The payloads of `event` received so far.
     pub fn events_named(&self, event: &str) -> Vec<Value> {
+        self.flush_events();
         self.events
             .lock()
             .unwrap()
@@ -211,8 +212,20 @@ impl TestApp {
         tauri::Manager::get_webview_window(&self.app, label).expect("a window with this label")
     }
 
+    /// Waits until every event the plugin decided so far has reached the windows.
+    pub fn flush_events(&self) {
+        use tauri::Manager;
+        if let Some(points) = self
+            .app
+            .try_state::<tauri_plugin_points::Points<MockRuntime>>()
+        {
+            tauri::async_runtime::block_on(points.flush_events());
+        }
+    }
+
     /// Forgets the events received so far.
     pub fn clear_events(&self) {
+        self.flush_events();
         self.events.lock().unwrap().clear();
     }
 

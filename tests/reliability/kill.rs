@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tauri_plugin_points::client::{ConsumeRequest, IdempotencyKey, LedgerClient};
-use tauri_plugin_points::journal::Journal;
+use tauri_plugin_points::journal::{Journal, PendingCharge};
 use tauri_plugin_points::{
     ChargeOutcome, ChargeSync, Session, Sessions, SyncPolicy, TokenProvider,
 };
@@ -154,10 +154,11 @@ async fn work(orders: Orders) {
             ..ConsumeRequest::new(service)
         };
         let key = IdempotencyKey::parse(key_of(n, service)).unwrap();
-        let outcome = match sync.charge(&session, request, &key).await {
-            ChargeOutcome::Acknowledged { .. } => "acknowledged",
-            ChargeOutcome::Pending { .. } => "pending",
-            ChargeOutcome::Refused { .. } => "refused",
+        let charge = PendingCharge::new(session.account(), &key, request);
+        let outcome = match sync.charge(&session, charge).await.outcome() {
+            Some(ChargeOutcome::Acknowledged { .. }) => "acknowledged",
+            Some(ChargeOutcome::Pending { .. }) => "pending",
+            _ => "refused",
         };
         log(format!("outcome {n} {outcome}"));
     }

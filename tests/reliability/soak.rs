@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tauri_plugin_points::client::{ConsumeRequest, IdempotencyKey, LedgerClient, RetryPolicy};
-use tauri_plugin_points::journal::Journal;
+use tauri_plugin_points::journal::{Journal, PendingCharge};
 use tauri_plugin_points::models::{ChargeReceipt, RefusedCharge, Transaction, TransactionKind};
 use tauri_plugin_points::sync::SyncListener;
 use tauri_plugin_points::{ChargeOutcome, ChargeSync, Session, Sessions, TokenProvider};
@@ -88,7 +88,8 @@ struct Tally {
 }
 
 impl SyncListener for Tally {
-    fn acknowledged(&self, account: &str, receipt: &ChargeReceipt, first_send: bool) {
+    fn acknowledged(&self, charge: &PendingCharge, receipt: &ChargeReceipt, first_send: bool) {
+        let account = charge.account.as_str();
         if receipt.replayed {
             self.replayed.fetch_add(1, Ordering::SeqCst);
         }
@@ -102,7 +103,7 @@ impl SyncListener for Tally {
         }
     }
 
-    fn refused(&self, _account: &str, _refused: &RefusedCharge) {
+    fn refused(&self, _charge: &PendingCharge, _refused: &RefusedCharge) {
         self.refused.fetch_add(1, Ordering::SeqCst);
     }
 }
@@ -175,10 +176,11 @@ async fn run_account(
             ..ConsumeRequest::new(service)
         };
         let key = IdempotencyKey::parse(job.key.clone()).unwrap();
-        match sync.charge(&session, request, &key).await {
-            ChargeOutcome::Acknowledged { .. } => run.acknowledged_at_once += 1,
-            ChargeOutcome::Pending { .. } => run.pending_after_first_send += 1,
-            ChargeOutcome::Refused { .. } => run.refused += 1,
+        let charge = PendingCharge::new(session.account(), &key, request);
+        match sync.charge(&session, charge).await.outcome() {
+            Some(ChargeOutcome::Acknowledged { .. }) => run.acknowledged_at_once += 1,
+            Some(ChargeOutcome::Pending { .. }) => run.pending_after_first_send += 1,
+            _ => run.refused += 1,
         }
         run.charged.push(job);
         if first {

@@ -124,8 +124,11 @@ async fn an_unreachable_ledger_keeps_the_charge_pending() {
     let outcome = sync
         .charge(
             &session,
-            debt_charge("subtitle_burn"),
-            &IdempotencyKey::random(),
+            PendingCharge::new(
+                session.account(),
+                &IdempotencyKey::random(),
+                debt_charge("subtitle_burn"),
+            ),
         )
         .await;
     assert!(outcome.is_pending(), "{outcome:?}");
@@ -209,7 +212,10 @@ async fn the_journal_is_written_before_the_consume_is_sent() {
     let (sync, sessions) = sync_for(&stub.base_url, dir.path(), Some("t"));
     let session = sessions.current().unwrap();
     let key = IdempotencyKey::random();
-    let charge = sync.charge(&session, debt_charge("compose"), &key);
+    let charge = sync.charge(
+        &session,
+        PendingCharge::new(session.account(), &key, debt_charge("compose")),
+    );
     let probe = async {
         while stub.received().is_empty() {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -240,7 +246,14 @@ async fn a_journal_that_cannot_be_written_still_sends_the_charge_once() {
     std::fs::remove_dir_all(dir.path().join("gone")).unwrap();
     let session = sessions.current().unwrap();
     let outcome = sync
-        .charge(&session, debt_charge("compose"), &IdempotencyKey::random())
+        .charge(
+            &session,
+            PendingCharge::new(
+                session.account(),
+                &IdempotencyKey::random(),
+                debt_charge("compose"),
+            ),
+        )
         .await;
     assert_eq!(outcome.receipt().map(|receipt| receipt.balance), Some(5));
     assert!(sync.journal().is_empty());
@@ -311,11 +324,24 @@ async fn a_charge_made_twice_with_one_key_is_charged_once() {
     let (sync, sessions) = sync_for(&test.ledger.base_url(), dir.path(), Some(&test.token));
     let session = sessions.current().unwrap();
     let key = IdempotencyKey::parse("compose:same-job").unwrap();
-    let first = sync.charge(&session, debt_charge("compose"), &key).await;
-    let second = sync.charge(&session, debt_charge("compose"), &key).await;
+    let first = sync
+        .charge(
+            &session,
+            PendingCharge::new(session.account(), &key, debt_charge("compose")),
+        )
+        .await;
+    let second = sync
+        .charge(
+            &session,
+            PendingCharge::new(session.account(), &key, debt_charge("compose")),
+        )
+        .await;
     assert!(!first.receipt().unwrap().replayed);
     assert!(second.receipt().unwrap().replayed);
-    assert!(matches!(second, ChargeOutcome::Acknowledged { .. }));
+    assert!(matches!(
+        second.outcome(),
+        Some(ChargeOutcome::Acknowledged { .. })
+    ));
     assert_eq!(test.client().balance().await.unwrap().balance, 5);
     test.ledger.shutdown().await;
 }

@@ -20,8 +20,11 @@ try {
         const cases = {
           "no-op app command (IPC floor)": () => invoke("noop"),
           "plugin get_balance": () => invoke("plugin:points|get_balance"),
-          "plugin charge (compose)": () =>
-            invoke("plugin:points|charge", { service: "compose", idempotencyKey: crypto.randomUUID() }),
+          // A charge answers a ChargeOutcome: only an acknowledged one is a round trip to the ledger.
+          "plugin charge (compose)": async () => {
+            const outcome = await invoke("plugin:points|charge", { service: "compose", idempotencyKey: crypto.randomUUID() });
+            if (outcome?.status !== "acknowledged") throw new Error(`charge: ${JSON.stringify(outcome)}`);
+          },
           "direct fetch() of /points/balance": async () => {
             const response = await fetch(`${target.baseUrl}/points/balance`, { headers });
             if (!response.ok) throw new Error(`fetch: ${response.status}`);

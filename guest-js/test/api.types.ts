@@ -1,0 +1,37 @@
+// Type-level tests of the API's signatures, checked by `npm run check` (tsc): a command wrapper or
+// store method whose arguments or answer change makes this file fail to compile.
+import {
+  charge,
+  dismissRefused,
+  idempotencyKeyOf,
+  newIdempotencyKey,
+  retryRefused,
+  type ChargeOptions,
+  type ChargeOutcome,
+  type DesktopService,
+  type PendingStatus,
+  type PointState,
+  type PointStore,
+} from "../src";
+import type { UsePoints } from "../src/react";
+import type { Equals, Expect } from "./bindings.types";
+
+export type CommandsMatchTheIpcDoc = [
+  // charge resolves with what became of the charge, not a bare receipt.
+  Expect<Equals<typeof charge, (service: DesktopService, options?: ChargeOptions) => Promise<ChargeOutcome>>>,
+  Expect<Equals<typeof retryRefused, (idempotencyKey: string) => Promise<PendingStatus>>>,
+  Expect<Equals<typeof dismissRefused, (idempotencyKey: string) => Promise<PendingStatus>>>,
+  Expect<Equals<typeof newIdempotencyKey, () => string>>,
+  Expect<Equals<typeof idempotencyKeyOf, (outcome: ChargeOutcome) => string>>,
+];
+
+export type StoreMatchesTheCommands = [
+  Expect<Equals<PointStore["charge"], (service: DesktopService, options?: ChargeOptions) => Promise<ChargeOutcome>>>,
+  Expect<Equals<PointStore["retryRefused"], (idempotencyKey: string) => Promise<PendingStatus>>>,
+  Expect<Equals<PointStore["dismissRefused"], (idempotencyKey: string) => Promise<PendingStatus>>>,
+  Expect<Equals<PointState["pendingOtherAccounts"], number>>,
+  Expect<Equals<UsePoints["charge"], PointStore["charge"]>>,
+  Expect<Equals<UsePoints["retryRefused"], PointStore["retryRefused"]>>,
+  Expect<Equals<UsePoints["dismissRefused"], PointStore["dismissRefused"]>>,
+  Expect<Equals<UsePoints["pendingOtherAccounts"], number>>,
+];

@@ -1,0 +1,195 @@
+//! The one place that decides what a failed ledger call means for a charge: retry it, hold it
+//! (keep it journaled and send it again later, after a bounded wait), or refuse it for good.
+//!
+//! Only a definitive verdict of the ledger refuses a charge: a known contract `code` saying the
+//! charge can never apply (`unknown_service`, `not_chargeable_here`, `idempotency_conflict`,
+//! `amount_out_of_range`, `invalid_duration`, `invalid_idempotency_key`, `reference_too_long`),
+//! a check made on this machine before anything was sent, or a 402 for a charge that may not
+//! go into debt. Everything else holds the charge: a bare 400 or 422 without a known code (a WAF
+//! page, a price table being redeployed), 401 and 403 (a token that may be refreshed), 404, 409,
+//! 429, 5xx, transport failures and undecodable answers.
+//!
+//! Waits are bounded: a `Retry-After` is never honoured past the caller's cap, and never
+//! computed with unchecked arithmetic, whatever the header says.
+
+use std::time::Duration;
+
+use crate::client::retry::Attempt;
+use crate::Error;
+
+/// The contract codes that prove a charge can never apply.
+pub const DEFINITIVE_CODES: &[&str] = &[
+    "unknown_service",
+    "not_chargeable_here",
+    "idempotency_conflict",
+    "amount_out_of_range",
+    "invalid_duration",
+    "invalid_idempotency_key",
+    "reference_too_long",
+];
+
+/// The longest `Retry-After` the client ever reads from a header (a day); callers cap it further.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
+
+/// What to do with a charge after a failed send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Keep it journaled and send it again later, not before `not_before` (already capped).
+    Hold {
+        /// The wait the ledger asked for, capped; `None` for the sync's own backoff.
+        not_before: Option<Duration>,
+        /// Whether the failure says the ledger cannot take requests now (down, overloaded,
+        /// timing out): the rest of a pass would meet the same answer.
+        unavailable: bool,
+    },
+    /// The ledger (or a check made before sending) proves it can never apply: move it to the
+    /// refused record.
+    Refuse,
+}
+
+/// The verdict on a charge whose send failed with `error`, the ledger having asked to wait
+/// `retry_after`; the wait is capped at `cap`. `allow_debt` is the charge's own flag: a 402 for
+/// a charge that may not go into debt is definitive.
+pub fn charge_verdict(
+    error: &Error,
+    retry_after: Option<Duration>,
+    allow_debt: bool,
+    cap: Duration,
+) -> Verdict {
+    if refuses_for_good(error, allow_debt) {
+        return Verdict::Refuse;
+    }
+    Verdict::Hold {
+        not_before: retry_after.map(|wait| wait.min(cap)),
+        unavailable: ledger_unavailable(error),
+    }
+}
+
+/// Whether `error` proves a charge can never apply.
+pub fn refuses_for_good(error: &Error, allow_debt: bool) -> bool {
+    match error {
+        Error::UnknownService { .. }
+        | Error::InvalidDuration
+        | Error::InvalidArgument { .. }
+        | Error::NotChargeableHere { .. } => true,
+        Error::InsufficientPoints { .. } => !allow_debt,
+        Error::Backend {
+            code: Some(code), ..
+        } => DEFINITIVE_CODES.contains(&code.as_str()),
+        _ => false,
+    }
+}
+
+/// Whether an error says the ledger cannot take requests now (down, overloaded, timing out).
+pub fn ledger_unavailable(error: &Error) -> bool {
+    match error {
+        Error::Network(_) | Error::Timeout => true,
+        Error::Backend { status, .. } => *status >= 500 || *status == 429,
+        _ => false,
+    }
+}
+
+/// Whether a failure may have reached the ledger and been applied there: the outcome of the
+/// charge is unknown (a lost answer, a timeout, a 5xx after the request was sent), so the
+/// caller must be told "pending", never "failed".
+pub fn may_have_applied(error: &Error) -> bool {
+    !refuses_for_good(error, true) && !matches!(error, Error::InsufficientPoints { .. })
+}
+
+/// Whether a failure of this kind may be retried within one call (the client's own retries).
+pub fn retryable(attempt: Attempt) -> bool {
+    match attempt {
+        Attempt::Transport => true,
+        Attempt::Status(status) => status >= 500 || status == 429 || status == 409,
+    }
+}
+
+/// `now + wait`, or `None` when it does not fit (a `Retry-After` of 10^20 seconds).
+pub fn deadline_after(now: tokio::time::Instant, wait: Duration) -> Option<tokio::time::Instant> {
+    now.checked_add(wait)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend(status: u16, code: Option<&str>) -> Error {
+        Error::Backend {
+            status,
+            code: code.map(str::to_owned),
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn only_a_definitive_verdict_refuses_a_charge() {
+        let cap = Duration::from_secs(300);
+        for refused in [
+            Error::UnknownService {
+                service: "x".into(),
+            },
+            Error::InvalidDuration,
+            Error::invalid_argument("idempotencyKey", "bad"),
+            backend(422, Some("idempotency_conflict")),
+            backend(422, Some("amount_out_of_range")),
+            backend(400, Some("reference_too_long")),
+        ] {
+            assert_eq!(
+                charge_verdict(&refused, None, true, cap),
+                Verdict::Refuse,
+                "{refused:?}"
+            );
+        }
+        for held in [
+            backend(400, None),
+            backend(422, None),
+            backend(422, Some("something_new")),
+            backend(403, None),
+            backend(404, None),
+            backend(503, None),
+            Error::Unauthorized,
+            Error::Network("reset".into()),
+            Error::Timeout,
+            Error::Protocol("eof".into()),
+            Error::Storage("disk".into()),
+        ] {
+            assert!(
+                matches!(charge_verdict(&held, None, true, cap), Verdict::Hold { .. }),
+                "{held:?}"
+            );
+        }
+        let insufficient = Error::InsufficientPoints {
+            service: None,
+            required: None,
+            balance: None,
+        };
+        assert!(matches!(
+            charge_verdict(&insufficient, None, true, cap),
+            Verdict::Hold { .. }
+        ));
+        assert_eq!(
+            charge_verdict(&insufficient, None, false, cap),
+            Verdict::Refuse,
+            "a charge that may not go into debt is refused by a 402"
+        );
+    }
+
+    #[test]
+    fn a_hold_is_capped_whatever_the_ledger_asks() {
+        let cap = Duration::from_secs(300);
+        let held = charge_verdict(
+            &backend(503, None),
+            Some(Duration::from_secs(u64::MAX)),
+            true,
+            cap,
+        );
+        assert_eq!(
+            held,
+            Verdict::Hold {
+                not_before: Some(cap),
+                unavailable: true
+            }
+        );
+        assert!(deadline_after(tokio::time::Instant::now(), Duration::MAX).is_none());
+    }
+}
