@@ -86,6 +86,9 @@ impl IdempotencyKey {
 /// A user's summary row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 pub struct Summary {
+    /// The ledger's account of the bearer token: the user's UUID (the token's `sub`), lowercase
+    /// and hyphenated. A client binds its pending charges to it.
+    pub user_id: Uuid,
     /// Points available now; negative while the user is in arrears.
     #[schema(minimum = -9_007_199_254_740_991_i64, maximum = 9_007_199_254_740_991_i64)]
     pub balance: i64,
@@ -107,6 +110,9 @@ pub struct Summary {
 /// A priced use of a service, against the user's balance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CostCheck {
+    /// The ledger's account of the bearer token: the user's UUID (the token's `sub`), lowercase
+    /// and hyphenated.
+    pub user_id: Uuid,
     /// The service priced.
     pub service: String,
     /// How it is priced.
@@ -140,6 +146,9 @@ pub struct ConsumeRequest {
 /// The ledger's answer to a consume.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Receipt {
+    /// The account charged: the user's UUID (the bearer token's `sub`), lowercase and
+    /// hyphenated.
+    pub user_id: Uuid,
     /// The journal entry; `null` for a free service (nothing stored).
     pub transaction_id: Option<String>,
     /// The service charged.
@@ -442,13 +451,17 @@ impl Ledger {
         .await?;
         Ok(match row {
             Some(row) => Summary {
+                user_id: user,
                 balance: row.try_get(0)?,
                 total_recharged: row.try_get(1)?,
                 total_consumed: row.try_get(2)?,
                 total_expired: row.try_get(3)?,
                 seq: row.try_get(4)?,
             },
-            None => Summary::default(),
+            None => Summary {
+                user_id: user,
+                ..Summary::default()
+            },
         })
     }
 
@@ -463,6 +476,7 @@ impl Ledger {
         let summary = self.summary(user).await?;
         let balance = summary.balance;
         Ok(CostCheck {
+            user_id: user,
             service: service.to_owned(),
             mode: quote.mode,
             required: quote.points,
@@ -707,6 +721,7 @@ impl Ledger {
             }
             let summary = self.summary(user).await?;
             return Ok(Receipt {
+                user_id: user,
                 transaction_id: None,
                 service: request.service.clone(),
                 points: 0,
@@ -733,6 +748,7 @@ impl Ledger {
             tx.rollback().await?;
             let earlier = earlier.matching(EntryKind::Consume, &fingerprint)?;
             return Ok(Receipt {
+                user_id: user,
                 transaction_id: Some(earlier.transaction_id),
                 service: earlier.service.unwrap_or_default(),
                 points: -earlier.points,
@@ -799,6 +815,7 @@ impl Ledger {
             .await?;
         self.save_account(&mut tx, user, &account).await?;
         let receipt = Receipt {
+            user_id: user,
             transaction_id: Some(transaction_id.clone()),
             service: request.service.clone(),
             points: required,
@@ -840,6 +857,7 @@ impl Ledger {
         let outcome: String = row.try_get(0)?;
         let receipt = |replayed: bool| -> Result<Receipt, LedgerError> {
             Ok(Receipt {
+                user_id: user,
                 transaction_id: row.try_get(1)?,
                 service: row.try_get::<Option<String>, _>(2)?.unwrap_or_default(),
                 points: row.try_get(3)?,
@@ -1005,6 +1023,7 @@ impl Ledger {
             };
             let account = Account {
                 summary: Summary {
+                    user_id: user,
                     balance: first.try_get(0)?,
                     total_recharged: first.try_get(1)?,
                     total_consumed: first.try_get(2)?,

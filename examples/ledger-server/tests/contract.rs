@@ -71,27 +71,48 @@ async fn user_routes_require_a_token(l: &TestLedger) {
 }
 
 async fn balance_is_the_summary_row(l: &TestLedger) {
-    let (_, fresh) = l.user_with(0).await;
+    let (fresh_user, fresh) = l.user_with(0).await;
     let summary = l.get_json(&fresh, "/points/balance").await;
     assert_eq!(
         summary,
-        json!({"balance": 0, "total_recharged": 0, "total_consumed": 0, "total_expired": 0, "seq": 0})
+        json!({"user_id": fresh_user.to_string(), "balance": 0, "total_recharged": 0, "total_consumed": 0, "total_expired": 0, "seq": 0})
     );
-    let (_, token) = l.user_with(100).await;
-    l.consume(&token, "k1", json!({"service": "script"})).await;
+    let (user, token) = l.user_with(100).await;
+    let receipt: Value = l
+        .consume(&token, "k1", json!({"service": "script"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(receipt["user_id"], user.to_string(), "{receipt}");
     let summary = l.get_json(&token, "/points/balance").await;
     assert_eq!(
         summary,
-        json!({"balance": 95, "total_recharged": 100, "total_consumed": 5, "total_expired": 0, "seq": 2})
+        json!({"user_id": user.to_string(), "balance": 95, "total_recharged": 100, "total_consumed": 5, "total_expired": 0, "seq": 2})
     );
 }
 
+/// `user_id` is the account of the token (its `sub`, lowercase and hyphenated), in balance and
+/// cost answers alike, for every user.
+async fn answers_name_the_account_of_the_token(l: &TestLedger) {
+    let (user, token) = l.user_with(10).await;
+    let (other, other_token) = l.user_with(10).await;
+    for (user, token) in [(user, &token), (other, &other_token)] {
+        let balance = l.get_json(token, "/points/balance").await;
+        assert_eq!(balance["user_id"], user.to_string(), "{balance}");
+        let cost = l.get_json(token, "/points/cost?service=title").await;
+        assert_eq!(cost["user_id"], user.to_string(), "{cost}");
+        let free = l.get_json(token, "/points/cost?service=caption").await;
+        assert_eq!(free["user_id"], user.to_string(), "{free}");
+    }
+}
+
 async fn cost_prices_and_prechecks(l: &TestLedger) {
-    let (_, token) = l.user_with(7).await;
+    let (user, token) = l.user_with(7).await;
     let fixed = l.get_json(&token, "/points/cost?service=script").await;
     assert_eq!(
         fixed,
-        json!({"service": "script", "mode": "fixed", "required": 5, "balance": 7, "sufficient": true, "seq": 1})
+        json!({"user_id": user.to_string(), "service": "script", "mode": "fixed", "required": 5, "balance": 7, "sufficient": true, "seq": 1})
     );
     let dear = l.get_json(&token, "/points/cost?service=voice_clone").await;
     assert_eq!(dear["required"], 200);
@@ -106,11 +127,11 @@ async fn cost_prices_and_prechecks(l: &TestLedger) {
         .await;
     assert_eq!(tts["required"], 7);
     assert_eq!(tts["sufficient"], true);
-    let (_, broke) = l.user_with(0).await;
+    let (broke_user, broke) = l.user_with(0).await;
     let free = l.get_json(&broke, "/points/cost?service=caption").await;
     assert_eq!(
         free,
-        json!({"service": "caption", "mode": "free", "required": 0, "balance": 0, "sufficient": true, "seq": 0})
+        json!({"user_id": broke_user.to_string(), "service": "caption", "mode": "free", "required": 0, "balance": 0, "sufficient": true, "seq": 0})
     );
     // A duration is ignored for fixed services.
     let ignored = l
@@ -469,7 +490,7 @@ async fn checks_run_in_contract_order(l: &TestLedger) {
 }
 
 async fn free_services_write_nothing(l: &TestLedger) {
-    let (_, token) = l.user_with(0).await;
+    let (user, token) = l.user_with(0).await;
     let response = l
         .consume(&token, "free-1", json!({"service": "auto_align"}))
         .await;
@@ -477,7 +498,7 @@ async fn free_services_write_nothing(l: &TestLedger) {
     let receipt: Value = response.json().await.unwrap();
     assert_eq!(
         receipt,
-        json!({"transaction_id": null, "service": "auto_align", "points": 0, "balance": 0, "replayed": false, "seq": 0})
+        json!({"user_id": user.to_string(), "transaction_id": null, "service": "auto_align", "points": 0, "balance": 0, "replayed": false, "seq": 0})
     );
     assert_eq!(history(l, &token).await.len(), 0);
     // No idempotency record either: the key is still free for a paid charge.
@@ -688,7 +709,7 @@ async fn expired_batches_are_never_spendable(l: &TestLedger) {
     let summary = l.get_json(&token, "/points/balance").await;
     assert_eq!(
         summary,
-        json!({"balance": 50, "total_recharged": 80, "total_consumed": 0, "total_expired": 30, "seq": 3})
+        json!({"user_id": user.to_string(), "balance": 50, "total_recharged": 80, "total_consumed": 0, "total_expired": 30, "seq": 3})
     );
     let entries = history(l, &token).await;
     assert_eq!(entries[0]["kind"], "expire");
@@ -1006,6 +1027,7 @@ macro_rules! on_both_backends {
 on_both_backends!(
     user_routes_require_a_token,
     balance_is_the_summary_row,
+    answers_name_the_account_of_the_token,
     cost_prices_and_prechecks,
     cost_errors,
     consume_charges_and_journals,

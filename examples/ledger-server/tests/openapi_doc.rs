@@ -40,6 +40,30 @@ fn document_is_openapi_3_1_with_both_security_schemes() {
 }
 
 #[test]
+fn balance_cost_and_receipt_name_the_account() {
+    let doc: serde_json::Value =
+        serde_json::from_str(&points_ledger::openapi::document_json()).unwrap();
+    for schema in ["Summary", "CostCheck", "Receipt"] {
+        let schema = &doc["components"]["schemas"][schema];
+        assert_eq!(
+            schema["properties"]["user_id"]["type"], "string",
+            "{schema}"
+        );
+        assert_eq!(
+            schema["properties"]["user_id"]["format"], "uuid",
+            "{schema}"
+        );
+        assert!(
+            schema["required"]
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!("user_id")),
+            "{schema}"
+        );
+    }
+}
+
+#[test]
 fn document_names_the_services_of_the_price_table_it_serves() {
     let table = points_ledger::PriceTable::from_yaml(
         "services:\n  dub: { mode: duration, points_per_second: 2 }\n  logo: { mode: fixed, points: 3 }\n  ping: { mode: free }\n",
