@@ -73,6 +73,18 @@ impl Db {
                 // A connection the server has dropped fails one request instead; nothing was
                 // written, and the client's retry (same idempotency key) goes through.
                 pool = pool.test_before_acquire(false);
+                // The one-statement consume runs in an implicit transaction, which takes the
+                // session's isolation level: READ COMMITTED, whatever the server's or the
+                // database's default (explicit transactions name it in their BEGIN).
+                pool = pool.after_connect(|conn, _meta| {
+                    Box::pin(async move {
+                        conn.execute(
+                            "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED",
+                        )
+                        .await?;
+                        Ok(())
+                    })
+                });
             }
             if backend == Backend::Sqlite {
                 pool = pool.after_connect(move |conn, _meta| {
@@ -120,12 +132,16 @@ impl Db {
     }
 
     /// Starts a write transaction for `user`, holding their summary row lock when the row
-    /// exists, in one round trip.
+    /// exists.
     ///
     /// - SQLite: `BEGIN IMMEDIATE` takes the database's write lock at once, so two writers never
     ///   both read and then collide on upgrade.
-    /// - PostgreSQL: `BEGIN; SELECT ... FOR UPDATE` in one simple query. The user id is inlined:
-    ///   a [`Uuid`] prints as hex digits and hyphens only.
+    /// - PostgreSQL: `BEGIN ISOLATION LEVEL READ COMMITTED` (whatever the server's default: the
+    ///   money rules rely on each statement seeing what the previous holder of the row lock
+    ///   committed), then `SELECT ... FOR UPDATE` as a statement of its own inside the
+    ///   transaction. When the lock fails (a `lock_timeout`, a cancel) the transaction is
+    ///   dropped and rolled back before its connection goes back to the pool; a lock taken in the
+    ///   `BEGIN` query itself would leave the connection inside an aborted transaction.
     ///
     /// Reads of the user's rows must come in later statements, so that they see what the
     /// previous holder of the lock committed.
@@ -136,12 +152,15 @@ impl Db {
         match self.backend {
             Backend::Sqlite => self.write_pool.begin_with("BEGIN IMMEDIATE").await,
             Backend::Postgres => {
-                let user = user.hyphenated();
-                self.write_pool
-                    .begin_with(format!(
-                        "BEGIN; SELECT last_seq FROM accounts WHERE user_id = '{user}' FOR UPDATE"
-                    ))
-                    .await
+                let mut tx = self
+                    .write_pool
+                    .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
+                    .await?;
+                sqlx::query("SELECT last_seq FROM accounts WHERE user_id = $1 FOR UPDATE")
+                    .bind(user.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                Ok(tx)
             }
         }
     }

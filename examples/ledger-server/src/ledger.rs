@@ -65,6 +65,46 @@ pub enum LedgerError {
     Database(#[from] sqlx::Error),
 }
 
+impl LedgerError {
+    /// Whether the database refused the transaction for a reason a new attempt clears: a
+    /// serialization failure (SQLSTATE 40001) or a deadlock (40P01). Nothing was written.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            LedgerError::Database(sqlx::Error::Database(error)) => {
+                matches!(error.code().as_deref(), Some("40001" | "40P01"))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// How many times a transaction refused with a serialization failure or a deadlock is tried
+/// again before the error is answered.
+pub const TRANSIENT_RETRIES: u32 = 8;
+
+/// Runs `attempt` until it succeeds, fails for good, or has failed transiently (see
+/// [`LedgerError::is_transient`]) [`TRANSIENT_RETRIES`] more times, sleeping a little longer
+/// (with jitter) after each failure.
+async fn retrying<T, F, Fut>(mut attempt: F) -> Result<T, LedgerError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, LedgerError>>,
+{
+    let mut failures = 0;
+    loop {
+        match attempt().await {
+            Err(error) if error.is_transient() && failures < TRANSIENT_RETRIES => {
+                failures += 1;
+                let jitter = u64::from(Uuid::new_v4().as_bytes()[0]) % 4;
+                let millis = (1u64 << failures.min(6)) + jitter;
+                tracing::debug!(%error, failures, "transient database failure: trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// A client's idempotency key: 1 to 255 printable ASCII characters, no space.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct IdempotencyKey(String);
@@ -626,14 +666,27 @@ impl Ledger {
         }
         let _in_flight = key.map(|key| self.mark_in_flight(user, key)).transpose()?;
         let fingerprint = key.map(|_| recharge_fingerprint(request));
-        let now = to_micros(now);
+        retrying(|| self.recharge_in_transaction(user, request, key, fingerprint.as_deref())).await
+    }
+
+    /// The transaction of [`Self::apply_recharge`], once the request is valid and its key marked
+    /// in flight.
+    async fn recharge_in_transaction(
+        &self,
+        user: Uuid,
+        request: &RechargeRequest,
+        key: Option<&IdempotencyKey>,
+        fingerprint: Option<&str>,
+    ) -> Result<RechargeReceipt, LedgerError> {
+        let RechargeRequest { points, expires_at } = *request;
+        let now = to_micros(self.clock.now());
         let mut tx = self.db.begin_write(user).await?;
         let Locked {
             mut account,
             mut live,
             earlier,
         } = self.lock_user(&mut tx, user, key).await?;
-        if let (Some(earlier), Some(fingerprint)) = (earlier, &fingerprint) {
+        if let (Some(earlier), Some(fingerprint)) = (earlier, fingerprint) {
             tx.rollback().await?;
             let earlier = earlier.matching(EntryKind::Recharge, fingerprint)?;
             return Ok(RechargeReceipt {
@@ -683,7 +736,7 @@ impl Ledger {
                     service: None,
                     batch_id: Some(&batch_id),
                     idempotency_key: key.map(IdempotencyKey::as_str),
-                    request_fingerprint: fingerprint.as_deref(),
+                    request_fingerprint: fingerprint,
                     reference: None,
                 },
             )
@@ -732,12 +785,27 @@ impl Ledger {
         }
         let _in_flight = self.mark_in_flight(user, key)?;
         let fingerprint = serde_json::to_string(request).expect("a consume request serialises");
-        if self.db.backend() == Backend::Postgres {
-            return self
-                .consume_in_one_statement(user, request, key, quote.points, &fingerprint)
-                .await;
-        }
+        retrying(|| async {
+            if self.db.backend() == Backend::Postgres {
+                self.consume_in_one_statement(user, request, key, quote.points, &fingerprint)
+                    .await
+            } else {
+                self.consume_in_transaction(user, request, key, quote.points, &fingerprint)
+                    .await
+            }
+        })
+        .await
+    }
 
+    /// The transaction of [`Self::consume`] after the pricing and in-flight checks (SQLite).
+    async fn consume_in_transaction(
+        &self,
+        user: Uuid,
+        request: &ConsumeRequest,
+        key: &IdempotencyKey,
+        required: i64,
+        fingerprint: &str,
+    ) -> Result<Receipt, LedgerError> {
         let mut tx = self.db.begin_write(user).await?;
         let Locked {
             mut account,
@@ -746,7 +814,7 @@ impl Ledger {
         } = self.lock_user(&mut tx, user, Some(key)).await?;
         if let Some(earlier) = earlier {
             tx.rollback().await?;
-            let earlier = earlier.matching(EntryKind::Consume, &fingerprint)?;
+            let earlier = earlier.matching(EntryKind::Consume, fingerprint)?;
             return Ok(Receipt {
                 user_id: user,
                 transaction_id: Some(earlier.transaction_id),
@@ -761,7 +829,6 @@ impl Ledger {
         let now = to_micros(self.clock.now());
         self.expire_due(&mut tx, user, &mut account, &mut live, now)
             .await?;
-        let required = quote.points;
         if !request.allow_debt && account.summary.balance < required {
             tx.rollback().await?;
             return Err(LedgerError::InsufficientPoints {
@@ -808,7 +875,7 @@ impl Ledger {
                     service: Some(&request.service),
                     batch_id: None,
                     idempotency_key: Some(key.as_str()),
-                    request_fingerprint: Some(&fingerprint),
+                    request_fingerprint: Some(fingerprint),
                     reference: request.reference.as_deref(),
                 },
             )
@@ -916,6 +983,11 @@ impl Ledger {
 
     /// Expires the user's due batches, in a write transaction of their own.
     async fn expire_user(&self, user: Uuid) -> Result<(u64, i64), LedgerError> {
+        retrying(|| self.expire_user_once(user)).await
+    }
+
+    /// One attempt of [`Self::expire_user`].
+    async fn expire_user_once(&self, user: Uuid) -> Result<(u64, i64), LedgerError> {
         let now = to_micros(self.clock.now());
         let mut tx = self.db.begin_write(user).await?;
         let Locked {
@@ -1205,6 +1277,75 @@ mod tests {
             (1, 9, false)
         );
         assert_eq!(ledger.summary(user).await.unwrap().balance, 9);
+    }
+
+    /// A database error with a SQLSTATE, as the server would send it.
+    #[derive(Debug)]
+    struct Sqlstate(&'static str);
+
+    impl std::fmt::Display for Sqlstate {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "SQLSTATE {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Sqlstate {}
+
+    impl sqlx::error::DatabaseError for Sqlstate {
+        fn message(&self) -> &str {
+            "refused"
+        }
+        fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+            Some(self.0.into())
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    fn refused(code: &'static str) -> LedgerError {
+        LedgerError::Database(sqlx::Error::Database(Box::new(Sqlstate(code))))
+    }
+
+    #[tokio::test]
+    async fn serialization_failures_and_deadlocks_are_retried_a_bounded_number_of_times() {
+        for code in ["40001", "40P01"] {
+            let calls = std::sync::atomic::AtomicU32::new(0);
+            let answer = retrying(|| async {
+                match calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                    0..=2 => Err(refused(code)),
+                    n => Ok(n),
+                }
+            })
+            .await;
+            assert_eq!(answer.unwrap(), 3, "{code}: the fourth attempt succeeds");
+        }
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let answer: Result<(), _> = retrying(|| async {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Err(refused("40001"))
+        })
+        .await;
+        assert!(answer.unwrap_err().is_transient());
+        assert_eq!(calls.into_inner(), TRANSIENT_RETRIES + 1, "bounded");
+        // Any other failure is answered at once.
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let answer: Result<(), _> = retrying(|| async {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Err(refused("23505"))
+        })
+        .await;
+        assert!(answer.is_err());
+        assert_eq!(calls.into_inner(), 1);
     }
 
     #[test]
