@@ -440,6 +440,11 @@ fn bounded(value: Option<i64>) -> Option<i64> {
     value.filter(|v| (-MAX_AMOUNT..=MAX_AMOUNT).contains(v))
 }
 
+/// A recharge whose batch would be born expired.
+fn past_expiry() -> LedgerError {
+    LedgerError::InvalidRecharge("expires_at must be in the future".into())
+}
+
 /// What "the same recharge" compares: the points and the expiry instant (to the microsecond
 /// the database keeps), whatever offset the caller wrote it with.
 fn recharge_fingerprint(request: &RechargeRequest) -> String {
@@ -631,8 +636,9 @@ impl Ledger {
 
     /// Adds a batch, at most once per idempotency key (the key of a retried payment webhook).
     ///
-    /// Checks, in order: the points and expiry, the key (in flight: 409; used with another
-    /// request: 422; used with this request: the first receipt, replayed), then the bounds
+    /// Checks, in order: the points, the key (in flight: 409; used with another request: 422;
+    /// used with this request: the first receipt, replayed), the expiry (in the future: a retry
+    /// of a recharge already applied gets its replay however late it comes), then the bounds
     /// (nothing written when a total would leave ±(2^53 − 1)).
     pub async fn recharge_once(
         &self,
@@ -650,7 +656,6 @@ impl Ledger {
         key: Option<&IdempotencyKey>,
     ) -> Result<RechargeReceipt, LedgerError> {
         let RechargeRequest { points, expires_at } = *request;
-        let now = self.clock.now();
         if points <= 0 {
             return Err(LedgerError::InvalidRecharge(
                 "points must be 1 or more".into(),
@@ -659,10 +664,11 @@ impl Ledger {
         if points > MAX_AMOUNT {
             return Err(LedgerError::AmountOutOfRange);
         }
-        if expires_at <= now {
-            return Err(LedgerError::InvalidRecharge(
-                "expires_at must be in the future".into(),
-            ));
+        // Without a key there is nothing to replay: a past expiry is refused before any work.
+        // With one, the key is looked up first, so that a retry after the expiry gets its
+        // replay (see `recharge_in_transaction`).
+        if key.is_none() && expires_at <= self.clock.now() {
+            return Err(past_expiry());
         }
         let _in_flight = key.map(|key| self.mark_in_flight(user, key)).transpose()?;
         let fingerprint = key.map(|_| recharge_fingerprint(request));
@@ -696,6 +702,10 @@ impl Ledger {
                 replayed: true,
                 seq: earlier.seq,
             });
+        }
+        if to_micros(expires_at) <= now {
+            tx.rollback().await?;
+            return Err(past_expiry());
         }
         self.expire_due(&mut tx, user, &mut account, &mut live, now)
             .await?;

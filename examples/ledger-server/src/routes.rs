@@ -396,7 +396,7 @@ fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64
     request_body = RechargeBody,
     responses(
         (status = 200, description = "The batch was added (debt is paid first), or the replayed answer", body = RechargeReceipt),
-        (status = 400, description = "`invalid_request` (unparseable body, points below 1, `expires_at` not in the future)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid_request` (unparseable body, points below 1, `expires_at` not in the future; the expiry is checked after the key, so a retry of a recharge already applied is replayed however late it comes)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`idempotency_conflict`: the key is in flight", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid_idempotency_key`, `idempotency_conflict` (key used with another body) or `amount_out_of_range`", body = Problem, content_type = "application/problem+json"),

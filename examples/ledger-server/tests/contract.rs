@@ -794,6 +794,51 @@ async fn admin_routes_need_the_key(l: &TestLedger) {
 
 /// A retried payment webhook credits once: `POST /admin/recharge` follows the consume rules for
 /// its `Idempotency-Key`.
+/// A payment webhook retried after the batch's expiry date gets its first answer back, not
+/// a 400 that invites a second, manual credit.
+async fn a_retried_recharge_after_its_expiry_is_replayed(l: &TestLedger) {
+    let user = Uuid::new_v4();
+    let body = json!({"user_id": user, "points": 40, "expires_at": "2026-05-02T12:00:00Z"});
+    let first: Value = l
+        .admin_recharge("late-webhook", body.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first["replayed"], false, "{first}");
+    l.clock.advance(Duration::days(3));
+    let again = l.admin_recharge("late-webhook", body.clone()).await;
+    assert_eq!(again.status(), 200);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["replayed"], true, "{again}");
+    assert_eq!(again["transaction_id"], first["transaction_id"]);
+    assert_eq!(again["balance"], 40);
+    // Another body under that key is still a conflict; a new key with a past date is refused.
+    let other = json!({"user_id": user, "points": 41, "expires_at": "2026-05-02T12:00:00Z"});
+    problem(
+        l.admin_recharge("late-webhook", other).await,
+        422,
+        "idempotency_conflict",
+    )
+    .await;
+    problem(
+        l.admin_recharge("new-payment", body).await,
+        400,
+        "invalid_request",
+    )
+    .await;
+    let token = l.running.token_for(user);
+    let summary = l.get_json(&token, "/points/balance").await;
+    assert_eq!(
+        (
+            summary["total_recharged"].as_i64(),
+            summary["total_expired"].as_i64()
+        ),
+        (Some(40), Some(40))
+    );
+    assert_books_balance(l.running.ledger()).await;
+}
+
 async fn admin_recharge_is_idempotent(l: &TestLedger) {
     let user = Uuid::new_v4();
     let token = l.running.token_for(user);
@@ -1045,6 +1090,7 @@ on_both_backends!(
     expired_batches_are_never_spendable,
     admin_routes_need_the_key,
     admin_recharge_is_idempotent,
+    a_retried_recharge_after_its_expiry_is_replayed,
     sub_point_durations_cost_one_point,
     free_service_under_a_used_key_is_422,
     admin_expire_runs_the_sweep_now,
