@@ -274,7 +274,7 @@ pub struct BatchList {
 }
 
 /// What a journal entry records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EntryKind {
     /// Points added.
@@ -386,14 +386,16 @@ struct Locked {
     earlier: Option<Earlier>,
 }
 
-/// Reads a user's summary row, live batches and the journal entry written under a key (`$2`, may
-/// be null), in one round trip, once the user's row lock is held.
+/// Reads a user's summary row, live batches and the journal entry of kind `$3` written under a
+/// key (`$2`, may be null), in one round trip, once the user's row lock is held. Each kind of
+/// write (consume, recharge) has its own keys: a consume under a payment's id does not stand in
+/// the way of that payment's recharge.
 const READ_LOCKED_USER_SQL: &str =
     "SELECT a.balance, a.total_recharged, a.total_consumed, a.total_expired, a.last_seq, \
      j.id, j.request_fingerprint, j.service, j.points, j.balance_after, j.seq, j.kind, j.batch_id, \
      b.id, b.remaining, b.expires_at \
      FROM accounts a \
-     LEFT JOIN journal j ON j.user_id = a.user_id AND j.idempotency_key = $2 \
+     LEFT JOIN journal j ON j.user_id = a.user_id AND j.kind = $3 AND j.idempotency_key = $2 \
      LEFT JOIN batches b ON b.user_id = a.user_id AND b.remaining > 0 \
      WHERE a.user_id = $1 \
      ORDER BY b.expires_at, b.created_at, b.id";
@@ -415,13 +417,13 @@ pub struct Ledger {
     db: Db,
     pricing: PriceTable,
     clock: Arc<dyn Clock>,
-    in_flight: Mutex<HashSet<(Uuid, String)>>,
+    in_flight: Mutex<HashSet<(Uuid, EntryKind, String)>>,
 }
 
 /// Marks an idempotency key as being applied until dropped.
 struct InFlight<'a> {
-    set: &'a Mutex<HashSet<(Uuid, String)>>,
-    entry: (Uuid, String),
+    set: &'a Mutex<HashSet<(Uuid, EntryKind, String)>>,
+    entry: (Uuid, EntryKind, String),
 }
 
 impl Drop for InFlight<'_> {
@@ -670,7 +672,9 @@ impl Ledger {
         if key.is_none() && expires_at <= self.clock.now() {
             return Err(past_expiry());
         }
-        let _in_flight = key.map(|key| self.mark_in_flight(user, key)).transpose()?;
+        let _in_flight = key
+            .map(|key| self.mark_in_flight(user, EntryKind::Recharge, key))
+            .transpose()?;
         let fingerprint = key.map(|_| recharge_fingerprint(request));
         retrying(|| self.recharge_in_transaction(user, request, key, fingerprint.as_deref())).await
     }
@@ -691,7 +695,9 @@ impl Ledger {
             mut account,
             mut live,
             earlier,
-        } = self.lock_user(&mut tx, user, key).await?;
+        } = self
+            .lock_user(&mut tx, user, key, EntryKind::Recharge)
+            .await?;
         if let (Some(earlier), Some(fingerprint)) = (earlier, fingerprint) {
             tx.rollback().await?;
             let earlier = earlier.matching(EntryKind::Recharge, fingerprint)?;
@@ -793,7 +799,7 @@ impl Ledger {
                 seq: summary.seq,
             });
         }
-        let _in_flight = self.mark_in_flight(user, key)?;
+        let _in_flight = self.mark_in_flight(user, EntryKind::Consume, key)?;
         let fingerprint = serde_json::to_string(request).expect("a consume request serialises");
         retrying(|| async {
             if self.db.backend() == Backend::Postgres {
@@ -821,7 +827,9 @@ impl Ledger {
             mut account,
             mut live,
             earlier,
-        } = self.lock_user(&mut tx, user, Some(key)).await?;
+        } = self
+            .lock_user(&mut tx, user, Some(key), EntryKind::Consume)
+            .await?;
         if let Some(earlier) = earlier {
             tx.rollback().await?;
             let earlier = earlier.matching(EntryKind::Consume, fingerprint)?;
@@ -1004,7 +1012,9 @@ impl Ledger {
             mut account,
             mut live,
             ..
-        } = self.lock_user(&mut tx, user, None).await?;
+        } = self
+            .lock_user(&mut tx, user, None, EntryKind::Expire)
+            .await?;
         let expired = self
             .expire_due(&mut tx, user, &mut account, &mut live, now)
             .await?;
@@ -1032,10 +1042,10 @@ impl Ledger {
         Ok(())
     }
 
-    /// Whether a journal entry of `user` carries `key`.
+    /// Whether a consume of `user` was journalled under `key`.
     async fn key_was_used(&self, user: Uuid, key: &IdempotencyKey) -> Result<bool, LedgerError> {
         let used: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM journal WHERE user_id = $1 AND idempotency_key = $2",
+            "SELECT id FROM journal WHERE user_id = $1 AND kind = 'consume' AND idempotency_key = $2",
         )
         .bind(user.to_string())
         .bind(key.as_str())
@@ -1044,12 +1054,15 @@ impl Ledger {
         Ok(used.is_some())
     }
 
+    /// Marks `key` of `user` as being applied by a write of `kind` (keys of each kind are
+    /// separate), or answers that it already is.
     fn mark_in_flight(
         &self,
         user: Uuid,
+        kind: EntryKind,
         key: &IdempotencyKey,
     ) -> Result<InFlight<'_>, LedgerError> {
-        let entry = (user, key.as_str().to_owned());
+        let entry = (user, kind, key.as_str().to_owned());
         if !self
             .in_flight
             .lock()
@@ -1065,13 +1078,14 @@ impl Ledger {
     }
 
     /// Reads, under the user's row lock, in one query, their summary row, their batches with
-    /// points left (soonest expiry first) and the consume journalled under `key`, if any.
-    /// Creates the summary row first for a new user.
+    /// points left (soonest expiry first) and the entry of `kind` journalled under `key`, if
+    /// any. Creates the summary row first for a new user.
     async fn lock_user(
         &self,
         tx: &mut Tx,
         user: Uuid,
         key: Option<&IdempotencyKey>,
+        kind: EntryKind,
     ) -> Result<Locked, LedgerError> {
         let user_text = user.to_string();
         for attempt in 0..3 {
@@ -1089,6 +1103,7 @@ impl Ledger {
                 sqlx::query(READ_LOCKED_USER_SQL)
                     .bind(&user_text)
                     .bind(key.map(IdempotencyKey::as_str))
+                    .bind(kind.as_str())
                     .fetch_all(&mut **tx)
                     .await?
             } else {
@@ -1271,7 +1286,9 @@ mod tests {
             allow_debt: false,
             reference: None,
         };
-        let first = ledger.mark_in_flight(user, &key).unwrap();
+        let first = ledger
+            .mark_in_flight(user, EntryKind::Consume, &key)
+            .unwrap();
         assert!(matches!(
             ledger.consume(user, &request, &key).await,
             Err(LedgerError::IdempotencyInFlight)

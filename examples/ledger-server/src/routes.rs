@@ -222,8 +222,12 @@ pub struct ConsumeBody {
 /// The same key with the same body returns the first answer with `replayed: true`; with another
 /// body, 422 `idempotency_conflict`; while the first request is in flight, 409. A 402 writes
 /// nothing and leaves the key unused. Free services write nothing (`transaction_id: null`).
+///
+/// Keys are scoped to the user and to this route: the keys of `POST /admin/recharge` are
+/// another namespace. A key is kept as long as the transaction it produced, which is for ever:
+/// a client may re-send a charge after any time offline and gets its replay.
 #[utoipa::path(post, path = "/points/consume", tag = "points", security(("bearer" = [])),
-    params(("Idempotency-Key" = String, Header, description = "1 to 255 printable ASCII characters without space, scoped to the user",
+    params(("Idempotency-Key" = String, Header, description = "1 to 255 printable ASCII characters without space, scoped to the user and to consumes; kept for ever",
         min_length = 1, max_length = 255, pattern = "^[\\x21-\\x7E]+$")),
     request_body = ConsumeBody,
     responses(
@@ -387,11 +391,13 @@ fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64
 /// Recharges a user with a new batch, at most once per `Idempotency-Key`. Server to server, with
 /// the admin key.
 ///
-/// The key follows the rules of `POST /points/consume`, scoped to the user: the same key with the
-/// same body (same points, same expiry instant) returns the first answer with `replayed: true`;
-/// with another body, 422 `idempotency_conflict`; while the first request is in flight, 409.
+/// The key follows the rules of `POST /points/consume`, scoped to the user and to recharges (a
+/// consume's keys are another namespace): the same key with the same body (same points, same
+/// expiry instant) returns the first answer with `replayed: true`, however late it comes; with
+/// another body, 422 `idempotency_conflict`; while the first request is in flight, 409. A key is
+/// kept as long as the transaction it produced, which is for ever.
 #[utoipa::path(post, path = "/admin/recharge", tag = "admin", security(("admin_key" = [])),
-    params(("Idempotency-Key" = String, Header, description = "1 to 255 printable ASCII characters without space, scoped to the user (e.g. the payment's id)",
+    params(("Idempotency-Key" = String, Header, description = "1 to 255 printable ASCII characters without space, scoped to the user and to recharges (e.g. the payment's id); kept for ever",
         min_length = 1, max_length = 255, pattern = "^[\\x21-\\x7E]+$")),
     request_body = RechargeBody,
     responses(

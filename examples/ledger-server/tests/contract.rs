@@ -839,6 +839,57 @@ async fn a_retried_recharge_after_its_expiry_is_replayed(l: &TestLedger) {
     assert_books_balance(l.running.ledger()).await;
 }
 
+/// Consume keys and recharge keys are separate namespaces per user: a consume sent under a
+/// payment's id (a client bug, or a coincidence) never stops that payment from being credited,
+/// and each namespace still replays its own request.
+async fn consume_and_recharge_keys_are_separate(l: &TestLedger) {
+    let (user, token) = l.user_with(10).await;
+    let charged = l
+        .consume(&token, "pay-77", json!({"service": "script"}))
+        .await;
+    assert_eq!(charged.status(), 200);
+    let body = json!({"user_id": user, "points": 40, "expires_at": "2026-06-01T00:00:00Z"});
+    let credited = l.admin_recharge("pay-77", body.clone()).await;
+    assert_eq!(credited.status(), 200, "the payment was not credited");
+    let credited: Value = credited.json().await.unwrap();
+    assert_eq!(
+        (credited["replayed"].as_bool(), credited["balance"].as_i64()),
+        (Some(false), Some(45))
+    );
+    // The other way round: a recharge's key does not block a consume.
+    l.admin_recharge("job-9", body.clone()).await;
+    let spent = l
+        .consume(&token, "job-9", json!({"service": "title"}))
+        .await;
+    assert_eq!(spent.status(), 200);
+    // Each replays in its own namespace.
+    let replayed: Value = l.admin_recharge("pay-77", body).await.json().await.unwrap();
+    assert_eq!(replayed["transaction_id"], credited["transaction_id"]);
+    let again: Value = l
+        .consume(&token, "pay-77", json!({"service": "script"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["replayed"], true, "{again}");
+    assert_eq!(l.balance(&token).await, 10 - 5 + 40 + 40 - 1);
+    // A free service checks the consume namespace only.
+    let free = l
+        .consume(&token, "job-9", json!({"service": "caption"}))
+        .await;
+    problem(free, 422, "idempotency_conflict").await;
+    l.admin_recharge(
+        "only-a-payment",
+        json!({"user_id": user, "points": 1, "expires_at": "2026-06-01T00:00:00Z"}),
+    )
+    .await;
+    let free = l
+        .consume(&token, "only-a-payment", json!({"service": "caption"}))
+        .await;
+    assert_eq!(free.status(), 200);
+    assert_books_balance(l.running.ledger()).await;
+}
+
 async fn admin_recharge_is_idempotent(l: &TestLedger) {
     let user = Uuid::new_v4();
     let token = l.running.token_for(user);
@@ -882,20 +933,6 @@ async fn admin_recharge_is_idempotent(l: &TestLedger) {
         )
         .await;
     }
-    // A consume's key is not a recharge's, and the other way round.
-    problem(
-        l.admin_recharge("spend", body.clone()).await,
-        422,
-        "idempotency_conflict",
-    )
-    .await;
-    problem(
-        l.consume(&token, "payment-1", json!({"service": "script"}))
-            .await,
-        422,
-        "idempotency_conflict",
-    )
-    .await;
     // The key is required and checked, and nothing is written without it.
     let missing = l
         .http
@@ -1090,6 +1127,7 @@ on_both_backends!(
     expired_batches_are_never_spendable,
     admin_routes_need_the_key,
     admin_recharge_is_idempotent,
+    consume_and_recharge_keys_are_separate,
     a_retried_recharge_after_its_expiry_is_replayed,
     sub_point_durations_cost_one_point,
     free_service_under_a_used_key_is_422,

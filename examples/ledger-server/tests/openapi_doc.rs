@@ -100,3 +100,28 @@ fn document_names_the_services_of_the_price_table_it_serves() {
         serde_json::json!(["logo", "ping"])
     );
 }
+
+#[test]
+fn key_namespaces_and_retention_are_stated() {
+    let doc: serde_json::Value =
+        serde_json::from_str(&points_ledger::openapi::document_json()).unwrap();
+    let overview = doc["info"]["description"].as_str().unwrap();
+    assert!(overview.contains("for ever"), "{overview}");
+    assert!(overview.contains("separate namespaces"), "{overview}");
+    for (path, scope) in [
+        ("/points/consume", "to consumes"),
+        ("/admin/recharge", "to recharges"),
+    ] {
+        let key = doc["paths"][path]["post"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "Idempotency-Key")
+            .unwrap();
+        let text = key["description"].as_str().unwrap();
+        assert!(
+            text.contains(scope) && text.contains("kept for ever"),
+            "{path}: {text}"
+        );
+    }
+}
