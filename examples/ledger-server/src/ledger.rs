@@ -21,6 +21,10 @@ type Tx = sqlx::Transaction<'static, Any>;
 pub const MAX_PAGE: u32 = 200;
 /// History entries per page when the client does not say.
 pub const DEFAULT_PAGE: u32 = 50;
+/// The longest `reference` a consume may carry, in characters (Unicode scalar values). A
+/// reference of at most 1 KiB of UTF-8 always fits; the limit counts characters because that is
+/// what the OpenAPI document's `maxLength` can state.
+pub const MAX_REFERENCE_CHARS: usize = 1024;
 /// The largest amount, balance or total the ledger holds, either sign: 2^53 − 1, the largest
 /// integer a JavaScript number holds exactly.
 pub const MAX_AMOUNT: i64 = (1 << 53) - 1;
@@ -57,6 +61,9 @@ pub enum LedgerError {
     /// An idempotency key that is not 1 to 255 printable ASCII characters without space.
     #[error("invalid idempotency key")]
     InvalidIdempotencyKey,
+    /// A consume's `reference` longer than [`MAX_REFERENCE_CHARS`]. Nothing was written.
+    #[error("reference must be at most {MAX_REFERENCE_CHARS} characters")]
+    ReferenceTooLong,
     /// A history cursor that this ledger did not hand out.
     #[error("invalid cursor")]
     InvalidCursor,
@@ -770,7 +777,7 @@ impl Ledger {
 
     /// Charges one use of a service, at most once per idempotency key.
     ///
-    /// Checks, in order: the service and duration, the key (in flight: 409; used with another
+    /// Checks, in order: the service and duration, the reference's length, the key (in flight: 409; used with another
     /// request: 422; used with this request: the first receipt, replayed), then the balance
     /// (short and no debt allowed: nothing written). A free service writes nothing.
     pub async fn consume(
@@ -780,6 +787,13 @@ impl Ledger {
         key: &IdempotencyKey,
     ) -> Result<Receipt, LedgerError> {
         let quote = self.pricing.quote(&request.service, request.duration)?;
+        if let Some(reference) = &request.reference {
+            // Counting stops at the first character past the limit: bounded work whatever the
+            // length.
+            if reference.chars().nth(MAX_REFERENCE_CHARS).is_some() {
+                return Err(LedgerError::ReferenceTooLong);
+            }
+        }
         if quote.points > MAX_AMOUNT {
             return Err(LedgerError::AmountOutOfRange);
         }

@@ -212,8 +212,10 @@ pub struct ConsumeBody {
     /// Apply the charge even if the balance goes negative (for work already done). Default false.
     #[serde(default)]
     pub allow_debt: Option<bool>,
-    /// The client's own reference, stored with the transaction.
+    /// The client's own reference, stored with the transaction: at most 1024 characters (so any
+    /// reference of at most 1 KiB of UTF-8), else 422 `reference_too_long`.
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub reference: Option<String>,
 }
 
@@ -236,7 +238,7 @@ pub struct ConsumeBody {
         (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
         (status = 402, description = "`insufficient_points`, with `service`, `required` and `balance`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`idempotency_conflict`: the key is in flight", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`invalid_idempotency_key`, `unknown_service`, `invalid_duration`, `idempotency_conflict` (key used with another body, also for a free service) or `amount_out_of_range` (the balance or a total would leave ±(2^53 − 1))", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_idempotency_key`, `unknown_service`, `invalid_duration`, `idempotency_conflict` (key used with another body, also for a free service), `reference_too_long` (over 1024 characters) or `amount_out_of_range` (the balance or a total would leave ±(2^53 − 1))", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn consume(
     State(state): State<AppState>,

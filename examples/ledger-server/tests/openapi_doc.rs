@@ -125,3 +125,24 @@ fn key_namespaces_and_retention_are_stated() {
         );
     }
 }
+
+#[test]
+fn the_reference_limit_is_stated() {
+    let doc: serde_json::Value =
+        serde_json::from_str(&points_ledger::openapi::document_json()).unwrap();
+    for branch in doc["components"]["schemas"]["ConsumeBody"]["oneOf"]
+        .as_array()
+        .unwrap()
+    {
+        let reference = &branch["properties"]["reference"];
+        assert_eq!(
+            reference["maxLength"].as_u64(),
+            Some(points_ledger::ledger::MAX_REFERENCE_CHARS as u64),
+            "{reference}"
+        );
+    }
+    let consume = doc["paths"]["/points/consume"]["post"]["responses"]["422"]["description"]
+        .as_str()
+        .unwrap();
+    assert!(consume.contains("reference_too_long"), "{consume}");
+}
