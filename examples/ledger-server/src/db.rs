@@ -23,6 +23,7 @@ pub struct Db {
     pool: AnyPool,
     write_pool: AnyPool,
     backend: Backend,
+    options: AnyConnectOptions,
 }
 
 /// The migrations in `migrations/` (both dialects), then, on PostgreSQL, those in
@@ -110,7 +111,7 @@ impl Db {
         // SQLite has one writer at a time: queue writers on one connection (a fair queue)
         // rather than let them sleep in SQLite's busy handler. PostgreSQL locks rows itself.
         let write_pool = if backend == Backend::Sqlite && !in_memory {
-            pool_options(1).connect_with(options).await?
+            pool_options(1).connect_with(options.clone()).await?
         } else {
             pool.clone()
         };
@@ -118,12 +119,20 @@ impl Db {
             pool,
             write_pool,
             backend,
+            options,
         })
     }
 
     /// The pool, for reads.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// A connection of its own, outside the pools (for a session-level lock held while the
+    /// pools do the work). Close it when done.
+    pub async fn dedicated_connection(&self) -> Result<sqlx::AnyConnection, sqlx::Error> {
+        use sqlx::ConnectOptions;
+        self.options.connect().await
     }
 
     /// Which dialect this database speaks.

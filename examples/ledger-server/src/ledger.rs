@@ -21,6 +21,11 @@ type Tx = sqlx::Transaction<'static, Any>;
 pub const MAX_PAGE: u32 = 200;
 /// History entries per page when the client does not say.
 pub const DEFAULT_PAGE: u32 = 50;
+/// Due users the sweep reads per page.
+pub const SWEEP_PAGE: i64 = 500;
+/// The PostgreSQL advisory lock key held by the instance that sweeps (one at a time per
+/// database): "points-ledger sweep" in ASCII, truncated to eight bytes.
+pub const SWEEP_LOCK: i64 = 0x706f_696e_7473_7377;
 /// The longest `reference` a consume may carry, in characters (Unicode scalar values). A
 /// reference of at most 1 KiB of UTF-8 always fits; the limit counts characters because that is
 /// what the OpenAPI document's `maxLength` can state.
@@ -250,6 +255,12 @@ pub struct ExpiryReport {
     pub batches: u64,
     /// Points reclaimed.
     pub points: i64,
+    /// Users whose expiry failed this run (logged; the next run tries them again). The others
+    /// were swept all the same.
+    pub failed_users: u64,
+    /// `true` when another sweep (this instance's or another instance's on the same database)
+    /// was running: this run did nothing.
+    pub skipped: bool,
 }
 
 /// A recharge batch.
@@ -425,6 +436,8 @@ pub struct Ledger {
     pricing: PriceTable,
     clock: Arc<dyn Clock>,
     in_flight: Mutex<HashSet<(Uuid, EntryKind, String)>>,
+    /// Held by the sweep running in this instance.
+    sweeping: tokio::sync::Mutex<()>,
 }
 
 /// Marks an idempotency key as being applied until dropped.
@@ -476,6 +489,7 @@ impl Ledger {
             pricing,
             clock,
             in_flight: Mutex::new(HashSet::new()),
+            sweeping: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -982,33 +996,90 @@ impl Ledger {
     }
 
     /// Expires every due batch of every user now (the sweep). Each user is handled in a
-    /// transaction of its own.
+    /// transaction of its own, and a user whose expiry fails is logged, counted in
+    /// `failed_users` and passed over: the others are swept all the same.
+    ///
+    /// One sweep at a time: within this instance (a mutex), and across instances on one
+    /// PostgreSQL database (a session advisory lock, [`SWEEP_LOCK`]); a run that finds another
+    /// running does nothing and answers `skipped: true`. The due users are read in pages of
+    /// [`SWEEP_PAGE`] in user order from a cursor, so a run reads each due batch once and holds
+    /// one page in memory.
     pub async fn expire_all(&self) -> Result<ExpiryReport, LedgerError> {
+        let Ok(_one_here) = self.sweeping.try_lock() else {
+            return Ok(ExpiryReport {
+                skipped: true,
+                ..ExpiryReport::default()
+            });
+        };
+        let lock = match self.db.backend() {
+            Backend::Postgres => {
+                // A connection of its own: the session holds the lock while the pool's
+                // connections expire users, and closing it releases the lock whatever happens.
+                let mut conn = self.db.dedicated_connection().await?;
+                let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                    .bind(SWEEP_LOCK)
+                    .fetch_one(&mut conn)
+                    .await?;
+                if !locked {
+                    let _ = sqlx::Connection::close(conn).await;
+                    return Ok(ExpiryReport {
+                        skipped: true,
+                        ..ExpiryReport::default()
+                    });
+                }
+                Some(conn)
+            }
+            Backend::Sqlite => None,
+        };
+        let report = self.sweep_pass().await;
+        if let Some(conn) = lock {
+            let _ = sqlx::Connection::close(conn).await;
+        }
+        report
+    }
+
+    /// One pass of [`Self::expire_all`], once this instance holds the sweep.
+    async fn sweep_pass(&self) -> Result<ExpiryReport, LedgerError> {
         let mut report = ExpiryReport::default();
-        let mut seen = HashSet::new();
+        let now = to_micros(self.clock.now());
+        // User ids are UUID text: every one sorts after the empty string.
+        let mut after = String::new();
         loop {
-            let now = to_micros(self.clock.now());
             let users: Vec<String> = sqlx::query_scalar(
-                "SELECT DISTINCT user_id FROM batches WHERE remaining > 0 AND expires_at <= $1 LIMIT 500",
+                "SELECT DISTINCT user_id FROM batches \
+                 WHERE remaining > 0 AND expires_at <= $1 AND user_id > $2 \
+                 ORDER BY user_id LIMIT $3",
             )
             .bind(now)
+            .bind(&after)
+            .bind(SWEEP_PAGE)
             .fetch_all(self.db.pool())
             .await?;
-            let fresh: Vec<String> = users
-                .into_iter()
-                .filter(|u| seen.insert(u.clone()))
-                .collect();
-            if fresh.is_empty() {
+            let Some(last) = users.last() else {
                 return Ok(report);
-            }
-            for user in fresh {
-                let user = Uuid::parse_str(&user).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-                let (batches, points) = self.expire_user(user).await?;
-                if batches > 0 {
-                    report.users += 1;
-                    report.batches += batches;
-                    report.points += points;
+            };
+            after = last.clone();
+            let full_page = users.len() as i64 == SWEEP_PAGE;
+            for user in users {
+                let expired = match Uuid::parse_str(&user) {
+                    Ok(id) => self.expire_user(id).await,
+                    Err(e) => Err(sqlx::Error::Decode(Box::new(e)).into()),
+                };
+                match expired {
+                    Ok((0, _)) => {}
+                    Ok((batches, points)) => {
+                        report.users += 1;
+                        report.batches += batches;
+                        report.points += points;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, user, "expiry of one user failed; the sweep goes on");
+                        report.failed_users += 1;
+                    }
                 }
+            }
+            if !full_page {
+                return Ok(report);
             }
         }
     }

@@ -1079,10 +1079,16 @@ async fn admin_expire_runs_the_sweep_now(l: &TestLedger) {
             .send()
     };
     let nothing: Value = run().await.unwrap().json().await.unwrap();
-    assert_eq!(nothing, json!({"users": 0, "batches": 0, "points": 0}));
+    assert_eq!(
+        nothing,
+        json!({"users": 0, "batches": 0, "points": 0, "failed_users": 0, "skipped": false})
+    );
     l.clock.advance(Duration::days(2));
     let report: Value = run().await.unwrap().json().await.unwrap();
-    assert_eq!(report, json!({"users": 2, "batches": 2, "points": 15}));
+    assert_eq!(
+        report,
+        json!({"users": 2, "batches": 2, "points": 15, "failed_users": 0, "skipped": false})
+    );
     let again: Value = run().await.unwrap().json().await.unwrap();
     assert_eq!(again["batches"], 0);
     assert_eq!(l.balance(&token_a).await, 20);
