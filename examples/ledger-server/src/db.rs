@@ -23,6 +23,7 @@ pub struct Db {
     pool: AnyPool,
     write_pool: AnyPool,
     backend: Backend,
+    options: AnyConnectOptions,
 }
 
 /// The migrations in `migrations/` (both dialects), then, on PostgreSQL, those in
@@ -73,6 +74,18 @@ impl Db {
                 // A connection the server has dropped fails one request instead; nothing was
                 // written, and the client's retry (same idempotency key) goes through.
                 pool = pool.test_before_acquire(false);
+                // The one-statement consume runs in an implicit transaction, which takes the
+                // session's isolation level: READ COMMITTED, whatever the server's or the
+                // database's default (explicit transactions name it in their BEGIN).
+                pool = pool.after_connect(|conn, _meta| {
+                    Box::pin(async move {
+                        conn.execute(
+                            "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED",
+                        )
+                        .await?;
+                        Ok(())
+                    })
+                });
             }
             if backend == Backend::Sqlite {
                 pool = pool.after_connect(move |conn, _meta| {
@@ -98,7 +111,7 @@ impl Db {
         // SQLite has one writer at a time: queue writers on one connection (a fair queue)
         // rather than let them sleep in SQLite's busy handler. PostgreSQL locks rows itself.
         let write_pool = if backend == Backend::Sqlite && !in_memory {
-            pool_options(1).connect_with(options).await?
+            pool_options(1).connect_with(options.clone()).await?
         } else {
             pool.clone()
         };
@@ -106,6 +119,7 @@ impl Db {
             pool,
             write_pool,
             backend,
+            options,
         })
     }
 
@@ -114,18 +128,29 @@ impl Db {
         &self.pool
     }
 
+    /// A connection of its own, outside the pools (for a session-level lock held while the
+    /// pools do the work). Close it when done.
+    pub async fn dedicated_connection(&self) -> Result<sqlx::AnyConnection, sqlx::Error> {
+        use sqlx::ConnectOptions;
+        self.options.connect().await
+    }
+
     /// Which dialect this database speaks.
     pub fn backend(&self) -> Backend {
         self.backend
     }
 
     /// Starts a write transaction for `user`, holding their summary row lock when the row
-    /// exists, in one round trip.
+    /// exists.
     ///
     /// - SQLite: `BEGIN IMMEDIATE` takes the database's write lock at once, so two writers never
     ///   both read and then collide on upgrade.
-    /// - PostgreSQL: `BEGIN; SELECT ... FOR UPDATE` in one simple query. The user id is inlined:
-    ///   a [`Uuid`] prints as hex digits and hyphens only.
+    /// - PostgreSQL: `BEGIN ISOLATION LEVEL READ COMMITTED` (whatever the server's default: the
+    ///   money rules rely on each statement seeing what the previous holder of the row lock
+    ///   committed), then `SELECT ... FOR UPDATE` as a statement of its own inside the
+    ///   transaction. When the lock fails (a `lock_timeout`, a cancel) the transaction is
+    ///   dropped and rolled back before its connection goes back to the pool; a lock taken in the
+    ///   `BEGIN` query itself would leave the connection inside an aborted transaction.
     ///
     /// Reads of the user's rows must come in later statements, so that they see what the
     /// previous holder of the lock committed.
@@ -136,12 +161,15 @@ impl Db {
         match self.backend {
             Backend::Sqlite => self.write_pool.begin_with("BEGIN IMMEDIATE").await,
             Backend::Postgres => {
-                let user = user.hyphenated();
-                self.write_pool
-                    .begin_with(format!(
-                        "BEGIN; SELECT last_seq FROM accounts WHERE user_id = '{user}' FOR UPDATE"
-                    ))
-                    .await
+                let mut tx = self
+                    .write_pool
+                    .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
+                    .await?;
+                sqlx::query("SELECT last_seq FROM accounts WHERE user_id = $1 FOR UPDATE")
+                    .bind(user.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                Ok(tx)
             }
         }
     }

@@ -21,6 +21,15 @@ type Tx = sqlx::Transaction<'static, Any>;
 pub const MAX_PAGE: u32 = 200;
 /// History entries per page when the client does not say.
 pub const DEFAULT_PAGE: u32 = 50;
+/// Due users the sweep reads per page.
+pub const SWEEP_PAGE: i64 = 500;
+/// The PostgreSQL advisory lock key held by the instance that sweeps (one at a time per
+/// database): "points-ledger sweep" in ASCII, truncated to eight bytes.
+pub const SWEEP_LOCK: i64 = 0x706f_696e_7473_7377;
+/// The longest `reference` a consume may carry, in characters (Unicode scalar values). A
+/// reference of at most 1 KiB of UTF-8 always fits; the limit counts characters because that is
+/// what the OpenAPI document's `maxLength` can state.
+pub const MAX_REFERENCE_CHARS: usize = 1024;
 /// The largest amount, balance or total the ledger holds, either sign: 2^53 − 1, the largest
 /// integer a JavaScript number holds exactly.
 pub const MAX_AMOUNT: i64 = (1 << 53) - 1;
@@ -57,12 +66,55 @@ pub enum LedgerError {
     /// An idempotency key that is not 1 to 255 printable ASCII characters without space.
     #[error("invalid idempotency key")]
     InvalidIdempotencyKey,
+    /// A consume's `reference` longer than [`MAX_REFERENCE_CHARS`]. Nothing was written.
+    #[error("reference must be at most {MAX_REFERENCE_CHARS} characters")]
+    ReferenceTooLong,
     /// A history cursor that this ledger did not hand out.
     #[error("invalid cursor")]
     InvalidCursor,
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+}
+
+impl LedgerError {
+    /// Whether the database refused the transaction for a reason a new attempt clears: a
+    /// serialization failure (SQLSTATE 40001) or a deadlock (40P01). Nothing was written.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            LedgerError::Database(sqlx::Error::Database(error)) => {
+                matches!(error.code().as_deref(), Some("40001" | "40P01"))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// How many times a transaction refused with a serialization failure or a deadlock is tried
+/// again before the error is answered.
+pub const TRANSIENT_RETRIES: u32 = 8;
+
+/// Runs `attempt` until it succeeds, fails for good, or has failed transiently (see
+/// [`LedgerError::is_transient`]) [`TRANSIENT_RETRIES`] more times, sleeping a little longer
+/// (with jitter) after each failure.
+async fn retrying<T, F, Fut>(mut attempt: F) -> Result<T, LedgerError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, LedgerError>>,
+{
+    let mut failures = 0;
+    loop {
+        match attempt().await {
+            Err(error) if error.is_transient() && failures < TRANSIENT_RETRIES => {
+                failures += 1;
+                let jitter = u64::from(Uuid::new_v4().as_bytes()[0]) % 4;
+                let millis = (1u64 << failures.min(6)) + jitter;
+                tracing::debug!(%error, failures, "transient database failure: trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// A client's idempotency key: 1 to 255 printable ASCII characters, no space.
@@ -86,6 +138,9 @@ impl IdempotencyKey {
 /// A user's summary row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 pub struct Summary {
+    /// The ledger's account of the bearer token: the user's UUID (the token's `sub`), lowercase
+    /// and hyphenated. A client binds its pending charges to it.
+    pub user_id: Uuid,
     /// Points available now; negative while the user is in arrears.
     #[schema(minimum = -9_007_199_254_740_991_i64, maximum = 9_007_199_254_740_991_i64)]
     pub balance: i64,
@@ -107,6 +162,9 @@ pub struct Summary {
 /// A priced use of a service, against the user's balance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CostCheck {
+    /// The ledger's account of the bearer token: the user's UUID (the token's `sub`), lowercase
+    /// and hyphenated.
+    pub user_id: Uuid,
     /// The service priced.
     pub service: String,
     /// How it is priced.
@@ -140,6 +198,9 @@ pub struct ConsumeRequest {
 /// The ledger's answer to a consume.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Receipt {
+    /// The account charged: the user's UUID (the bearer token's `sub`), lowercase and
+    /// hyphenated.
+    pub user_id: Uuid,
     /// The journal entry; `null` for a free service (nothing stored).
     pub transaction_id: Option<String>,
     /// The service charged.
@@ -194,6 +255,12 @@ pub struct ExpiryReport {
     pub batches: u64,
     /// Points reclaimed.
     pub points: i64,
+    /// Users whose expiry failed this run (logged; the next run tries them again). The others
+    /// were swept all the same.
+    pub failed_users: u64,
+    /// `true` when another sweep (this instance's or another instance's on the same database)
+    /// was running: this run did nothing.
+    pub skipped: bool,
 }
 
 /// A recharge batch.
@@ -225,7 +292,7 @@ pub struct BatchList {
 }
 
 /// What a journal entry records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EntryKind {
     /// Points added.
@@ -337,14 +404,16 @@ struct Locked {
     earlier: Option<Earlier>,
 }
 
-/// Reads a user's summary row, live batches and the journal entry written under a key (`$2`, may
-/// be null), in one round trip, once the user's row lock is held.
+/// Reads a user's summary row, live batches and the journal entry of kind `$3` written under a
+/// key (`$2`, may be null), in one round trip, once the user's row lock is held. Each kind of
+/// write (consume, recharge) has its own keys: a consume under a payment's id does not stand in
+/// the way of that payment's recharge.
 const READ_LOCKED_USER_SQL: &str =
     "SELECT a.balance, a.total_recharged, a.total_consumed, a.total_expired, a.last_seq, \
      j.id, j.request_fingerprint, j.service, j.points, j.balance_after, j.seq, j.kind, j.batch_id, \
      b.id, b.remaining, b.expires_at \
      FROM accounts a \
-     LEFT JOIN journal j ON j.user_id = a.user_id AND j.idempotency_key = $2 \
+     LEFT JOIN journal j ON j.user_id = a.user_id AND j.kind = $3 AND j.idempotency_key = $2 \
      LEFT JOIN batches b ON b.user_id = a.user_id AND b.remaining > 0 \
      WHERE a.user_id = $1 \
      ORDER BY b.expires_at, b.created_at, b.id";
@@ -366,13 +435,15 @@ pub struct Ledger {
     db: Db,
     pricing: PriceTable,
     clock: Arc<dyn Clock>,
-    in_flight: Mutex<HashSet<(Uuid, String)>>,
+    in_flight: Mutex<HashSet<(Uuid, EntryKind, String)>>,
+    /// Held by the sweep running in this instance.
+    sweeping: tokio::sync::Mutex<()>,
 }
 
 /// Marks an idempotency key as being applied until dropped.
 struct InFlight<'a> {
-    set: &'a Mutex<HashSet<(Uuid, String)>>,
-    entry: (Uuid, String),
+    set: &'a Mutex<HashSet<(Uuid, EntryKind, String)>>,
+    entry: (Uuid, EntryKind, String),
 }
 
 impl Drop for InFlight<'_> {
@@ -389,6 +460,11 @@ fn to_micros(at: OffsetDateTime) -> i64 {
 /// `value` when it is within ±[`MAX_AMOUNT`].
 fn bounded(value: Option<i64>) -> Option<i64> {
     value.filter(|v| (-MAX_AMOUNT..=MAX_AMOUNT).contains(v))
+}
+
+/// A recharge whose batch would be born expired.
+fn past_expiry() -> LedgerError {
+    LedgerError::InvalidRecharge("expires_at must be in the future".into())
 }
 
 /// What "the same recharge" compares: the points and the expiry instant (to the microsecond
@@ -413,6 +489,7 @@ impl Ledger {
             pricing,
             clock,
             in_flight: Mutex::new(HashSet::new()),
+            sweeping: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -442,13 +519,17 @@ impl Ledger {
         .await?;
         Ok(match row {
             Some(row) => Summary {
+                user_id: user,
                 balance: row.try_get(0)?,
                 total_recharged: row.try_get(1)?,
                 total_consumed: row.try_get(2)?,
                 total_expired: row.try_get(3)?,
                 seq: row.try_get(4)?,
             },
-            None => Summary::default(),
+            None => Summary {
+                user_id: user,
+                ..Summary::default()
+            },
         })
     }
 
@@ -463,6 +544,7 @@ impl Ledger {
         let summary = self.summary(user).await?;
         let balance = summary.balance;
         Ok(CostCheck {
+            user_id: user,
             service: service.to_owned(),
             mode: quote.mode,
             required: quote.points,
@@ -577,8 +659,9 @@ impl Ledger {
 
     /// Adds a batch, at most once per idempotency key (the key of a retried payment webhook).
     ///
-    /// Checks, in order: the points and expiry, the key (in flight: 409; used with another
-    /// request: 422; used with this request: the first receipt, replayed), then the bounds
+    /// Checks, in order: the points, the key (in flight: 409; used with another request: 422;
+    /// used with this request: the first receipt, replayed), the expiry (in the future: a retry
+    /// of a recharge already applied gets its replay however late it comes), then the bounds
     /// (nothing written when a total would leave ±(2^53 − 1)).
     pub async fn recharge_once(
         &self,
@@ -596,7 +679,6 @@ impl Ledger {
         key: Option<&IdempotencyKey>,
     ) -> Result<RechargeReceipt, LedgerError> {
         let RechargeRequest { points, expires_at } = *request;
-        let now = self.clock.now();
         if points <= 0 {
             return Err(LedgerError::InvalidRecharge(
                 "points must be 1 or more".into(),
@@ -605,21 +687,39 @@ impl Ledger {
         if points > MAX_AMOUNT {
             return Err(LedgerError::AmountOutOfRange);
         }
-        if expires_at <= now {
-            return Err(LedgerError::InvalidRecharge(
-                "expires_at must be in the future".into(),
-            ));
+        // Without a key there is nothing to replay: a past expiry is refused before any work.
+        // With one, the key is looked up first, so that a retry after the expiry gets its
+        // replay (see `recharge_in_transaction`).
+        if key.is_none() && expires_at <= self.clock.now() {
+            return Err(past_expiry());
         }
-        let _in_flight = key.map(|key| self.mark_in_flight(user, key)).transpose()?;
+        let _in_flight = key
+            .map(|key| self.mark_in_flight(user, EntryKind::Recharge, key))
+            .transpose()?;
         let fingerprint = key.map(|_| recharge_fingerprint(request));
-        let now = to_micros(now);
+        retrying(|| self.recharge_in_transaction(user, request, key, fingerprint.as_deref())).await
+    }
+
+    /// The transaction of [`Self::apply_recharge`], once the request is valid and its key marked
+    /// in flight.
+    async fn recharge_in_transaction(
+        &self,
+        user: Uuid,
+        request: &RechargeRequest,
+        key: Option<&IdempotencyKey>,
+        fingerprint: Option<&str>,
+    ) -> Result<RechargeReceipt, LedgerError> {
+        let RechargeRequest { points, expires_at } = *request;
+        let now = to_micros(self.clock.now());
         let mut tx = self.db.begin_write(user).await?;
         let Locked {
             mut account,
             mut live,
             earlier,
-        } = self.lock_user(&mut tx, user, key).await?;
-        if let (Some(earlier), Some(fingerprint)) = (earlier, &fingerprint) {
+        } = self
+            .lock_user(&mut tx, user, key, EntryKind::Recharge)
+            .await?;
+        if let (Some(earlier), Some(fingerprint)) = (earlier, fingerprint) {
             tx.rollback().await?;
             let earlier = earlier.matching(EntryKind::Recharge, fingerprint)?;
             return Ok(RechargeReceipt {
@@ -629,6 +729,10 @@ impl Ledger {
                 replayed: true,
                 seq: earlier.seq,
             });
+        }
+        if to_micros(expires_at) <= now {
+            tx.rollback().await?;
+            return Err(past_expiry());
         }
         self.expire_due(&mut tx, user, &mut account, &mut live, now)
             .await?;
@@ -669,7 +773,7 @@ impl Ledger {
                     service: None,
                     batch_id: Some(&batch_id),
                     idempotency_key: key.map(IdempotencyKey::as_str),
-                    request_fingerprint: fingerprint.as_deref(),
+                    request_fingerprint: fingerprint,
                     reference: None,
                 },
             )
@@ -687,7 +791,7 @@ impl Ledger {
 
     /// Charges one use of a service, at most once per idempotency key.
     ///
-    /// Checks, in order: the service and duration, the key (in flight: 409; used with another
+    /// Checks, in order: the service and duration, the reference's length, the key (in flight: 409; used with another
     /// request: 422; used with this request: the first receipt, replayed), then the balance
     /// (short and no debt allowed: nothing written). A free service writes nothing.
     pub async fn consume(
@@ -697,6 +801,13 @@ impl Ledger {
         key: &IdempotencyKey,
     ) -> Result<Receipt, LedgerError> {
         let quote = self.pricing.quote(&request.service, request.duration)?;
+        if let Some(reference) = &request.reference {
+            // Counting stops at the first character past the limit: bounded work whatever the
+            // length.
+            if reference.chars().nth(MAX_REFERENCE_CHARS).is_some() {
+                return Err(LedgerError::ReferenceTooLong);
+            }
+        }
         if quote.points > MAX_AMOUNT {
             return Err(LedgerError::AmountOutOfRange);
         }
@@ -707,6 +818,7 @@ impl Ledger {
             }
             let summary = self.summary(user).await?;
             return Ok(Receipt {
+                user_id: user,
                 transaction_id: None,
                 service: request.service.clone(),
                 points: 0,
@@ -715,24 +827,42 @@ impl Ledger {
                 seq: summary.seq,
             });
         }
-        let _in_flight = self.mark_in_flight(user, key)?;
+        let _in_flight = self.mark_in_flight(user, EntryKind::Consume, key)?;
         let fingerprint = serde_json::to_string(request).expect("a consume request serialises");
-        if self.db.backend() == Backend::Postgres {
-            return self
-                .consume_in_one_statement(user, request, key, quote.points, &fingerprint)
-                .await;
-        }
+        retrying(|| async {
+            if self.db.backend() == Backend::Postgres {
+                self.consume_in_one_statement(user, request, key, quote.points, &fingerprint)
+                    .await
+            } else {
+                self.consume_in_transaction(user, request, key, quote.points, &fingerprint)
+                    .await
+            }
+        })
+        .await
+    }
 
+    /// The transaction of [`Self::consume`] after the pricing and in-flight checks (SQLite).
+    async fn consume_in_transaction(
+        &self,
+        user: Uuid,
+        request: &ConsumeRequest,
+        key: &IdempotencyKey,
+        required: i64,
+        fingerprint: &str,
+    ) -> Result<Receipt, LedgerError> {
         let mut tx = self.db.begin_write(user).await?;
         let Locked {
             mut account,
             mut live,
             earlier,
-        } = self.lock_user(&mut tx, user, Some(key)).await?;
+        } = self
+            .lock_user(&mut tx, user, Some(key), EntryKind::Consume)
+            .await?;
         if let Some(earlier) = earlier {
             tx.rollback().await?;
-            let earlier = earlier.matching(EntryKind::Consume, &fingerprint)?;
+            let earlier = earlier.matching(EntryKind::Consume, fingerprint)?;
             return Ok(Receipt {
+                user_id: user,
                 transaction_id: Some(earlier.transaction_id),
                 service: earlier.service.unwrap_or_default(),
                 points: -earlier.points,
@@ -745,7 +875,6 @@ impl Ledger {
         let now = to_micros(self.clock.now());
         self.expire_due(&mut tx, user, &mut account, &mut live, now)
             .await?;
-        let required = quote.points;
         if !request.allow_debt && account.summary.balance < required {
             tx.rollback().await?;
             return Err(LedgerError::InsufficientPoints {
@@ -792,13 +921,14 @@ impl Ledger {
                     service: Some(&request.service),
                     batch_id: None,
                     idempotency_key: Some(key.as_str()),
-                    request_fingerprint: Some(&fingerprint),
+                    request_fingerprint: Some(fingerprint),
                     reference: request.reference.as_deref(),
                 },
             )
             .await?;
         self.save_account(&mut tx, user, &account).await?;
         let receipt = Receipt {
+            user_id: user,
             transaction_id: Some(transaction_id.clone()),
             service: request.service.clone(),
             points: required,
@@ -840,6 +970,7 @@ impl Ledger {
         let outcome: String = row.try_get(0)?;
         let receipt = |replayed: bool| -> Result<Receipt, LedgerError> {
             Ok(Receipt {
+                user_id: user,
                 transaction_id: row.try_get(1)?,
                 service: row.try_get::<Option<String>, _>(2)?.unwrap_or_default(),
                 points: row.try_get(3)?,
@@ -865,46 +996,110 @@ impl Ledger {
     }
 
     /// Expires every due batch of every user now (the sweep). Each user is handled in a
-    /// transaction of its own.
+    /// transaction of its own, and a user whose expiry fails is logged, counted in
+    /// `failed_users` and passed over: the others are swept all the same.
+    ///
+    /// One sweep at a time: within this instance (a mutex), and across instances on one
+    /// PostgreSQL database (a session advisory lock, [`SWEEP_LOCK`]); a run that finds another
+    /// running does nothing and answers `skipped: true`. The due users are read in pages of
+    /// [`SWEEP_PAGE`] in user order from a cursor, so a run reads each due batch once and holds
+    /// one page in memory.
     pub async fn expire_all(&self) -> Result<ExpiryReport, LedgerError> {
+        let Ok(_one_here) = self.sweeping.try_lock() else {
+            return Ok(ExpiryReport {
+                skipped: true,
+                ..ExpiryReport::default()
+            });
+        };
+        let lock = match self.db.backend() {
+            Backend::Postgres => {
+                // A connection of its own: the session holds the lock while the pool's
+                // connections expire users, and closing it releases the lock whatever happens.
+                let mut conn = self.db.dedicated_connection().await?;
+                let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                    .bind(SWEEP_LOCK)
+                    .fetch_one(&mut conn)
+                    .await?;
+                if !locked {
+                    let _ = sqlx::Connection::close(conn).await;
+                    return Ok(ExpiryReport {
+                        skipped: true,
+                        ..ExpiryReport::default()
+                    });
+                }
+                Some(conn)
+            }
+            Backend::Sqlite => None,
+        };
+        let report = self.sweep_pass().await;
+        if let Some(conn) = lock {
+            let _ = sqlx::Connection::close(conn).await;
+        }
+        report
+    }
+
+    /// One pass of [`Self::expire_all`], once this instance holds the sweep.
+    async fn sweep_pass(&self) -> Result<ExpiryReport, LedgerError> {
         let mut report = ExpiryReport::default();
-        let mut seen = HashSet::new();
+        let now = to_micros(self.clock.now());
+        // User ids are UUID text: every one sorts after the empty string.
+        let mut after = String::new();
         loop {
-            let now = to_micros(self.clock.now());
             let users: Vec<String> = sqlx::query_scalar(
-                "SELECT DISTINCT user_id FROM batches WHERE remaining > 0 AND expires_at <= $1 LIMIT 500",
+                "SELECT DISTINCT user_id FROM batches \
+                 WHERE remaining > 0 AND expires_at <= $1 AND user_id > $2 \
+                 ORDER BY user_id LIMIT $3",
             )
             .bind(now)
+            .bind(&after)
+            .bind(SWEEP_PAGE)
             .fetch_all(self.db.pool())
             .await?;
-            let fresh: Vec<String> = users
-                .into_iter()
-                .filter(|u| seen.insert(u.clone()))
-                .collect();
-            if fresh.is_empty() {
+            let Some(last) = users.last() else {
                 return Ok(report);
-            }
-            for user in fresh {
-                let user = Uuid::parse_str(&user).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-                let (batches, points) = self.expire_user(user).await?;
-                if batches > 0 {
-                    report.users += 1;
-                    report.batches += batches;
-                    report.points += points;
+            };
+            after = last.clone();
+            let full_page = users.len() as i64 == SWEEP_PAGE;
+            for user in users {
+                let expired = match Uuid::parse_str(&user) {
+                    Ok(id) => self.expire_user(id).await,
+                    Err(e) => Err(sqlx::Error::Decode(Box::new(e)).into()),
+                };
+                match expired {
+                    Ok((0, _)) => {}
+                    Ok((batches, points)) => {
+                        report.users += 1;
+                        report.batches += batches;
+                        report.points += points;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, user, "expiry of one user failed; the sweep goes on");
+                        report.failed_users += 1;
+                    }
                 }
+            }
+            if !full_page {
+                return Ok(report);
             }
         }
     }
 
     /// Expires the user's due batches, in a write transaction of their own.
     async fn expire_user(&self, user: Uuid) -> Result<(u64, i64), LedgerError> {
+        retrying(|| self.expire_user_once(user)).await
+    }
+
+    /// One attempt of [`Self::expire_user`].
+    async fn expire_user_once(&self, user: Uuid) -> Result<(u64, i64), LedgerError> {
         let now = to_micros(self.clock.now());
         let mut tx = self.db.begin_write(user).await?;
         let Locked {
             mut account,
             mut live,
             ..
-        } = self.lock_user(&mut tx, user, None).await?;
+        } = self
+            .lock_user(&mut tx, user, None, EntryKind::Expire)
+            .await?;
         let expired = self
             .expire_due(&mut tx, user, &mut account, &mut live, now)
             .await?;
@@ -932,10 +1127,10 @@ impl Ledger {
         Ok(())
     }
 
-    /// Whether a journal entry of `user` carries `key`.
+    /// Whether a consume of `user` was journalled under `key`.
     async fn key_was_used(&self, user: Uuid, key: &IdempotencyKey) -> Result<bool, LedgerError> {
         let used: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM journal WHERE user_id = $1 AND idempotency_key = $2",
+            "SELECT id FROM journal WHERE user_id = $1 AND kind = 'consume' AND idempotency_key = $2",
         )
         .bind(user.to_string())
         .bind(key.as_str())
@@ -944,12 +1139,15 @@ impl Ledger {
         Ok(used.is_some())
     }
 
+    /// Marks `key` of `user` as being applied by a write of `kind` (keys of each kind are
+    /// separate), or answers that it already is.
     fn mark_in_flight(
         &self,
         user: Uuid,
+        kind: EntryKind,
         key: &IdempotencyKey,
     ) -> Result<InFlight<'_>, LedgerError> {
-        let entry = (user, key.as_str().to_owned());
+        let entry = (user, kind, key.as_str().to_owned());
         if !self
             .in_flight
             .lock()
@@ -965,13 +1163,14 @@ impl Ledger {
     }
 
     /// Reads, under the user's row lock, in one query, their summary row, their batches with
-    /// points left (soonest expiry first) and the consume journalled under `key`, if any.
-    /// Creates the summary row first for a new user.
+    /// points left (soonest expiry first) and the entry of `kind` journalled under `key`, if
+    /// any. Creates the summary row first for a new user.
     async fn lock_user(
         &self,
         tx: &mut Tx,
         user: Uuid,
         key: Option<&IdempotencyKey>,
+        kind: EntryKind,
     ) -> Result<Locked, LedgerError> {
         let user_text = user.to_string();
         for attempt in 0..3 {
@@ -989,6 +1188,7 @@ impl Ledger {
                 sqlx::query(READ_LOCKED_USER_SQL)
                     .bind(&user_text)
                     .bind(key.map(IdempotencyKey::as_str))
+                    .bind(kind.as_str())
                     .fetch_all(&mut **tx)
                     .await?
             } else {
@@ -1005,6 +1205,7 @@ impl Ledger {
             };
             let account = Account {
                 summary: Summary {
+                    user_id: user,
                     balance: first.try_get(0)?,
                     total_recharged: first.try_get(1)?,
                     total_consumed: first.try_get(2)?,
@@ -1170,7 +1371,9 @@ mod tests {
             allow_debt: false,
             reference: None,
         };
-        let first = ledger.mark_in_flight(user, &key).unwrap();
+        let first = ledger
+            .mark_in_flight(user, EntryKind::Consume, &key)
+            .unwrap();
         assert!(matches!(
             ledger.consume(user, &request, &key).await,
             Err(LedgerError::IdempotencyInFlight)
@@ -1186,6 +1389,75 @@ mod tests {
             (1, 9, false)
         );
         assert_eq!(ledger.summary(user).await.unwrap().balance, 9);
+    }
+
+    /// A database error with a SQLSTATE, as the server would send it.
+    #[derive(Debug)]
+    struct Sqlstate(&'static str);
+
+    impl std::fmt::Display for Sqlstate {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "SQLSTATE {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Sqlstate {}
+
+    impl sqlx::error::DatabaseError for Sqlstate {
+        fn message(&self) -> &str {
+            "refused"
+        }
+        fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+            Some(self.0.into())
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    fn refused(code: &'static str) -> LedgerError {
+        LedgerError::Database(sqlx::Error::Database(Box::new(Sqlstate(code))))
+    }
+
+    #[tokio::test]
+    async fn serialization_failures_and_deadlocks_are_retried_a_bounded_number_of_times() {
+        for code in ["40001", "40P01"] {
+            let calls = std::sync::atomic::AtomicU32::new(0);
+            let answer = retrying(|| async {
+                match calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                    0..=2 => Err(refused(code)),
+                    n => Ok(n),
+                }
+            })
+            .await;
+            assert_eq!(answer.unwrap(), 3, "{code}: the fourth attempt succeeds");
+        }
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let answer: Result<(), _> = retrying(|| async {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Err(refused("40001"))
+        })
+        .await;
+        assert!(answer.unwrap_err().is_transient());
+        assert_eq!(calls.into_inner(), TRANSIENT_RETRIES + 1, "bounded");
+        // Any other failure is answered at once.
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let answer: Result<(), _> = retrying(|| async {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Err(refused("23505"))
+        })
+        .await;
+        assert!(answer.is_err());
+        assert_eq!(calls.into_inner(), 1);
     }
 
     #[test]

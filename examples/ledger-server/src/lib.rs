@@ -129,11 +129,15 @@ async fn sweep(
             _ = stopped.wait_for(|stop| *stop) => return,
         }
         match ledger.expire_all().await {
-            Ok(report) if report.batches > 0 => {
+            Ok(report) if report.skipped => {
+                tracing::debug!("expiry sweep skipped: another sweep is running")
+            }
+            Ok(report) if report.batches > 0 || report.failed_users > 0 => {
                 tracing::info!(
                     users = report.users,
                     batches = report.batches,
                     points = report.points,
+                    failed_users = report.failed_users,
                     "expired batches"
                 )
             }

@@ -19,7 +19,7 @@ use crate::routes::{self, ConsumeBody, PriceList, RechargeBody, ServicePrice};
 #[openapi(
     info(
         title = "points-ledger",
-        description = "The points ledger contract: balance, cost pre-check, idempotent consume, prices, history and batches. Errors are RFC 9457 problem details with a stable `code`.",
+        description = "The points ledger contract: balance, cost pre-check, idempotent consume, prices, history and batches. Errors are RFC 9457 problem details with a stable `code`.\n\nIdempotency keys are scoped to the user and to the route (consume and recharge keys are separate namespaces). A key is kept as long as the transaction it produced, which on this ledger is for ever: a client may re-send a charge after any time offline and gets the first answer back with `replayed: true`.",
         license(name = "MIT OR Apache-2.0"),
     ),
     paths(

@@ -22,7 +22,7 @@ pub struct Problem {
     pub detail: String,
     /// Stable machine-readable code: `insufficient_points`, `unauthorized`, `invalid_request`,
     /// `unknown_service`, `invalid_duration`, `invalid_idempotency_key`, `idempotency_conflict`,
-    /// `amount_out_of_range`, `not_found` or `internal`.
+    /// `amount_out_of_range`, `reference_too_long`, `not_found` or `internal`.
     pub code: String,
     /// Extension members of some codes.
     #[serde(flatten)]
@@ -169,6 +169,12 @@ impl From<LedgerError> for Problem {
                 detail,
             ),
             LedgerError::InvalidIdempotencyKey => Self::invalid_idempotency_key(),
+            LedgerError::ReferenceTooLong => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "reference_too_long",
+                "Reference too long",
+                detail,
+            ),
             LedgerError::InvalidRecharge(_) | LedgerError::InvalidCursor => {
                 Self::invalid_request(detail)
             }
@@ -214,6 +220,7 @@ mod tests {
             ),
             (LedgerError::InvalidCursor, 400, "invalid_request"),
             (LedgerError::AmountOutOfRange, 422, "amount_out_of_range"),
+            (LedgerError::ReferenceTooLong, 422, "reference_too_long"),
             (
                 LedgerError::InvalidIdempotencyKey,
                 422,

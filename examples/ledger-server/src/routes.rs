@@ -212,8 +212,10 @@ pub struct ConsumeBody {
     /// Apply the charge even if the balance goes negative (for work already done). Default false.
     #[serde(default)]
     pub allow_debt: Option<bool>,
-    /// The client's own reference, stored with the transaction.
+    /// The client's own reference, stored with the transaction: at most 1024 characters (so any
+    /// reference of at most 1 KiB of UTF-8), else 422 `reference_too_long`.
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub reference: Option<String>,
 }
 
@@ -222,8 +224,12 @@ pub struct ConsumeBody {
 /// The same key with the same body returns the first answer with `replayed: true`; with another
 /// body, 422 `idempotency_conflict`; while the first request is in flight, 409. A 402 writes
 /// nothing and leaves the key unused. Free services write nothing (`transaction_id: null`).
+///
+/// Keys are scoped to the user and to this route: the keys of `POST /admin/recharge` are
+/// another namespace. A key is kept as long as the transaction it produced, which is for ever:
+/// a client may re-send a charge after any time offline and gets its replay.
 #[utoipa::path(post, path = "/points/consume", tag = "points", security(("bearer" = [])),
-    params(("Idempotency-Key" = String, Header, description = "1 to 255 printable ASCII characters without space, scoped to the user",
+    params(("Idempotency-Key" = String, Header, description = "1 to 255 printable ASCII characters without space, scoped to the user and to consumes; kept for ever",
         min_length = 1, max_length = 255, pattern = "^[\\x21-\\x7E]+$")),
     request_body = ConsumeBody,
     responses(
@@ -232,7 +238,7 @@ pub struct ConsumeBody {
         (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
         (status = 402, description = "`insufficient_points`, with `service`, `required` and `balance`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`idempotency_conflict`: the key is in flight", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`invalid_idempotency_key`, `unknown_service`, `invalid_duration`, `idempotency_conflict` (key used with another body, also for a free service) or `amount_out_of_range` (the balance or a total would leave ±(2^53 − 1))", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_idempotency_key`, `unknown_service`, `invalid_duration`, `idempotency_conflict` (key used with another body, also for a free service), `reference_too_long` (over 1024 characters) or `amount_out_of_range` (the balance or a total would leave ±(2^53 − 1))", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn consume(
     State(state): State<AppState>,
@@ -387,16 +393,18 @@ fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64
 /// Recharges a user with a new batch, at most once per `Idempotency-Key`. Server to server, with
 /// the admin key.
 ///
-/// The key follows the rules of `POST /points/consume`, scoped to the user: the same key with the
-/// same body (same points, same expiry instant) returns the first answer with `replayed: true`;
-/// with another body, 422 `idempotency_conflict`; while the first request is in flight, 409.
+/// The key follows the rules of `POST /points/consume`, scoped to the user and to recharges (a
+/// consume's keys are another namespace): the same key with the same body (same points, same
+/// expiry instant) returns the first answer with `replayed: true`, however late it comes; with
+/// another body, 422 `idempotency_conflict`; while the first request is in flight, 409. A key is
+/// kept as long as the transaction it produced, which is for ever.
 #[utoipa::path(post, path = "/admin/recharge", tag = "admin", security(("admin_key" = [])),
-    params(("Idempotency-Key" = String, Header, description = "1 to 255 printable ASCII characters without space, scoped to the user (e.g. the payment's id)",
+    params(("Idempotency-Key" = String, Header, description = "1 to 255 printable ASCII characters without space, scoped to the user and to recharges (e.g. the payment's id); kept for ever",
         min_length = 1, max_length = 255, pattern = "^[\\x21-\\x7E]+$")),
     request_body = RechargeBody,
     responses(
         (status = 200, description = "The batch was added (debt is paid first), or the replayed answer", body = RechargeReceipt),
-        (status = 400, description = "`invalid_request` (unparseable body, points below 1, `expires_at` not in the future)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid_request` (unparseable body, points below 1, `expires_at` not in the future; the expiry is checked after the key, so a retry of a recharge already applied is replayed however late it comes)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`idempotency_conflict`: the key is in flight", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid_idempotency_key`, `idempotency_conflict` (key used with another body) or `amount_out_of_range`", body = Problem, content_type = "application/problem+json"),

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 /// 402, and the balance ends at 0.
 async fn no_overspending(l: TestLedger) {
     let l = Arc::new(l);
-    let (_, token) = l.user_with(100).await;
+    let (user, token) = l.user_with(100).await;
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..200 {
         let (l, token) = (l.clone(), token.clone());
@@ -29,7 +29,7 @@ async fn no_overspending(l: TestLedger) {
     let summary = l.get_json(&token, "/points/balance").await;
     assert_eq!(
         summary,
-        json!({"balance": 0, "total_recharged": 100, "total_consumed": 100, "total_expired": 0, "seq": 21})
+        json!({"user_id": user.to_string(), "balance": 0, "total_recharged": 100, "total_consumed": 100, "total_expired": 0, "seq": 21})
     );
     assert_books_balance(l.running.ledger()).await;
     finish(l).await;

@@ -71,27 +71,48 @@ async fn user_routes_require_a_token(l: &TestLedger) {
 }
 
 async fn balance_is_the_summary_row(l: &TestLedger) {
-    let (_, fresh) = l.user_with(0).await;
+    let (fresh_user, fresh) = l.user_with(0).await;
     let summary = l.get_json(&fresh, "/points/balance").await;
     assert_eq!(
         summary,
-        json!({"balance": 0, "total_recharged": 0, "total_consumed": 0, "total_expired": 0, "seq": 0})
+        json!({"user_id": fresh_user.to_string(), "balance": 0, "total_recharged": 0, "total_consumed": 0, "total_expired": 0, "seq": 0})
     );
-    let (_, token) = l.user_with(100).await;
-    l.consume(&token, "k1", json!({"service": "script"})).await;
+    let (user, token) = l.user_with(100).await;
+    let receipt: Value = l
+        .consume(&token, "k1", json!({"service": "script"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(receipt["user_id"], user.to_string(), "{receipt}");
     let summary = l.get_json(&token, "/points/balance").await;
     assert_eq!(
         summary,
-        json!({"balance": 95, "total_recharged": 100, "total_consumed": 5, "total_expired": 0, "seq": 2})
+        json!({"user_id": user.to_string(), "balance": 95, "total_recharged": 100, "total_consumed": 5, "total_expired": 0, "seq": 2})
     );
 }
 
+/// `user_id` is the account of the token (its `sub`, lowercase and hyphenated), in balance and
+/// cost answers alike, for every user.
+async fn answers_name_the_account_of_the_token(l: &TestLedger) {
+    let (user, token) = l.user_with(10).await;
+    let (other, other_token) = l.user_with(10).await;
+    for (user, token) in [(user, &token), (other, &other_token)] {
+        let balance = l.get_json(token, "/points/balance").await;
+        assert_eq!(balance["user_id"], user.to_string(), "{balance}");
+        let cost = l.get_json(token, "/points/cost?service=title").await;
+        assert_eq!(cost["user_id"], user.to_string(), "{cost}");
+        let free = l.get_json(token, "/points/cost?service=caption").await;
+        assert_eq!(free["user_id"], user.to_string(), "{free}");
+    }
+}
+
 async fn cost_prices_and_prechecks(l: &TestLedger) {
-    let (_, token) = l.user_with(7).await;
+    let (user, token) = l.user_with(7).await;
     let fixed = l.get_json(&token, "/points/cost?service=script").await;
     assert_eq!(
         fixed,
-        json!({"service": "script", "mode": "fixed", "required": 5, "balance": 7, "sufficient": true, "seq": 1})
+        json!({"user_id": user.to_string(), "service": "script", "mode": "fixed", "required": 5, "balance": 7, "sufficient": true, "seq": 1})
     );
     let dear = l.get_json(&token, "/points/cost?service=voice_clone").await;
     assert_eq!(dear["required"], 200);
@@ -106,11 +127,11 @@ async fn cost_prices_and_prechecks(l: &TestLedger) {
         .await;
     assert_eq!(tts["required"], 7);
     assert_eq!(tts["sufficient"], true);
-    let (_, broke) = l.user_with(0).await;
+    let (broke_user, broke) = l.user_with(0).await;
     let free = l.get_json(&broke, "/points/cost?service=caption").await;
     assert_eq!(
         free,
-        json!({"service": "caption", "mode": "free", "required": 0, "balance": 0, "sufficient": true, "seq": 0})
+        json!({"user_id": broke_user.to_string(), "service": "caption", "mode": "free", "required": 0, "balance": 0, "sufficient": true, "seq": 0})
     );
     // A duration is ignored for fixed services.
     let ignored = l
@@ -366,6 +387,44 @@ async fn idempotency_key_is_checked(l: &TestLedger) {
     );
 }
 
+/// A consume's `reference` holds at most 1024 characters (any 1 KiB of UTF-8 fits): a longer
+/// one is 422 `reference_too_long` and writes nothing, even with debt allowed.
+async fn reference_is_bounded(l: &TestLedger) {
+    let (_, token) = l.user_with(10).await;
+    for (i, reference) in ["r".repeat(1024), "é".repeat(1024)].into_iter().enumerate() {
+        let response = l
+            .consume(
+                &token,
+                &format!("ref-ok-{i}"),
+                json!({"service": "title", "reference": reference}),
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+    }
+    let entries = history(l, &token).await;
+    assert_eq!(entries[0]["reference"], "é".repeat(1024));
+    for (i, reference) in ["r".repeat(1025), "é".repeat(1025), "x".repeat(1 << 20)]
+        .into_iter()
+        .enumerate()
+    {
+        let response = l
+            .consume(
+                &token,
+                &format!("ref-long-{i}"),
+                json!({"service": "title", "allow_debt": true, "reference": reference}),
+            )
+            .await;
+        let status = response.status().as_u16();
+        if status == 413 {
+            // Past the body limit: refused before the ledger reads it.
+            continue;
+        }
+        problem(response, 422, "reference_too_long").await;
+    }
+    assert_eq!(history(l, &token).await.len(), entries.len());
+    assert_eq!(l.balance(&token).await, 8);
+}
+
 async fn checks_run_in_contract_order(l: &TestLedger) {
     let (_, token) = l.user_with(1).await;
     let post = |key: Option<&'static str>, body: &'static str| {
@@ -469,7 +528,7 @@ async fn checks_run_in_contract_order(l: &TestLedger) {
 }
 
 async fn free_services_write_nothing(l: &TestLedger) {
-    let (_, token) = l.user_with(0).await;
+    let (user, token) = l.user_with(0).await;
     let response = l
         .consume(&token, "free-1", json!({"service": "auto_align"}))
         .await;
@@ -477,7 +536,7 @@ async fn free_services_write_nothing(l: &TestLedger) {
     let receipt: Value = response.json().await.unwrap();
     assert_eq!(
         receipt,
-        json!({"transaction_id": null, "service": "auto_align", "points": 0, "balance": 0, "replayed": false, "seq": 0})
+        json!({"user_id": user.to_string(), "transaction_id": null, "service": "auto_align", "points": 0, "balance": 0, "replayed": false, "seq": 0})
     );
     assert_eq!(history(l, &token).await.len(), 0);
     // No idempotency record either: the key is still free for a paid charge.
@@ -688,7 +747,7 @@ async fn expired_batches_are_never_spendable(l: &TestLedger) {
     let summary = l.get_json(&token, "/points/balance").await;
     assert_eq!(
         summary,
-        json!({"balance": 50, "total_recharged": 80, "total_consumed": 0, "total_expired": 30, "seq": 3})
+        json!({"user_id": user.to_string(), "balance": 50, "total_recharged": 80, "total_consumed": 0, "total_expired": 30, "seq": 3})
     );
     let entries = history(l, &token).await;
     assert_eq!(entries[0]["kind"], "expire");
@@ -773,6 +832,102 @@ async fn admin_routes_need_the_key(l: &TestLedger) {
 
 /// A retried payment webhook credits once: `POST /admin/recharge` follows the consume rules for
 /// its `Idempotency-Key`.
+/// A payment webhook retried after the batch's expiry date gets its first answer back, not
+/// a 400 that invites a second, manual credit.
+async fn a_retried_recharge_after_its_expiry_is_replayed(l: &TestLedger) {
+    let user = Uuid::new_v4();
+    let body = json!({"user_id": user, "points": 40, "expires_at": "2026-05-02T12:00:00Z"});
+    let first: Value = l
+        .admin_recharge("late-webhook", body.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first["replayed"], false, "{first}");
+    l.clock.advance(Duration::days(3));
+    let again = l.admin_recharge("late-webhook", body.clone()).await;
+    assert_eq!(again.status(), 200);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["replayed"], true, "{again}");
+    assert_eq!(again["transaction_id"], first["transaction_id"]);
+    assert_eq!(again["balance"], 40);
+    // Another body under that key is still a conflict; a new key with a past date is refused.
+    let other = json!({"user_id": user, "points": 41, "expires_at": "2026-05-02T12:00:00Z"});
+    problem(
+        l.admin_recharge("late-webhook", other).await,
+        422,
+        "idempotency_conflict",
+    )
+    .await;
+    problem(
+        l.admin_recharge("new-payment", body).await,
+        400,
+        "invalid_request",
+    )
+    .await;
+    let token = l.running.token_for(user);
+    let summary = l.get_json(&token, "/points/balance").await;
+    assert_eq!(
+        (
+            summary["total_recharged"].as_i64(),
+            summary["total_expired"].as_i64()
+        ),
+        (Some(40), Some(40))
+    );
+    assert_books_balance(l.running.ledger()).await;
+}
+
+/// Consume keys and recharge keys are separate namespaces per user: a consume sent under a
+/// payment's id (a client bug, or a coincidence) never stops that payment from being credited,
+/// and each namespace still replays its own request.
+async fn consume_and_recharge_keys_are_separate(l: &TestLedger) {
+    let (user, token) = l.user_with(10).await;
+    let charged = l
+        .consume(&token, "pay-77", json!({"service": "script"}))
+        .await;
+    assert_eq!(charged.status(), 200);
+    let body = json!({"user_id": user, "points": 40, "expires_at": "2026-06-01T00:00:00Z"});
+    let credited = l.admin_recharge("pay-77", body.clone()).await;
+    assert_eq!(credited.status(), 200, "the payment was not credited");
+    let credited: Value = credited.json().await.unwrap();
+    assert_eq!(
+        (credited["replayed"].as_bool(), credited["balance"].as_i64()),
+        (Some(false), Some(45))
+    );
+    // The other way round: a recharge's key does not block a consume.
+    l.admin_recharge("job-9", body.clone()).await;
+    let spent = l
+        .consume(&token, "job-9", json!({"service": "title"}))
+        .await;
+    assert_eq!(spent.status(), 200);
+    // Each replays in its own namespace.
+    let replayed: Value = l.admin_recharge("pay-77", body).await.json().await.unwrap();
+    assert_eq!(replayed["transaction_id"], credited["transaction_id"]);
+    let again: Value = l
+        .consume(&token, "pay-77", json!({"service": "script"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["replayed"], true, "{again}");
+    assert_eq!(l.balance(&token).await, 10 - 5 + 40 + 40 - 1);
+    // A free service checks the consume namespace only.
+    let free = l
+        .consume(&token, "job-9", json!({"service": "caption"}))
+        .await;
+    problem(free, 422, "idempotency_conflict").await;
+    l.admin_recharge(
+        "only-a-payment",
+        json!({"user_id": user, "points": 1, "expires_at": "2026-06-01T00:00:00Z"}),
+    )
+    .await;
+    let free = l
+        .consume(&token, "only-a-payment", json!({"service": "caption"}))
+        .await;
+    assert_eq!(free.status(), 200);
+    assert_books_balance(l.running.ledger()).await;
+}
+
 async fn admin_recharge_is_idempotent(l: &TestLedger) {
     let user = Uuid::new_v4();
     let token = l.running.token_for(user);
@@ -816,20 +971,6 @@ async fn admin_recharge_is_idempotent(l: &TestLedger) {
         )
         .await;
     }
-    // A consume's key is not a recharge's, and the other way round.
-    problem(
-        l.admin_recharge("spend", body.clone()).await,
-        422,
-        "idempotency_conflict",
-    )
-    .await;
-    problem(
-        l.consume(&token, "payment-1", json!({"service": "script"}))
-            .await,
-        422,
-        "idempotency_conflict",
-    )
-    .await;
     // The key is required and checked, and nothing is written without it.
     let missing = l
         .http
@@ -938,10 +1079,16 @@ async fn admin_expire_runs_the_sweep_now(l: &TestLedger) {
             .send()
     };
     let nothing: Value = run().await.unwrap().json().await.unwrap();
-    assert_eq!(nothing, json!({"users": 0, "batches": 0, "points": 0}));
+    assert_eq!(
+        nothing,
+        json!({"users": 0, "batches": 0, "points": 0, "failed_users": 0, "skipped": false})
+    );
     l.clock.advance(Duration::days(2));
     let report: Value = run().await.unwrap().json().await.unwrap();
-    assert_eq!(report, json!({"users": 2, "batches": 2, "points": 15}));
+    assert_eq!(
+        report,
+        json!({"users": 2, "batches": 2, "points": 15, "failed_users": 0, "skipped": false})
+    );
     let again: Value = run().await.unwrap().json().await.unwrap();
     assert_eq!(again["batches"], 0);
     assert_eq!(l.balance(&token_a).await, 20);
@@ -1006,6 +1153,7 @@ macro_rules! on_both_backends {
 on_both_backends!(
     user_routes_require_a_token,
     balance_is_the_summary_row,
+    answers_name_the_account_of_the_token,
     cost_prices_and_prechecks,
     cost_errors,
     consume_charges_and_journals,
@@ -1015,6 +1163,7 @@ on_both_backends!(
     same_key_other_body_is_422,
     idempotency_key_is_checked,
     checks_run_in_contract_order,
+    reference_is_bounded,
     free_services_write_nothing,
     seq_orders_every_figure,
     prices_list_every_service,
@@ -1023,6 +1172,8 @@ on_both_backends!(
     expired_batches_are_never_spendable,
     admin_routes_need_the_key,
     admin_recharge_is_idempotent,
+    consume_and_recharge_keys_are_separate,
+    a_retried_recharge_after_its_expiry_is_replayed,
     sub_point_durations_cost_one_point,
     free_service_under_a_used_key_is_422,
     admin_expire_runs_the_sweep_now,

@@ -40,6 +40,30 @@ fn document_is_openapi_3_1_with_both_security_schemes() {
 }
 
 #[test]
+fn balance_cost_and_receipt_name_the_account() {
+    let doc: serde_json::Value =
+        serde_json::from_str(&points_ledger::openapi::document_json()).unwrap();
+    for schema in ["Summary", "CostCheck", "Receipt"] {
+        let schema = &doc["components"]["schemas"][schema];
+        assert_eq!(
+            schema["properties"]["user_id"]["type"], "string",
+            "{schema}"
+        );
+        assert_eq!(
+            schema["properties"]["user_id"]["format"], "uuid",
+            "{schema}"
+        );
+        assert!(
+            schema["required"]
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!("user_id")),
+            "{schema}"
+        );
+    }
+}
+
+#[test]
 fn document_names_the_services_of_the_price_table_it_serves() {
     let table = points_ledger::PriceTable::from_yaml(
         "services:\n  dub: { mode: duration, points_per_second: 2 }\n  logo: { mode: fixed, points: 3 }\n  ping: { mode: free }\n",
@@ -75,4 +99,50 @@ fn document_names_the_services_of_the_price_table_it_serves() {
         branches[1]["properties"]["service"]["enum"],
         serde_json::json!(["logo", "ping"])
     );
+}
+
+#[test]
+fn key_namespaces_and_retention_are_stated() {
+    let doc: serde_json::Value =
+        serde_json::from_str(&points_ledger::openapi::document_json()).unwrap();
+    let overview = doc["info"]["description"].as_str().unwrap();
+    assert!(overview.contains("for ever"), "{overview}");
+    assert!(overview.contains("separate namespaces"), "{overview}");
+    for (path, scope) in [
+        ("/points/consume", "to consumes"),
+        ("/admin/recharge", "to recharges"),
+    ] {
+        let key = doc["paths"][path]["post"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "Idempotency-Key")
+            .unwrap();
+        let text = key["description"].as_str().unwrap();
+        assert!(
+            text.contains(scope) && text.contains("kept for ever"),
+            "{path}: {text}"
+        );
+    }
+}
+
+#[test]
+fn the_reference_limit_is_stated() {
+    let doc: serde_json::Value =
+        serde_json::from_str(&points_ledger::openapi::document_json()).unwrap();
+    for branch in doc["components"]["schemas"]["ConsumeBody"]["oneOf"]
+        .as_array()
+        .unwrap()
+    {
+        let reference = &branch["properties"]["reference"];
+        assert_eq!(
+            reference["maxLength"].as_u64(),
+            Some(points_ledger::ledger::MAX_REFERENCE_CHARS as u64),
+            "{reference}"
+        );
+    }
+    let consume = doc["paths"]["/points/consume"]["post"]["responses"]["422"]["description"]
+        .as_str()
+        .unwrap();
+    assert!(consume.contains("reference_too_long"), "{consume}");
 }
