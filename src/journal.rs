@@ -297,6 +297,13 @@ impl Journal {
             })
     }
 
+    /// The pending charge of `account` under `key`.
+    pub fn get(&self, account: &str, key: &str) -> Option<PendingCharge> {
+        self.lock()
+            .get(&(account.to_owned(), key.to_owned()))
+            .map(|entry| entry.charge.clone())
+    }
+
     /// Whether the charge of `account` under `key` is still pending.
     pub fn contains(&self, account: &str, key: &str) -> bool {
         self.lock()

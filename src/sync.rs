@@ -230,6 +230,19 @@ impl ChargeSync {
         let idempotency_key = charge.idempotency_key.clone();
         // Claimed before it is journaled, so that a pass never takes this first send over.
         let Some(sending) = InFlight::claim(&self.inner, &charge) else {
+            let pending = self
+                .inner
+                .journal
+                .get(&charge.account, &charge.idempotency_key);
+            if pending.is_some_and(|pending| pending.request != charge.request) {
+                // Another charge is pending under this key: this one can never apply.
+                let error = conflict();
+                self.record_refusal(&charge, &error).await;
+                return FirstSend::Outcome(ChargeOutcome::Refused {
+                    idempotency_key,
+                    error: error.to_points_error(),
+                });
+            }
             // This very charge is being sent (the same job reported twice): that send settles it.
             return FirstSend::Outcome(ChargeOutcome::Pending { idempotency_key });
         };
@@ -739,6 +752,14 @@ impl Drop for InFlight<'_> {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.id);
     }
+}
+
+/// The error of a charge made under a key that another pending charge holds.
+fn conflict() -> Error {
+    Error::invalid_argument(
+        "idempotencyKey",
+        "is already used by a different pending charge",
+    )
 }
 
 /// Whether the ledger declined a charge that may not go into debt for too few points: it was

@@ -207,6 +207,12 @@ impl TestApp {
             .collect()
     }
 
+    /// Every event received so far, in order: (name, payload).
+    pub fn all_events(&self) -> Vec<(String, Value)> {
+        self.flush_events();
+        self.events.lock().unwrap().clone()
+    }
+
     /// The window labelled `label`.
     pub fn window(&self, label: &str) -> WebviewWindow<MockRuntime> {
         tauri::Manager::get_webview_window(&self.app, label).expect("a window with this label")

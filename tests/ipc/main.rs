@@ -8,6 +8,7 @@ mod harness;
 
 mod acl;
 mod commands;
+mod edges;
 mod lifecycle;
 mod props;
 mod run_charged;

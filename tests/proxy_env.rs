@@ -1,0 +1,54 @@
+//! A loopback `http://` ledger never goes through a proxy, whatever `HTTP_PROXY` / `ALL_PROXY`
+//! say: the bearer token would leave the machine in clear text. Its own test binary, since proxy
+//! variables are read from the process environment when a client is built.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test]
+async fn proxy_variables_are_ignored_for_a_loopback_ledger() {
+    // A "corporate proxy" that records every connection and answers 502.
+    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+    let seen = Arc::new(AtomicUsize::new(0));
+    tokio::spawn({
+        let seen = seen.clone();
+        async move {
+            while let Ok((mut stream, _)) = proxy.accept().await {
+                seen.fetch_add(1, Ordering::SeqCst);
+                let mut buffer = [0u8; 4096];
+                let _ = stream.read(&mut buffer).await;
+                let _ = stream
+                    .write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .await;
+            }
+        }
+    });
+    for name in ["NO_PROXY", "no_proxy"] {
+        std::env::remove_var(name);
+    }
+    for name in [
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+    ] {
+        std::env::set_var(name, &proxy_url);
+    }
+    let test = common::TestLedger::start(10).await;
+    let balance = test.client().balance().await;
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        0,
+        "the request (and its token) went to the proxy"
+    );
+    assert_eq!(balance.unwrap().balance, 10);
+    test.ledger.shutdown().await;
+}
