@@ -1,5 +1,8 @@
 //! The IPC commands (`plugin:points|<name>`): read the arguments, call [`Points`], return.
 //!
+//! Every command is async: none runs on the main thread (Tauri runs synchronous commands
+//! there), so no window waits for the plugin.
+//!
 //! Arguments arrive as raw JSON and are checked here, so that whatever a webview sends (a wrong
 //! type, a huge number, a long string) is answered with a typed `invalidArgument` rather than
 //! Tauri's untyped refusal.
@@ -79,7 +82,7 @@ pub(crate) async fn list_batches<R: Runtime>(app: AppHandle<R>) -> Result<Vec<Ba
 }
 
 #[command]
-pub(crate) fn set_session_token<R: Runtime>(
+pub(crate) async fn set_session_token<R: Runtime>(
     app: AppHandle<R>,
     token: Option<Value>,
     account_id: Option<Value>,
@@ -91,12 +94,12 @@ pub(crate) fn set_session_token<R: Runtime>(
 }
 
 #[command]
-pub(crate) fn clear_session_token<R: Runtime>(app: AppHandle<R>) {
+pub(crate) async fn clear_session_token<R: Runtime>(app: AppHandle<R>) {
     app.points().clear_session_token();
 }
 
 #[command]
-pub(crate) fn get_pending<R: Runtime>(app: AppHandle<R>) -> PendingStatus {
+pub(crate) async fn get_pending<R: Runtime>(app: AppHandle<R>) -> PendingStatus {
     app.points().pending()
 }
 

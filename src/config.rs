@@ -20,6 +20,9 @@ pub struct Config {
     pub request_timeout_ms: Option<u64>,
     /// Attempts per request, the first included (default 3).
     pub max_attempts: Option<u32>,
+    /// How long jobs past their pre-check may run on when the app is asked to exit, to journal
+    /// their charge, in milliseconds (default 10000; at most 60000).
+    pub exit_grace_ms: Option<u64>,
 }
 
 #[cfg(test)]

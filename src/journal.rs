@@ -781,6 +781,75 @@ mod tests {
     }
 
     #[test]
+    fn readers_never_wait_for_a_writer_in_its_fsync() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Arc::new(Journal::open(dir.path()).unwrap());
+        journal.record(&charge("sub:a", "k", "compose")).unwrap();
+        let (held, release) = std::sync::mpsc::channel::<()>();
+        let (entered, in_write) = std::sync::mpsc::channel::<()>();
+        let writer = {
+            let journal = journal.clone();
+            std::thread::spawn(move || {
+                // A writer in the middle of its file I/O holds this lock.
+                let _writing = journal.writer();
+                entered.send(()).unwrap();
+                held.send(()).ok();
+                std::thread::sleep(std::time::Duration::from_millis(800));
+            })
+        };
+        in_write.recv().unwrap();
+        let started = std::time::Instant::now();
+        assert_eq!(journal.count_of("sub:a"), 1);
+        assert_eq!(journal.pending_of("sub:a").len(), 1);
+        assert!(journal.contains("sub:a", "k"));
+        assert_eq!(journal.refused_of("sub:a").len(), 0);
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(200),
+            "a reader waited {:?} for the writer",
+            started.elapsed()
+        );
+        drop(release);
+        writer.join().unwrap();
+    }
+
+    #[test]
+    fn the_refused_record_is_bounded_and_its_entries_can_be_sent_again_or_dismissed() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path()).unwrap();
+        let error = Error::Backend {
+            status: 422,
+            code: Some("unknown_service".into()),
+            message: String::new(),
+        };
+        for n in 0..MAX_REFUSED + 5 {
+            let refused = charge("sub:a", &format!("k{n}"), "compose");
+            journal.record(&refused).unwrap();
+            journal.refuse(&refused, &error).unwrap();
+        }
+        assert_eq!(journal.refused_of("sub:a").len(), MAX_REFUSED);
+        assert_eq!(
+            fs::read_dir(dir.path().join(REFUSED_DIR)).unwrap().count(),
+            MAX_REFUSED,
+            "the oldest files are deleted too"
+        );
+        assert_eq!(journal.refused_of("sub:a")[0].idempotency_key, "k5");
+        let mine = |account: &str, _: Option<&str>| account == "sub:a";
+        let back = journal.retry_refused("k7", mine).unwrap().unwrap();
+        assert_eq!(back.request, request("compose"));
+        assert!(journal.contains("sub:a", "k7"));
+        assert!(journal.retry_refused("k7", mine).unwrap().is_none());
+        assert!(journal.dismiss_refused("k8", mine).unwrap());
+        assert!(
+            !journal.dismiss_refused("k9", |_, _| false).unwrap(),
+            "not theirs"
+        );
+        drop(journal);
+        let journal = Journal::open(dir.path()).unwrap();
+        assert_eq!(journal.refused_of("sub:a").len(), MAX_REFUSED - 2);
+        assert_eq!(journal.len(), 1);
+    }
+
+    #[test]
     fn the_observer_sees_every_change() {
         let dir = tempfile::tempdir().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));

@@ -44,6 +44,8 @@ pub use sync::{ChargeSync, SyncPolicy};
 
 /// How long jobs past their pre-check may run on at exit to journal their charge, by default.
 pub const DEFAULT_EXIT_GRACE: Duration = Duration::from_secs(10);
+/// The longest exit grace accepted: an exit is never held back longer.
+pub const MAX_EXIT_GRACE: Duration = Duration::from_secs(60);
 
 /// The name of the journal directory inside the app's data directory.
 const JOURNAL_DIR_NAME: &str = "points-journal";
@@ -244,7 +246,10 @@ impl Builder {
             client,
             jobs,
             events,
-            self.exit_grace.unwrap_or(DEFAULT_EXIT_GRACE),
+            self.exit_grace
+                .or(config.exit_grace_ms.map(Duration::from_millis))
+                .unwrap_or(DEFAULT_EXIT_GRACE)
+                .min(MAX_EXIT_GRACE),
         ))
     }
 }

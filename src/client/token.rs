@@ -7,7 +7,9 @@ use std::sync::{Arc, RwLock};
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-/// Gives the bearer token for the next request; `None` means "not signed in".
+/// Gives the bearer token for the next request; `None` means "not signed in". It is asked once
+/// per ledger call, with no lock of the plugin held: answer from memory (refresh tokens in the
+/// background, not in `token()`).
 pub trait TokenProvider: Send + Sync + 'static {
     /// The current token.
     fn token(&self) -> Option<String>;
