@@ -11,18 +11,12 @@
 //! The app's own Rust commands charge finished jobs with
 //! `app.points().run_charged(DesktopService::Compose, Some(job_id), || async { ... })`.
 
-pub mod client;
 mod commands;
 pub mod config;
-mod error;
 pub mod events;
-pub mod jobs;
-pub mod journal;
-pub mod models;
 mod points;
-pub mod policy;
-pub mod session;
-pub mod sync;
+
+pub use points_sdk::{client, jobs, journal, models, policy, session, sync};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,14 +27,14 @@ use tauri::{
     Manager, Runtime,
 };
 
-pub use client::{LedgerClient, RetryPolicy, SessionToken, TokenProvider};
 pub use config::Config;
-pub use error::{Error, PointsError, Result};
-pub use jobs::{Charged, JobSpec, Jobs};
-pub use models::{ChargeOutcome, DesktopService};
 pub use points::{ChargedJob, Points};
-pub use session::{Session, Sessions};
-pub use sync::{ChargeSync, SyncPolicy};
+pub use points_sdk::client::{LedgerClient, RetryPolicy, SessionToken, TokenProvider};
+pub use points_sdk::jobs::{Charged, JobSpec, Jobs};
+pub use points_sdk::models::{ChargeOutcome, DesktopService};
+pub use points_sdk::session::{Session, Sessions};
+pub use points_sdk::sync::{ChargeSync, SyncPolicy};
+pub use points_sdk::{Error, PointsError, Result};
 
 /// How long jobs past their pre-check may run on at exit to journal their charge, by default.
 pub const DEFAULT_EXIT_GRACE: Duration = Duration::from_secs(10);
@@ -217,7 +211,15 @@ impl Builder {
             let sessions = sessions.clone();
             move |journal: &journal::Journal| {
                 let (session, generation) = sessions.snapshot();
-                events.pending_changed(generation, || owned_count(journal, session.as_ref()));
+                events.pending_changed(generation, || {
+                    session.as_ref().map_or(0, |session| {
+                        journal
+                            .tally_where(|charge| {
+                                session.owns(&charge.account, charge.ledger_user.as_deref())
+                            })
+                            .0
+                    })
+                });
             }
         }));
         let notices = Arc::new(events::Notices { app: app.clone() });
@@ -231,11 +233,8 @@ impl Builder {
         sessions.observe({
             let events = events.clone();
             let sync = sync.clone();
-            let journal = Arc::downgrade(&journal);
             move |session, generation| {
-                let count = journal
-                    .upgrade()
-                    .map_or(0, |journal| owned_count(&journal, session));
+                let count = sync.pending_count(session);
                 events.session_changed(generation, session.is_some(), count);
                 sync.wake();
             }
@@ -252,15 +251,6 @@ impl Builder {
                 .min(MAX_EXIT_GRACE),
         ))
     }
-}
-
-/// The number of `session`'s pending charges (0 while signed out).
-fn owned_count(journal: &journal::Journal, session: Option<&Session>) -> usize {
-    session.map_or(0, |session| {
-        journal
-            .tally_where(|charge| session.owns(&charge.account, charge.ledger_user.as_deref()))
-            .0
-    })
 }
 
 /// Builds the plugin with the configuration from `tauri.conf.json > plugins.points`.

@@ -278,36 +278,7 @@ impl<R: Runtime> Points<R> {
 
     /// The signed-in account's pending and refused charges, and how many wait for others.
     pub fn pending(&self) -> PendingStatus {
-        let (current, session) = self.shared.sessions.snapshot();
-        let journal = self.sync().journal();
-        let Some(current) = current else {
-            return PendingStatus {
-                count: 0,
-                oldest_age_seconds: None,
-                refused: Vec::new(),
-                signed_in: false,
-                session,
-                other_accounts: count(journal.len()),
-            };
-        };
-        let owns =
-            |charge: &PendingCharge| current.owns(&charge.account, charge.ledger_user.as_deref());
-        let pending = journal.pending_where(owns);
-        let (all, _) = journal.tally_where(|_| true);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|since| since.as_secs())
-            .unwrap_or_default();
-        PendingStatus {
-            count: count(pending.len()),
-            oldest_age_seconds: pending
-                .first()
-                .map(|oldest| now.saturating_sub(oldest.recorded_at)),
-            refused: journal.refused_where(|account, user| current.owns(account, user)),
-            signed_in: true,
-            session,
-            other_accounts: count(all.saturating_sub(pending.len())),
-        }
+        self.sync().status()
     }
 
     /// Sends the pending charges now (after a pass under way, if any) and reports what is left.
@@ -319,33 +290,12 @@ impl<R: Runtime> Points<R> {
     /// Moves the signed-in account's refused charge under `idempotency_key` back to the pending
     /// charges and asks the sync to send it now.
     pub async fn retry_refused(&self, idempotency_key: &str) -> Result<PendingStatus> {
-        let session = self.session()?;
-        let journal = self.sync().journal().clone();
-        let key = idempotency_key.to_owned();
-        let moved = crate::sync::blocking(move || {
-            journal.retry_refused(&key, |account, user| session.owns(account, user))
-        })
-        .await?;
-        if moved.is_none() {
-            return Err(Error::invalid_argument(
-                "idempotencyKey",
-                "no refused charge of the signed-in account has this key",
-            ));
-        }
-        self.sync().wake();
-        Ok(self.pending())
+        self.sync().retry_refused(idempotency_key).await
     }
 
     /// Removes the signed-in account's refused charge under `idempotency_key` from the record.
     pub async fn dismiss_refused(&self, idempotency_key: &str) -> Result<PendingStatus> {
-        let session = self.session()?;
-        let journal = self.sync().journal().clone();
-        let key = idempotency_key.to_owned();
-        crate::sync::blocking(move || {
-            journal.dismiss_refused(&key, |account, user| session.owns(account, user))
-        })
-        .await?;
-        Ok(self.pending())
+        self.sync().dismiss_refused(idempotency_key).await
     }
 
     /// A receipt of `charge` moved the balance: emits it when the charge's account is signed in.
@@ -434,10 +384,6 @@ impl<R: Runtime> Points<R> {
         }
         result
     }
-}
-
-fn count(n: usize) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// A job that costs a desktop service: [`Points::job`], then [`ChargedJob::run`].

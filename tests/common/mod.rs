@@ -8,7 +8,7 @@ pub mod stub;
 use std::time::Duration;
 
 use points_ledger::{LedgerConfig, RunningLedger};
-use tauri_plugin_points::client::{LedgerClient, RetryPolicy, SessionToken};
+use points_sdk::client::{LedgerClient, RetryPolicy, SessionToken};
 use uuid::Uuid;
 
 /// A running ledger and one user of it.
@@ -71,8 +71,8 @@ pub fn fast_retry() -> RetryPolicy {
 }
 
 /// Background sync waits of a few tens of milliseconds.
-pub fn fast_sync() -> tauri_plugin_points::SyncPolicy {
-    tauri_plugin_points::SyncPolicy {
+pub fn fast_sync() -> points_sdk::SyncPolicy {
+    points_sdk::SyncPolicy {
         min_delay: Duration::from_millis(50),
         max_delay: Duration::from_millis(400),
     }

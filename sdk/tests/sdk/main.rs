@@ -1,6 +1,6 @@
 //! The client SDK against the real reference ledger, a misbehaving stub, and crashes.
 
-#[path = "../common/mod.rs"]
+#[path = "../../../tests/common/mod.rs"]
 mod common;
 
 mod edges;

@@ -29,7 +29,7 @@ use tokio::time::Instant;
 
 use crate::client::{Failure, IdempotencyKey, LedgerClient, RetryPolicy};
 use crate::journal::{Journal, PendingCharge};
-use crate::models::{ChargeOutcome, ChargeReceipt, RefusedCharge};
+use crate::models::{ChargeOutcome, ChargeReceipt, PendingStatus, RefusedCharge};
 use crate::policy::{self, Verdict};
 use crate::session::{Session, Sessions};
 use crate::{Error, Result};
@@ -449,6 +449,81 @@ impl ChargeSync {
         self.inner.journal.pending_of(account)
     }
 
+    /// The number of `session`'s pending charges (0 while signed out).
+    pub fn pending_count(&self, session: Option<&Session>) -> usize {
+        session.map_or(0, |session| {
+            self.inner
+                .journal
+                .tally_where(|charge| session.owns(&charge.account, charge.ledger_user.as_deref()))
+                .0
+        })
+    }
+
+    /// The signed-in account's pending and refused charges, and how many wait for others.
+    /// Reads memory only.
+    pub fn status(&self) -> PendingStatus {
+        let (current, session) = self.inner.sessions.snapshot();
+        let journal = &self.inner.journal;
+        let Some(current) = current else {
+            return PendingStatus {
+                count: 0,
+                oldest_age_seconds: None,
+                refused: Vec::new(),
+                signed_in: false,
+                session,
+                other_accounts: count(journal.len()),
+            };
+        };
+        let pending = journal
+            .pending_where(|charge| current.owns(&charge.account, charge.ledger_user.as_deref()));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|since| since.as_secs())
+            .unwrap_or_default();
+        PendingStatus {
+            count: count(pending.len()),
+            oldest_age_seconds: pending
+                .first()
+                .map(|oldest| now.saturating_sub(oldest.recorded_at)),
+            refused: journal.refused_where(|account, user| current.owns(account, user)),
+            signed_in: true,
+            session,
+            other_accounts: count(journal.len().saturating_sub(pending.len())),
+        }
+    }
+
+    /// Moves the signed-in account's refused charge under `key` back to the pending charges and
+    /// wakes the sync to send it.
+    pub async fn retry_refused(&self, key: &str) -> Result<PendingStatus> {
+        let session = self.inner.sessions.current().ok_or(Error::Unauthorized)?;
+        let journal = self.inner.journal.clone();
+        let key = key.to_owned();
+        let moved = blocking(move || {
+            journal.retry_refused(&key, |account, user| session.owns(account, user))
+        })
+        .await?;
+        if moved.is_none() {
+            return Err(Error::invalid_argument(
+                "idempotencyKey",
+                "no refused charge of the signed-in account has this key",
+            ));
+        }
+        self.wake();
+        Ok(self.status())
+    }
+
+    /// Removes the signed-in account's refused charge under `key` from the record.
+    pub async fn dismiss_refused(&self, key: &str) -> Result<PendingStatus> {
+        let session = self.inner.sessions.current().ok_or(Error::Unauthorized)?;
+        let journal = self.inner.journal.clone();
+        let key = key.to_owned();
+        blocking(move || {
+            journal.dismiss_refused(&key, |account, user| session.owns(account, user))
+        })
+        .await?;
+        Ok(self.status())
+    }
+
     fn last_report(&self) -> SyncReport {
         self.inner
             .last_report
@@ -775,6 +850,10 @@ async fn send_with(
 ) -> std::result::Result<ChargeReceipt, Failure> {
     let key = IdempotencyKey::parse(charge.idempotency_key.clone())?;
     client.consume_detailed(&charge.request, &key).await
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// Runs blocking file I/O off the async workers.

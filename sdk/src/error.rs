@@ -1,6 +1,7 @@
 //! The one error type of the SDK and the plugin, and its serialised form `{ kind, message, ...fields }`.
 
 use serde::{Deserialize, Serialize, Serializer};
+#[cfg(feature = "ts")]
 use ts_rs::TS;
 
 /// Everything that can go wrong when talking to the ledger or charging a job.
@@ -165,13 +166,13 @@ impl Serialize for Error {
 }
 
 /// The serialised form of [`Error`]: what a failed command rejects with in the webview.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(
     tag = "kind",
     rename_all = "camelCase",
     rename_all_fields = "camelCase"
 )]
-#[ts(export)]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub enum PointsError {
     /// See [`Error::InsufficientPoints`].
     InsufficientPoints {

@@ -2,10 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use tauri_plugin_points::client::{
-    ConsumeRequest, IdempotencyKey, LedgerClient, RetryPolicy, SessionToken,
-};
-use tauri_plugin_points::Error;
+use points_sdk::client::{ConsumeRequest, IdempotencyKey, LedgerClient, RetryPolicy, SessionToken};
+use points_sdk::Error;
 
 use crate::common::client_for;
 use crate::common::stub::{Reply, Stub};

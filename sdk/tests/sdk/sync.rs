@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tauri_plugin_points::client::{account_of, ConsumeRequest, IdempotencyKey, LedgerClient};
-use tauri_plugin_points::journal::{Journal, PendingCharge};
-use tauri_plugin_points::models::TransactionKind;
-use tauri_plugin_points::{ChargeOutcome, ChargeSync, Session, Sessions, TokenProvider};
+use points_sdk::client::{account_of, ConsumeRequest, IdempotencyKey, LedgerClient};
+use points_sdk::journal::{Journal, PendingCharge};
+use points_sdk::models::TransactionKind;
+use points_sdk::{ChargeOutcome, ChargeSync, Session, Sessions, TokenProvider};
 
 use crate::common::proxy::{Fault, FaultProxy};
 use crate::common::{client_for, fast_retry, fast_sync, in_days, TestLedger};
@@ -189,7 +189,7 @@ async fn a_charge_the_ledger_can_never_apply_moves_to_the_refused_record() {
     assert_eq!(report.refused.len(), 1);
     assert_eq!(
         report.refused[0].error.clone(),
-        tauri_plugin_points::Error::UnknownService {
+        points_sdk::Error::UnknownService {
             service: "retired_service".into()
         }
         .to_points_error()

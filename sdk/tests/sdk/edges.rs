@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tauri_plugin_points::client::{ConsumeRequest, IdempotencyKey, LedgerClient};
-use tauri_plugin_points::journal::{Journal, PendingCharge};
-use tauri_plugin_points::models::{ChargeReceipt, RefusedCharge, TransactionKind};
-use tauri_plugin_points::sync::SyncListener;
-use tauri_plugin_points::{
+use points_sdk::client::{ConsumeRequest, IdempotencyKey, LedgerClient};
+use points_sdk::journal::{Journal, PendingCharge};
+use points_sdk::models::{ChargeReceipt, RefusedCharge, TransactionKind};
+use points_sdk::sync::SyncListener;
+use points_sdk::{
     ChargeOutcome, ChargeSync, Error, JobSpec, Jobs, Session, Sessions, SyncPolicy, TokenProvider,
 };
 use uuid::Uuid;

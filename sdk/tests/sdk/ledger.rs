@@ -1,8 +1,8 @@
 //! Every route and every error kind of the client against the real reference ledger.
 
-use tauri_plugin_points::client::{ConsumeRequest, IdempotencyKey};
-use tauri_plugin_points::models::{PricingMode, TransactionKind};
-use tauri_plugin_points::Error;
+use points_sdk::client::{ConsumeRequest, IdempotencyKey};
+use points_sdk::models::{PricingMode, TransactionKind};
+use points_sdk::Error;
 
 use crate::common::{client_for, in_days, TestLedger};
 

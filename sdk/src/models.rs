@@ -6,12 +6,13 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+#[cfg(feature = "ts")]
 use ts_rs::TS;
 
 /// A user's points summary.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-#[ts(export)]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct PointBalance {
     /// Current balance; negative means arrears.
     pub balance: i64,
@@ -27,9 +28,9 @@ pub struct PointBalance {
 }
 
 /// How a service is priced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-#[ts(export)]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub enum PricingMode {
     /// A fixed number of points per call.
     Fixed,
@@ -40,9 +41,9 @@ pub enum PricingMode {
 }
 
 /// The services the desktop side charges itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-#[ts(export)]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub enum DesktopService {
     /// Composing the final video (5 points in the seed's price table).
     Compose,
@@ -91,9 +92,9 @@ impl FromStr for DesktopService {
 }
 
 /// Every service of the seed's price table (the ledger may know more).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-#[ts(export)]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub enum KnownService {
     /// Script writing (backend-charged).
     Script,
@@ -120,9 +121,9 @@ pub enum KnownService {
 }
 
 /// The answer of a price check.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-#[ts(export)]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct CostCheck {
     /// The service priced.
     pub service: String,
@@ -140,9 +141,9 @@ pub struct CostCheck {
 }
 
 /// The ledger's acknowledgement of a charge.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-#[ts(export)]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct ChargeReceipt {
     /// The ledger's transaction; `null` for a free service (nothing stored).
     pub transaction_id: Option<String>,
@@ -161,9 +162,9 @@ pub struct ChargeReceipt {
 }
 
 /// One service of the price table.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-#[ts(export)]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct ServicePrice {
     /// The service's name.
     pub service: String,
@@ -176,18 +177,18 @@ pub struct ServicePrice {
 }
 
 /// The ledger's price table.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-#[ts(export)]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct PriceList {
     /// One entry per service.
     pub services: Vec<ServicePrice>,
 }
 
 /// What a history entry records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-#[ts(export)]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub enum TransactionKind {
     /// Points added.
     Recharge,
@@ -198,9 +199,9 @@ pub enum TransactionKind {
 }
 
 /// One history entry.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-#[ts(export)]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct Transaction {
     /// The ledger's id.
     pub id: String,
@@ -221,9 +222,9 @@ pub struct Transaction {
 }
 
 /// A page of history, newest first.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-#[ts(export)]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct TransactionPage {
     /// The entries.
     pub items: Vec<Transaction>,
@@ -232,9 +233,9 @@ pub struct TransactionPage {
 }
 
 /// A live recharge batch.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-#[ts(export)]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct Batch {
     /// The ledger's id.
     pub id: String,
@@ -249,9 +250,9 @@ pub struct Batch {
 }
 
 /// Payload of `points://balance-changed`: always about the account signed in now.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-#[ts(export)]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct BalanceChanged {
     /// The new balance.
     pub balance: i64,
@@ -265,9 +266,9 @@ pub struct BalanceChanged {
 }
 
 /// Payload of `points://insufficient`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-#[ts(export)]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct InsufficientPoints {
     /// The service refused, when known.
     pub service: Option<String>,
@@ -281,9 +282,9 @@ pub struct InsufficientPoints {
 }
 
 /// Payload of `points://pending-changed`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-#[ts(export)]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct PendingCharges {
     /// Charges of the signed-in account made but not yet acknowledged by the ledger (0 while
     /// signed out).
@@ -293,9 +294,9 @@ pub struct PendingCharges {
 }
 
 /// Payload of `points://session-changed`: someone signed in, out, or another account in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-#[ts(export)]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct SessionChanged {
     /// Whether an account is signed in now.
     pub signed_in: bool,
@@ -305,9 +306,9 @@ pub struct SessionChanged {
 }
 
 /// What `get_pending` and `sync_pending` answer: the signed-in account's unacknowledged charges.
-#[derive(Debug, Clone, PartialEq, Serialize, TS)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-#[ts(export)]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct PendingStatus {
     /// Charges made but not yet acknowledged (0 while signed out).
     pub count: u32,
@@ -326,9 +327,9 @@ pub struct PendingStatus {
 
 /// A charge the ledger refused for good; kept on record, and announced by
 /// `points://charge-refused`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-#[ts(export)]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct RefusedCharge {
     /// The key it was sent with.
     pub idempotency_key: String,
@@ -343,13 +344,13 @@ pub struct RefusedCharge {
 }
 
 /// What became of the charge of a finished job (see `Points::run_charged`).
-#[derive(Debug, Clone, PartialEq, Serialize, TS)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(
     tag = "status",
     rename_all = "camelCase",
     rename_all_fields = "camelCase"
 )]
-#[ts(export)]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub enum ChargeOutcome {
     /// The ledger applied it (or had already applied this key: `receipt.replayed`).
     Acknowledged {

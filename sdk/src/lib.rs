@@ -1,0 +1,49 @@
+//! The client SDK of a prepaid points ledger, with no Tauri, GTK or WebKitGTK in its tree: a
+//! desktop app's Tauri plugin (`tauri-plugin-points`), a CLI or a render worker use it alike.
+//!
+//! - [`client`]: one method per route of the ledger contract, typed errors, bounded answers;
+//! - [`session`]: the signed-in account (its token in memory only) and the ledger's word on it;
+//! - [`journal`]: durable storage of charges not yet acknowledged, bound to their account;
+//! - [`policy`]: the one place deciding retry / hold / refuse for every error;
+//! - [`sync`]: first sends and background re-sends with capped backoff;
+//! - [`jobs`]: the charged-job flow (reserve + pre-check → work → journal → send);
+//! - [`models`]: the types answered to callers (the Tauri plugin's TypeScript surface).
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), points_sdk::Error> {
+//! use std::sync::Arc;
+//! use points_sdk::{client::IdempotencyKey, ChargeSync, JobSpec, Jobs, LedgerClient, Session, Sessions, SyncPolicy};
+//!
+//! let sessions = Arc::new(Sessions::new(None));
+//! sessions.sign_in(Session::new("<token>", Some("user-42".into()))?);
+//! let client = LedgerClient::builder("https://api.example.com")
+//!     .token_provider({ let sessions = sessions.clone(); move || sessions.token() })
+//!     .build()?;
+//! let journal = Arc::new(points_sdk::journal::Journal::open("points-journal")?);
+//! let sync = ChargeSync::new(client.clone(), journal, sessions, SyncPolicy::default(), Arc::new(()));
+//! tokio::spawn(sync.clone().run());
+//! let jobs = Jobs::new(client, sync, Arc::new(()));
+//! let charged = jobs
+//!     .run(JobSpec::new("compose", IdempotencyKey::parse("compose:job-1")?), || async {
+//!         Ok::<_, points_sdk::Error>("rendered")
+//!     })
+//!     .await?;
+//! println!("{:?}", charged.charge);
+//! # Ok(()) }
+//! ```
+
+pub mod client;
+mod error;
+pub mod jobs;
+pub mod journal;
+pub mod models;
+pub mod policy;
+pub mod session;
+pub mod sync;
+
+pub use client::{LedgerClient, RetryPolicy, SessionToken, TokenProvider};
+pub use error::{Error, PointsError, Result};
+pub use jobs::{Charged, JobListener, JobSpec, Jobs};
+pub use models::{ChargeOutcome, DesktopService};
+pub use session::{Session, Sessions};
+pub use sync::{ChargeSync, SyncListener, SyncPolicy};
