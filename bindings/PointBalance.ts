@@ -22,6 +22,7 @@ totalConsumed: number,
 totalExpired: number, 
 /**
  * The ledger's ordering number for this figure (the user's journal `seq`): of two figures,
- * the one with the higher `seq` is newer. `null` when the backend does not send it.
+ * the one with the higher `seq` is newer. Absent when the backend does not send it (optional
+ * in TypeScript, so a host's own `{ balance, totalRecharged, … }` still type-checks).
  */
-seq: number | null, };
+seq?: number, };

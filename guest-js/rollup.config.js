@@ -26,14 +26,22 @@ export default [
       },
     ],
   },
-  // The global script: the main entry with @tauri-apps/api bundled in (no imports left).
+  // The global script, injected by the plugin into every page of an app with `withGlobalTauri`
+  // (build.rs: global_api_script_path), after Tauri's own global API: @tauri-apps/api is taken
+  // from window.__TAURI__, not bundled again. The plugin crate ships a copy (../api-iife.js).
   {
     input: "src/index.ts",
+    external,
     plugins: [nodeResolve(), typescript({ tsconfig: "./tsconfig.build.json", noEmitOnError: true })],
     output: {
       file: "dist-js/api-iife.js",
       format: "iife",
       name: "__TAURI_PLUGIN_POINTS__",
+      globals: {
+        "@tauri-apps/api/core": "window.__TAURI__.core",
+        "@tauri-apps/api/event": "window.__TAURI__.event",
+        "@tauri-apps/api/webview": "window.__TAURI__.webview",
+      },
       footer: 'if ("__TAURI__" in window) Object.defineProperty(window.__TAURI__, "points", { value: __TAURI_PLUGIN_POINTS__ });',
     },
   },

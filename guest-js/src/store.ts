@@ -334,12 +334,21 @@ export function createPointStore(options: PointStoreOptions = {}): PointStore {
    * the current summary with its balance (and `seq`) replaced. Empty when the figure is older
    * than the one shown (a lower `seq`).
    */
-  function showFigure(figure: number, seq: number | null, details: PointBalance | null): Patch {
+  function showFigure(figure: number, seq: number | null | undefined, details: PointBalance | null): Patch {
     const current = state.balance;
-    if (current !== null && seq !== null && current.seq !== null && seq < current.seq) return {};
+    const next = seq ?? null;
+    const shown = current?.seq ?? null;
+    if (current !== null && next !== null && shown !== null && next < shown) return {};
     if (details !== null) return { balance: replaceBalance(details) };
-    if (current === null || (current.balance === figure && current.seq === seq)) return {};
-    return { balance: Object.freeze({ ...current, balance: figure, seq }) };
+    if (current === null || (current.balance === figure && shown === next)) return {};
+    const updated: PointBalance = {
+      balance: figure,
+      totalRecharged: current.totalRecharged,
+      totalConsumed: current.totalConsumed,
+      totalExpired: current.totalExpired,
+    };
+    if (next !== null) updated.seq = next;
+    return { balance: Object.freeze(updated) };
   }
 
   function dialog(info: Partial<RefusalFigures> = {}): RechargeDialog {

@@ -45,7 +45,7 @@ type Kind<K extends PointsError["kind"]> = Extract<PointsError, { kind: K }>;
 export type PointBalanceIsExact = Expect<
   Equals<
     PointBalance,
-    { balance: number; totalRecharged: number; totalConsumed: number; totalExpired: number; seq: number | null }
+    { balance: number; totalRecharged: number; totalConsumed: number; totalExpired: number; seq?: number }
   >
 >;
 
@@ -71,7 +71,7 @@ export type ShapesMatchTheIpcDoc = [
   Expect<
     Equals<
       CostCheck,
-      { service: string; mode: PricingMode; required: number; balance: number; sufficient: boolean; seq: number | null }
+      { service: string; mode: PricingMode; required: number; balance: number; sufficient: boolean; seq?: number }
     >
   >,
   Expect<

@@ -23,7 +23,10 @@ pub struct PointBalance {
     /// Points that expired unused, ever.
     pub total_expired: i64,
     /// The ledger's ordering number for this figure (the user's journal `seq`): of two figures,
-    /// the one with the higher `seq` is newer. `null` when the backend does not send it.
+    /// the one with the higher `seq` is newer. Absent when the backend does not send it (optional
+    /// in TypeScript, so a host's own `{ balance, totalRecharged, … }` still type-checks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub seq: Option<i64>,
 }
 
@@ -136,7 +139,10 @@ pub struct CostCheck {
     /// Whether the balance covers it.
     pub sufficient: bool,
     /// The ledger's ordering number for this figure (the user's journal `seq`): of two figures,
-    /// the one with the higher `seq` is newer. `null` when the backend does not send it.
+    /// the one with the higher `seq` is newer. Absent when the backend does not send it (optional
+    /// in TypeScript, so a host's own `{ balance, totalRecharged, … }` still type-checks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub seq: Option<i64>,
 }
 
