@@ -10,6 +10,7 @@ use ts_rs::TS;
 /// `message` and the variant's fields in camelCase. Internal details (transport errors, decode
 /// errors) stay in `message`; nothing secret (the session token) is ever part of an error.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// Any 402 from the ledger, or a failed pre-check. Fields are `None` when the ledger did not say.
     #[error(
@@ -173,6 +174,7 @@ impl Serialize for Error {
     rename_all_fields = "camelCase"
 )]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
+#[non_exhaustive]
 pub enum PointsError {
     /// See [`Error::InsufficientPoints`].
     InsufficientPoints {

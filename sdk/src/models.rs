@@ -34,6 +34,7 @@ pub struct PointBalance {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
+#[non_exhaustive]
 pub enum PricingMode {
     /// A fixed number of points per call.
     Fixed,
@@ -47,6 +48,7 @@ pub enum PricingMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
+#[non_exhaustive]
 pub enum DesktopService {
     /// Composing the final video (5 points in the seed's price table).
     Compose,
@@ -98,6 +100,7 @@ impl FromStr for DesktopService {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
+#[non_exhaustive]
 pub enum KnownService {
     /// Script writing (backend-charged).
     Script,
@@ -195,6 +198,7 @@ pub struct PriceList {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
+#[non_exhaustive]
 pub enum TransactionKind {
     /// Points added.
     Recharge,

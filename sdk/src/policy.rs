@@ -33,6 +33,7 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
 
 /// What to do with a charge after a failed send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Verdict {
     /// Keep it journaled and send it again later, not before `not_before` (already capped).
     Hold {

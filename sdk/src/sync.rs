@@ -101,6 +101,7 @@ pub struct SyncReport {
 
 /// What the first send of a charge ended with.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum FirstSend {
     /// Acknowledged, pending (journaled, sent again by the sync) or refused for good.
     Outcome(ChargeOutcome),

@@ -35,6 +35,7 @@ impl Default for RetryPolicy {
 
 /// What one attempt ended with, as far as retrying is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Attempt {
     /// No answer: the connection failed, was reset, or timed out.
     Transport,
