@@ -1,14 +1,20 @@
-//! The one place where what the SDK reports becomes the plugin's events, sent to every window.
+//! The one place where what the SDK reports becomes the plugin's events, sent to every window:
+//! the sessions' and the journal's changes (watched by one task: reading a session or the
+//! journal calls nothing), the sync's and the job flow's notifications ([`Notices`]), and the
+//! figures `Points` reads.
 //!
 //! Events leave through one queue, in the order they were decided, by one task: a listener
 //! never sees a `seq` or a session number go back, and no listener runs under a lock of the
 //! plugin. Figures of a session not announced yet, or no longer current, are dropped.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use tauri::{AppHandle, Emitter, Runtime};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+
+use crate::session::Session;
+use crate::sync::ChargeSync;
 
 use crate::models::{
     BalanceChanged, InsufficientPoints, PendingCharges, RefusedCharge, SessionChanged,
@@ -50,6 +56,8 @@ struct Order {
     session: u64,
     /// The highest `seq` emitted in that session.
     seq: Option<i64>,
+    /// The pending count last emitted in that session.
+    pending: Option<u32>,
 }
 
 /// The ordered event queue of the plugin.
@@ -80,6 +88,7 @@ impl EventQueue {
             order: Mutex::new(Order {
                 session: 0,
                 seq: None,
+                pending: None,
             }),
             sender,
         }
@@ -101,9 +110,14 @@ impl EventQueue {
         if session < order.session {
             return;
         }
-        *order = Order { session, seq: None };
+        let payload = pending_charges(pending, session);
+        *order = Order {
+            session,
+            seq: None,
+            pending: Some(payload.count),
+        };
         self.queue(Event::Session(SessionChanged { signed_in, session }));
-        self.queue(Event::Pending(pending_charges(pending, session)));
+        self.queue(Event::Pending(payload));
     }
 
     /// Emits a balance of session `payload.session`, unless another session is announced or a
@@ -127,11 +141,16 @@ impl EventQueue {
     /// Emits the pending count of session `session`, computed by `count` in order with the
     /// other events (and dropped when that session is no longer the announced one).
     pub(crate) fn pending_changed(&self, session: u64, count: impl FnOnce() -> usize) {
-        let order = self.order();
+        let mut order = self.order();
         if session != order.session {
             return;
         }
-        self.queue(Event::Pending(pending_charges(count(), session)));
+        let payload = pending_charges(count(), session);
+        if order.pending == Some(payload.count) {
+            return;
+        }
+        order.pending = Some(payload.count);
+        self.queue(Event::Pending(payload));
     }
 
     /// Returns once every event queued so far was emitted.
@@ -168,6 +187,71 @@ fn pending_charges(count: usize, session: u64) -> PendingCharges {
 fn emit<R: Runtime, T: Serialize + Clone>(app: &AppHandle<R>, event: &str, payload: T) {
     if let Err(error) = app.emit(event, payload) {
         tracing::debug!(event, %error, "could not emit a points event");
+    }
+}
+
+/// Watches the sessions and the journal from one task, announcing every change of session (with
+/// its pending count) and every change of the pending count; answers flush requests once the
+/// changes made before them are queued.
+pub(crate) struct Watcher {
+    flush: mpsc::Sender<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Watcher {
+    /// Starts watching `sync`'s sessions and journal, queuing into `events`.
+    pub(crate) fn start(events: Arc<EventQueue>, sync: ChargeSync) -> Self {
+        let (flush, mut requests) = mpsc::channel::<tokio::sync::oneshot::Sender<()>>(64);
+        let sessions = sync.sessions().clone();
+        let mut session_changes = sessions.subscribe();
+        let mut journal_changes = sync.journal().subscribe();
+        tauri::async_runtime::spawn(async move {
+            let announce_session = |changes: &mut watch::Receiver<(Option<Session>, u64)>| {
+                let (session, generation) = changes.borrow_and_update().clone();
+                events.session_changed(
+                    generation,
+                    session.is_some(),
+                    sync.pending_count(session.as_ref()),
+                );
+            };
+            let announce_pending = |changes: &mut watch::Receiver<u64>| {
+                changes.borrow_and_update();
+                let (session, generation) = sessions.snapshot();
+                events.pending_changed(generation, || sync.pending_count(session.as_ref()));
+            };
+            loop {
+                tokio::select! {
+                    biased;
+                    changed = session_changes.changed() => {
+                        if changed.is_err() { break; }
+                        announce_session(&mut session_changes);
+                    }
+                    changed = journal_changes.changed() => {
+                        if changed.is_err() { break; }
+                        announce_pending(&mut journal_changes);
+                    }
+                    request = requests.recv() => {
+                        let Some(done) = request else { break };
+                        if session_changes.has_changed().unwrap_or(false) {
+                            announce_session(&mut session_changes);
+                        }
+                        if journal_changes.has_changed().unwrap_or(false) {
+                            announce_pending(&mut journal_changes);
+                        }
+                        events.flush().await;
+                        let _ = done.send(());
+                    }
+                }
+            }
+        });
+        Self { flush }
+    }
+
+    /// Returns once every change made before the call has been emitted.
+    pub(crate) async fn flush(&self) {
+        let (done, flushed) = tokio::sync::oneshot::channel();
+        if self.flush.send(done).await.is_ok() {
+            let _ = flushed.await;
+        }
     }
 }
 

@@ -206,45 +206,23 @@ impl Builder {
             None => app.path().app_data_dir()?.join(JOURNAL_DIR_NAME),
         };
         let events = Arc::new(events::EventQueue::start(app.clone()));
-        let journal = Arc::new(journal::Journal::open(journal_dir)?.with_observer({
-            let events = events.clone();
-            let sessions = sessions.clone();
-            move |journal: &journal::Journal| {
-                let (session, generation) = sessions.snapshot();
-                events.pending_changed(generation, || {
-                    session.as_ref().map_or(0, |session| {
-                        journal
-                            .tally_where(|charge| {
-                                session.owns(&charge.account, charge.ledger_user.as_deref())
-                            })
-                            .0
-                    })
-                });
-            }
-        }));
+        let journal = Arc::new(journal::Journal::open(journal_dir)?);
         let notices = Arc::new(events::Notices { app: app.clone() });
         let sync = ChargeSync::new(
             client.clone(),
-            journal.clone(),
-            sessions.clone(),
+            journal,
+            sessions,
             self.sync.unwrap_or_default(),
             notices.clone(),
         );
-        sessions.observe({
-            let events = events.clone();
-            let sync = sync.clone();
-            move |session, generation| {
-                let count = sync.pending_count(session);
-                events.session_changed(generation, session.is_some(), count);
-                sync.wake();
-            }
-        });
+        let watcher = events::Watcher::start(events.clone(), sync.clone());
         let jobs = Jobs::new(client.clone(), sync, notices);
         Ok(Points::new(
             app,
             client,
             jobs,
             events,
+            watcher,
             self.exit_grace
                 .or(config.exit_grace_ms.map(Duration::from_millis))
                 .unwrap_or(DEFAULT_EXIT_GRACE)

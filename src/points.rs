@@ -10,7 +10,7 @@ use std::time::Duration;
 use tauri::{AppHandle, Manager, Runtime};
 
 use crate::client::{IdempotencyKey, LedgerClient};
-use crate::events::EventQueue;
+use crate::events::{EventQueue, Watcher};
 use crate::jobs::{JobSpec, Jobs};
 use crate::journal::PendingCharge;
 use crate::models::{
@@ -34,6 +34,7 @@ struct Shared<R: Runtime> {
     sessions: Arc<Sessions>,
     jobs: Jobs,
     events: Arc<EventQueue>,
+    watcher: Watcher,
     /// How long jobs past their pre-check may run on at exit to journal their charge.
     exit_grace: Duration,
     /// Counts the receipts that moved the balance: a fetch that overlapped one may predate it
@@ -55,6 +56,7 @@ impl<R: Runtime> Points<R> {
         client: LedgerClient,
         jobs: Jobs,
         events: Arc<EventQueue>,
+        watcher: Watcher,
         exit_grace: Duration,
     ) -> Self {
         Self {
@@ -64,6 +66,7 @@ impl<R: Runtime> Points<R> {
                 sessions: jobs.sync().sessions().clone(),
                 jobs,
                 events,
+                watcher,
                 exit_grace,
                 balance_moves: AtomicU64::new(0),
             }),
@@ -357,7 +360,7 @@ impl<R: Runtime> Points<R> {
     /// Returns once every event decided so far has been emitted to the windows (events leave
     /// through one ordered queue).
     pub async fn flush_events(&self) {
-        self.shared.events.flush().await;
+        self.shared.watcher.flush().await;
     }
 
     /// The events queue.

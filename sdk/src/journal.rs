@@ -134,6 +134,8 @@ pub struct Journal {
     /// Serialises the writers (record, remove, refuse), held across their file I/O.
     writing: Mutex<()>,
     observer: Option<Observer>,
+    /// Counts the changes of the pending charges, for subscribers ([`Journal::subscribe`]).
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl Journal {
@@ -170,6 +172,7 @@ impl Journal {
             refused: Mutex::new(load_refusals(&dir.join(REFUSED_DIR))),
             writing: Mutex::new(()),
             observer: None,
+            changes: tokio::sync::watch::Sender::new(0),
             dir,
         };
         let mut orphans = Vec::new();
@@ -227,6 +230,11 @@ impl Journal {
             fs::remove_file(&path).map_err(storage)?;
         }
         Ok(journal)
+    }
+
+    /// A receiver told of every change of the pending charges (the latest count of changes).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// Calls `observer` with the journal after every change of the pending charges.
@@ -559,6 +567,7 @@ impl Journal {
     }
 
     fn notify(&self) {
+        self.changes.send_modify(|changes| *changes += 1);
         if let Some(observer) = &self.observer {
             observer(self);
         }

@@ -12,7 +12,7 @@
 //! ```no_run
 //! # async fn example() -> Result<(), points_sdk::Error> {
 //! use std::sync::Arc;
-//! use points_sdk::{client::IdempotencyKey, ChargeSync, JobSpec, Jobs, LedgerClient, Session, Sessions, SyncPolicy};
+//! use points_sdk::{client::IdempotencyKey, ChargeSync, JobSpec, Jobs, LedgerClient, Session, Sessions, SyncPolicy, TokenProvider};
 //!
 //! let sessions = Arc::new(Sessions::new(None));
 //! sessions.sign_in(Session::new("<token>", Some("user-42".into()))?);

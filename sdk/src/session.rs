@@ -182,6 +182,8 @@ pub struct Sessions {
     provided: RwLock<Option<(Option<String>, Session)>>,
     generation: AtomicU64,
     observer: RwLock<Option<Observer>>,
+    /// The session last noticed and its number, for subscribers ([`Sessions::subscribe`]).
+    changes: tokio::sync::watch::Sender<(Option<Session>, u64)>,
 }
 
 impl Sessions {
@@ -194,10 +196,20 @@ impl Sessions {
             provided: RwLock::new(None),
             generation: AtomicU64::new(0),
             observer: RwLock::new(None),
+            changes: tokio::sync::watch::Sender::new((None, 0)),
         }
     }
 
-    /// Calls `observer` with the new session and its number after every change of account.
+    /// The session and its number after every change of account: a receiver that sees the
+    /// latest change (changes in a quick row may be seen as the last one only). This is how the
+    /// plugin announces sessions and the sync wakes on a sign-in; reading a session calls nothing.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<(Option<Session>, u64)> {
+        self.changes.subscribe()
+    }
+
+    /// Calls `observer` with the new session and its number after every change of account, under
+    /// the session lock (keep it short and never call back into the sessions; prefer
+    /// [`Sessions::subscribe`]).
     pub fn observe(&self, observer: impl Fn(Option<&Session>, u64) + Send + Sync + 'static) {
         *self.observer.write().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(observer));
     }
@@ -304,8 +316,8 @@ impl Sessions {
         }
         *last = account;
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
-        // Still under the lock, so that changes are announced in order; the observer only
-        // queues notifications (it never calls the host).
+        // Still under the lock, so that changes are published in order.
+        self.changes.send_replace((session.cloned(), generation));
         if let Some(observer) = &*self.observer.read().unwrap_or_else(|p| p.into_inner()) {
             observer(session, generation);
         }

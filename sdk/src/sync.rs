@@ -393,6 +393,8 @@ impl ChargeSync {
     /// once on the app's runtime.
     pub async fn run(self) {
         let mut failures = 0u32;
+        // A sign-in (or any change of account) wakes the loop: its charges are sent at once.
+        let mut sessions = self.inner.sessions.subscribe();
         while !self.is_stopped() {
             let until = *self
                 .inner
@@ -418,16 +420,21 @@ impl ChargeSync {
                 // Charges being sent by their first send are looked at again soon.
                 (report.busy > 0).then_some(self.inner.policy.min_delay)
             };
-            match delay {
-                Some(delay) => tokio::select! {
-                    _ = self.inner.wake.notified() => {}
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = self.inner.stop.notified() => {}
-                },
-                None => tokio::select! {
-                    _ = self.inner.wake.notified() => {}
-                    _ = self.inner.stop.notified() => {}
-                },
+            let sleep = async {
+                match delay {
+                    Some(delay) => tokio::time::sleep(delay).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = self.inner.wake.notified() => {}
+                _ = sleep => {}
+                _ = self.inner.stop.notified() => {}
+                changed = sessions.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                }
             }
         }
     }
