@@ -40,7 +40,9 @@ type BigintIn<T> = T extends bigint
         : false
       : false;
 
-type Kind<K extends PointsError["kind"]> = Extract<PointsError, { kind: K }>;
+/** One object type from an intersection (`{ message } & { kind, ... }` as generated). */
+type Flat<T> = { [K in keyof T]: T[K] };
+type Kind<K extends PointsError["kind"]> = Flat<Extract<PointsError, { kind: K }>>;
 
 export type PointBalanceIsExact = Expect<
   Equals<

@@ -1,15 +1,24 @@
 //! The one error type of the SDK and the plugin, and its serialised form `{ kind, message, ...fields }`.
 
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[cfg(feature = "ts")]
 use ts_rs::TS;
 
-/// Everything that can go wrong when talking to the ledger or charging a job.
+/// Everything that can go wrong when talking to the ledger or charging a job: the one
+/// definition of the plugin's errors.
 ///
-/// It serialises (for IPC) as a [`PointsError`]: an object tagged by `kind` with a human-readable
-/// `message` and the variant's fields in camelCase. Internal details (transport errors, decode
-/// errors) stay in `message`; nothing secret (the session token) is ever part of an error.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+/// It serialises (for IPC) as `{ kind, message, ...fields }` (a [`PointsError`]): tagged by
+/// `kind`, with a human-readable `message` and the variant's public fields in camelCase.
+/// Internal details (transport errors, decode errors, the reason of a refused argument) stay in
+/// `message`; nothing secret (the session token) is ever part of an error.
+#[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
+#[serde(remote = "Self")]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+#[cfg_attr(feature = "ts", derive(TS))]
 #[non_exhaustive]
 pub enum Error {
     /// Any 402 from the ledger, or a failed pre-check. Fields are `None` when the ledger did not say.
@@ -48,12 +57,19 @@ pub enum Error {
     InvalidArgument {
         /// The argument's name (camelCase, as the webview passes it).
         field: String,
-        /// Why it was refused.
+        /// Why it was refused (in `message`).
+        #[serde(skip)]
+        #[cfg_attr(feature = "ts", ts(skip))]
         reason: String,
     },
     /// The ledger could not be reached (DNS, refused or reset connection, TLS).
-    #[error("the ledger could not be reached: {0}")]
-    Network(String),
+    #[error("the ledger could not be reached: {reason}")]
+    Network {
+        /// What the transport said (in `message`).
+        #[serde(skip)]
+        #[cfg_attr(feature = "ts", ts(skip))]
+        reason: String,
+    },
     /// The ledger did not answer in time.
     #[error("the ledger did not answer in time")]
     Timeout,
@@ -64,15 +80,27 @@ pub enum Error {
         status: u16,
         /// The contract's stable `code`, when the body had one.
         code: Option<String>,
-        /// The ledger's own words, or the status' reason.
+        /// The ledger's own words, or the status' reason (in `message`).
+        #[serde(skip)]
+        #[cfg_attr(feature = "ts", ts(skip))]
         message: String,
     },
     /// An answer that could not be decoded.
-    #[error("the ledger's answer could not be decoded: {0}")]
-    Protocol(String),
+    #[error("the ledger's answer could not be decoded: {reason}")]
+    Protocol {
+        /// What did not fit (in `message`).
+        #[serde(skip)]
+        #[cfg_attr(feature = "ts", ts(skip))]
+        reason: String,
+    },
     /// The journal of pending charges could not be read or written.
-    #[error("the pending-charges journal failed: {0}")]
-    Storage(String),
+    #[error("the pending-charges journal failed: {reason}")]
+    Storage {
+        /// What the file system said (in `message`).
+        #[serde(skip)]
+        #[cfg_attr(feature = "ts", ts(skip))]
+        reason: String,
+    },
 }
 
 fn insufficient_detail(
@@ -110,11 +138,11 @@ impl Error {
             Error::InvalidDuration => "invalidDuration",
             Error::NotChargeableHere { .. } => "notChargeableHere",
             Error::InvalidArgument { .. } => "invalidArgument",
-            Error::Network(_) => "network",
+            Error::Network { .. } => "network",
             Error::Timeout => "timeout",
             Error::Backend { .. } => "backend",
-            Error::Protocol(_) => "protocol",
-            Error::Storage(_) => "storage",
+            Error::Protocol { .. } => "protocol",
+            Error::Storage { .. } => "storage",
         }
     }
 
@@ -126,36 +154,26 @@ impl Error {
         }
     }
 
+    /// An [`Error::Network`].
+    pub fn network(reason: String) -> Self {
+        Error::Network { reason }
+    }
+
+    /// An [`Error::Protocol`].
+    pub fn protocol(reason: String) -> Self {
+        Error::Protocol { reason }
+    }
+
+    /// An [`Error::Storage`].
+    pub fn storage(reason: String) -> Self {
+        Error::Storage { reason }
+    }
+
     /// The serialised form, as the webview receives it.
     pub fn to_points_error(&self) -> PointsError {
-        let message = self.to_string();
-        match self.clone() {
-            Error::InsufficientPoints {
-                service,
-                required,
-                balance,
-            } => PointsError::InsufficientPoints {
-                message,
-                service,
-                required,
-                balance,
-            },
-            Error::Unauthorized => PointsError::Unauthorized { message },
-            Error::UnknownService { service } => PointsError::UnknownService { message, service },
-            Error::InvalidDuration => PointsError::InvalidDuration { message },
-            Error::NotChargeableHere { service } => {
-                PointsError::NotChargeableHere { message, service }
-            }
-            Error::InvalidArgument { field, .. } => PointsError::InvalidArgument { message, field },
-            Error::Network(_) => PointsError::Network { message },
-            Error::Timeout => PointsError::Timeout { message },
-            Error::Backend { status, code, .. } => PointsError::Backend {
-                message,
-                status,
-                code,
-            },
-            Error::Protocol(_) => PointsError::Protocol { message },
-            Error::Storage(_) => PointsError::Storage { message },
+        PointsError {
+            message: self.to_string(),
+            error: self.clone(),
         }
     }
 }
@@ -166,47 +184,40 @@ impl Serialize for Error {
     }
 }
 
-/// The serialised form of [`Error`]: what a failed command rejects with in the webview.
+impl<'de> Deserialize<'de> for Error {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        PointsError::deserialize(deserializer).map(|points| points.error)
+    }
+}
+
+/// The serialised form of an [`Error`]: what a failed command rejects with in the webview, and
+/// what a refused charge keeps on record. Its TypeScript type is the union of the kinds, each
+/// with `message`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(
-    tag = "kind",
-    rename_all = "camelCase",
-    rename_all_fields = "camelCase"
-)]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
-#[non_exhaustive]
-pub enum PointsError {
-    /// See [`Error::InsufficientPoints`].
-    InsufficientPoints {
-        message: String,
-        service: Option<String>,
-        required: Option<i64>,
-        balance: Option<i64>,
-    },
-    /// See [`Error::Unauthorized`].
-    Unauthorized { message: String },
-    /// See [`Error::UnknownService`].
-    UnknownService { message: String, service: String },
-    /// See [`Error::InvalidDuration`].
-    InvalidDuration { message: String },
-    /// See [`Error::NotChargeableHere`].
-    NotChargeableHere { message: String, service: String },
-    /// See [`Error::InvalidArgument`].
-    InvalidArgument { message: String, field: String },
-    /// See [`Error::Network`].
-    Network { message: String },
-    /// See [`Error::Timeout`].
-    Timeout { message: String },
-    /// See [`Error::Backend`].
-    Backend {
-        message: String,
-        status: u16,
-        code: Option<String>,
-    },
-    /// See [`Error::Protocol`].
-    Protocol { message: String },
-    /// See [`Error::Storage`].
-    Storage { message: String },
+pub struct PointsError {
+    /// The human-readable message (kept as it was said, also after a restart).
+    pub message: String,
+    /// The error: its `kind` and typed fields.
+    #[serde(flatten)]
+    #[serde(
+        serialize_with = "Error::serialize",
+        deserialize_with = "Error::deserialize"
+    )]
+    pub error: Error,
+}
+
+impl From<Error> for PointsError {
+    fn from(error: Error) -> Self {
+        error.to_points_error()
+    }
+}
+
+impl PointsError {
+    /// The `kind` tag.
+    pub fn kind(&self) -> &'static str {
+        self.error.kind()
+    }
 }
 
 #[cfg(test)]
@@ -250,15 +261,15 @@ mod tests {
                 service: "tts".into(),
             },
             Error::invalid_argument("idempotencyKey", "contains a space"),
-            Error::Network("reset".into()),
+            Error::network("reset".into()),
             Error::Timeout,
             Error::Backend {
                 status: 500,
                 code: None,
                 message: "boom".into(),
             },
-            Error::Protocol("eof".into()),
-            Error::Storage("disk full".into()),
+            Error::protocol("eof".into()),
+            Error::storage("disk full".into()),
         ];
         for error in errors {
             let value = serde_json::to_value(&error).unwrap();

@@ -323,7 +323,7 @@ impl Jobs {
 
     fn refuse_when_closing(&self) -> Result<()> {
         if self.is_closing() {
-            Err(Error::Storage(
+            Err(Error::storage(
                 "the app is quitting: no new job is started".into(),
             ))
         } else {

@@ -157,7 +157,7 @@ impl Journal {
         match lock.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
-                return Err(Error::Storage(format!(
+                return Err(Error::storage(format!(
                     "the pending-charges journal in {} is used by another running instance of \
                      this app",
                     dir.display()
@@ -225,7 +225,7 @@ impl Journal {
                 ledger_user: None,
                 price: None,
             };
-            let error = Error::Storage("recorded without an account: sent to no one".into());
+            let error = Error::storage("recorded without an account: sent to no one".into());
             journal.write_refusal(&charge, &error)?;
             fs::remove_file(&path).map_err(storage)?;
         }
@@ -345,7 +345,7 @@ impl Journal {
         {
             let _writing = self.writer();
             if self.closed.load(Ordering::SeqCst) {
-                return Err(Error::Storage("the journal is closed".into()));
+                return Err(Error::storage("the journal is closed".into()));
             }
             if let Some(existing) = self.lock().get(&charge.id()) {
                 return if existing.charge.request == charge.request {
@@ -359,7 +359,7 @@ impl Journal {
             }
             let path = self.dir.join(format!("{}.json", uuid::Uuid::new_v4()));
             let bytes = serde_json::to_vec_pretty(charge)
-                .map_err(|error| Error::Storage(error.to_string()))?;
+                .map_err(|error| Error::storage(error.to_string()))?;
             write_atomically(&path, &bytes).map_err(storage)?;
             self.lock().insert(
                 charge.id(),
@@ -515,7 +515,7 @@ impl Journal {
     ) -> Result<Option<RefusedCharge>> {
         let _writing = self.writer();
         if self.closed.load(Ordering::SeqCst) {
-            return Err(Error::Storage("the journal is closed".into()));
+            return Err(Error::storage("the journal is closed".into()));
         }
         let mut stored = refusal_of(charge, error);
         if self
@@ -526,7 +526,7 @@ impl Journal {
             return Ok(None);
         }
         let bytes =
-            serde_json::to_vec_pretty(&stored).map_err(|e| Error::Storage(e.to_string()))?;
+            serde_json::to_vec_pretty(&stored).map_err(|e| Error::storage(e.to_string()))?;
         let path = self
             .dir
             .join(REFUSED_DIR)
@@ -654,7 +654,7 @@ fn now_seconds() -> u64 {
 }
 
 fn storage(error: std::io::Error) -> Error {
-    Error::Storage(error.to_string())
+    Error::storage(error.to_string())
 }
 
 #[cfg(test)]
@@ -737,7 +737,7 @@ mod tests {
         std::fs::write(dir.path().join("in-progress.tmp"), b"{").unwrap();
         let second = Journal::open(dir.path());
         assert!(
-            matches!(second, Err(Error::Storage(ref message)) if message.contains("another running instance")),
+            matches!(second, Err(Error::Storage { reason: ref message }) if message.contains("another running instance")),
             "{second:?}"
         );
         assert!(dir.path().join("in-progress.tmp").exists(), "untouched");

@@ -84,7 +84,7 @@ pub fn refuses_for_good(error: &Error, allow_debt: bool) -> bool {
 /// Whether an error says the ledger cannot take requests now (down, overloaded, timing out).
 pub fn ledger_unavailable(error: &Error) -> bool {
     match error {
-        Error::Network(_) | Error::Timeout => true,
+        Error::Network { .. } | Error::Timeout => true,
         Error::Backend { status, .. } => *status >= 500 || *status == 429,
         _ => false,
     }
@@ -149,10 +149,10 @@ mod tests {
             backend(404, None),
             backend(503, None),
             Error::Unauthorized,
-            Error::Network("reset".into()),
+            Error::network("reset".into()),
             Error::Timeout,
-            Error::Protocol("eof".into()),
-            Error::Storage("disk".into()),
+            Error::protocol("eof".into()),
+            Error::storage("disk".into()),
         ] {
             assert!(
                 matches!(charge_verdict(&held, None, true, cap), Verdict::Hold { .. }),

@@ -870,7 +870,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
 ) -> Result<T> {
     tokio::task::spawn_blocking(work)
         .await
-        .unwrap_or_else(|error| Err(Error::Storage(format!("journal task failed: {error}"))))
+        .unwrap_or_else(|error| Err(Error::storage(format!("journal task failed: {error}"))))
 }
 
 #[cfg(test)]

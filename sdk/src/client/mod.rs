@@ -138,7 +138,7 @@ impl LedgerClientBuilder {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("tauri-plugin-points/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|error| Error::Network(error_chain(&error)))?;
+            .map_err(|error| Error::network(error_chain(&error)))?;
         Ok(LedgerClient {
             inner: Arc::new(Inner {
                 http,
@@ -387,7 +387,7 @@ impl LedgerClient {
         check_service(&request.service)?;
         check_duration(request.duration)?;
         let body =
-            serde_json::to_vec(request).map_err(|error| Error::Protocol(error.to_string()))?;
+            serde_json::to_vec(request).map_err(|error| Error::protocol(error.to_string()))?;
         let call = Call {
             method: Method::POST,
             path: "points/consume",
@@ -474,7 +474,7 @@ impl LedgerClient {
             .inner
             .base_url
             .join(call.path)
-            .map_err(|error| (Error::Protocol(error.to_string()), None))?;
+            .map_err(|error| (Error::protocol(error.to_string()), None))?;
         let mut request = self
             .inner
             .http
@@ -545,7 +545,7 @@ async fn read_bounded(mut response: reqwest::Response) -> Result<Vec<u8>> {
         .content_length()
         .is_some_and(|length| length > MAX_ANSWER_BYTES as u64)
     {
-        return Err(Error::Protocol(format!(
+        return Err(Error::protocol(format!(
             "the answer is longer than {MAX_ANSWER_BYTES} bytes"
         )));
     }
@@ -556,7 +556,7 @@ async fn read_bounded(mut response: reqwest::Response) -> Result<Vec<u8>> {
         .map_err(|error| transport_error(&error))?
     {
         if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err(Error::Protocol(format!(
+            return Err(Error::protocol(format!(
                 "the answer is longer than {MAX_ANSWER_BYTES} bytes"
             )));
         }
@@ -570,7 +570,7 @@ fn transport_error(error: &reqwest::Error) -> Error {
     if error.is_timeout() {
         Error::Timeout
     } else {
-        Error::Network(error_chain(error))
+        Error::network(error_chain(error))
     }
 }
 

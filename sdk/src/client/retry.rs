@@ -91,7 +91,7 @@ impl Attempt {
     /// The attempt outcome an error stands for, when it came from the wire.
     pub fn of(error: &Error) -> Option<Attempt> {
         match error {
-            Error::Network(_) | Error::Timeout => Some(Attempt::Transport),
+            Error::Network { .. } | Error::Timeout => Some(Attempt::Transport),
             Error::Backend { status, .. } => Some(Attempt::Status(*status)),
             Error::InsufficientPoints { .. } => Some(Attempt::Status(402)),
             Error::Unauthorized => Some(Attempt::Status(401)),

@@ -266,7 +266,7 @@ fn optional_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Stri
 
 /// Decodes a success body.
 pub fn decode<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Error> {
-    serde_json::from_slice(body).map_err(|error| Error::Protocol(error.to_string()))
+    serde_json::from_slice(body).map_err(|error| Error::protocol(error.to_string()))
 }
 
 /// The typed error for a non-success answer, whatever its body: RFC 9457 problem+json with the
@@ -521,7 +521,7 @@ mod tests {
         ] {
             assert!(matches!(
                 decode::<WireBalance>(body),
-                Err(Error::Protocol(_))
+                Err(Error::Protocol { .. })
             ));
         }
     }

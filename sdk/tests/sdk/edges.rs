@@ -507,7 +507,7 @@ async fn shutdown_lets_a_running_job_journal_its_charge_and_starts_no_new_one() 
         [(Some("exiting".into()), -5)]
     );
     let late = stack.jobs.run(spec("compose", "late"), ok).await;
-    assert!(matches!(late, Err(Error::Storage(_))), "{late:?}");
+    assert!(matches!(late, Err(Error::Storage { .. })), "{late:?}");
     assert!(stack.sync.journal().is_closed());
     test.ledger.shutdown().await;
 }

@@ -74,7 +74,7 @@ async fn truncated_json_and_wrong_types_are_protocol_errors_without_retry() {
         let stub = Stub::start(vec![Reply::json(200, body)]).await;
         let result = client(&stub).balance().await;
         assert!(
-            matches!(result, Err(Error::Protocol(_))),
+            matches!(result, Err(Error::Protocol { .. })),
             "{body}: {result:?}"
         );
         assert_eq!(stub.received().len(), 1);
@@ -89,7 +89,7 @@ async fn a_body_cut_short_is_a_transport_failure() {
     );
     let stub = Stub::start(vec![Reply::Raw(cut.into_bytes())]).await;
     let result = client(&stub).balance().await;
-    assert!(matches!(result, Err(Error::Network(_))), "{result:?}");
+    assert!(matches!(result, Err(Error::Network { .. })), "{result:?}");
 }
 
 #[tokio::test]
@@ -114,7 +114,7 @@ async fn a_slow_answer_past_the_timeout_is_a_timeout() {
 async fn a_reset_connection_is_a_network_error_after_every_attempt() {
     let stub = Stub::start(vec![Reply::Reset]).await;
     let result = client(&stub).balance().await;
-    assert!(matches!(result, Err(Error::Network(_))), "{result:?}");
+    assert!(matches!(result, Err(Error::Network { .. })), "{result:?}");
     assert_eq!(stub.received().len(), 3);
 }
 

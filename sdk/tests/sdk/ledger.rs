@@ -253,7 +253,7 @@ async fn a_stopped_ledger_is_a_network_error() {
     let test = TestLedger::start(0).await;
     let client = test.client();
     test.ledger.shutdown().await;
-    assert!(matches!(client.balance().await, Err(Error::Network(_))));
+    assert!(matches!(client.balance().await, Err(Error::Network { .. })));
 }
 
 #[tokio::test]
