@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
+use crate::http::HttpLimits;
 use crate::pricing::PriceTable;
 
 /// How often the expiry sweep runs by default (the seed's scheduler: every 5 minutes).
@@ -32,6 +33,8 @@ pub struct LedgerConfig {
     /// Answer cross-origin requests from any origin (CORS), for a webview calling the ledger
     /// directly (the example app's benchmark). Off by default.
     pub cors_any_origin: bool,
+    /// Timeouts and limits of the HTTP server (see [`HttpLimits`] for the defaults).
+    pub http: HttpLimits,
 }
 
 impl std::fmt::Debug for LedgerConfig {
@@ -46,6 +49,7 @@ impl std::fmt::Debug for LedgerConfig {
             .field("clock", &self.clock)
             .field("max_connections", &self.max_connections)
             .field("cors_any_origin", &self.cors_any_origin)
+            .field("http", &self.http)
             .finish()
     }
 }
@@ -84,6 +88,7 @@ impl LedgerConfig {
             clock: Arc::new(SystemClock),
             max_connections: 16,
             cors_any_origin: false,
+            http: HttpLimits::default(),
         }
     }
 
@@ -131,6 +136,12 @@ impl LedgerConfig {
     /// The same, answering cross-origin requests from any origin (CORS) when `on`.
     pub fn with_cors_any_origin(mut self, on: bool) -> Self {
         self.cors_any_origin = on;
+        self
+    }
+
+    /// The same, with other HTTP timeouts and limits.
+    pub fn with_http_limits(mut self, limits: HttpLimits) -> Self {
+        self.http = limits;
         self
     }
 

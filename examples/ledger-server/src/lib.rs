@@ -19,6 +19,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod http;
 pub mod ledger;
 pub mod openapi;
 pub mod pricing;
@@ -93,14 +94,8 @@ pub async fn serve(config: LedgerConfig) -> Result<RunningLedger, StartError> {
     if config.cors_any_origin {
         app = app.layer(tower_http::cors::CorsLayer::very_permissive());
     }
-    let mut server_stopped = stopped.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = server_stopped.wait_for(|stop| *stop).await;
-            })
-            .await
-    });
+    let app = http::limited(app, &config.http);
+    let server = tokio::spawn(http::serve(listener, app, config.http, stopped.clone()));
     let sweeper = tokio::spawn(sweep(ledger.clone(), config.sweep_interval, stopped));
     tracing::info!(%addr, backend = ?ledger.db().backend(), "points ledger listening");
     Ok(RunningLedger {

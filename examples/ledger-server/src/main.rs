@@ -67,6 +67,42 @@ struct ServeArgs {
     /// Most database connections.
     #[arg(long, env = "POINTS_LEDGER_MAX_CONNECTIONS", default_value_t = 16)]
     max_connections: u32,
+    /// Seconds a client has to send a request's head (request line and headers).
+    #[arg(
+        long,
+        env = "POINTS_LEDGER_HEADER_READ_TIMEOUT_SECONDS",
+        default_value_t = 10.0
+    )]
+    header_read_timeout_seconds: f64,
+    /// Seconds a client has to send a request's body and get its answer (then 408).
+    #[arg(
+        long,
+        env = "POINTS_LEDGER_REQUEST_TIMEOUT_SECONDS",
+        default_value_t = 30.0
+    )]
+    request_timeout_seconds: f64,
+    /// Requests handled at once (past it, 503 `overloaded`).
+    #[arg(long, env = "POINTS_LEDGER_MAX_IN_FLIGHT", default_value_t = 512)]
+    max_in_flight: usize,
+    /// HTTP connections open at once (past it, new ones wait to be accepted).
+    #[arg(
+        long,
+        env = "POINTS_LEDGER_MAX_HTTP_CONNECTIONS",
+        default_value_t = 1024
+    )]
+    max_http_connections: usize,
+    /// Largest request body in bytes (past it, 413 `payload_too_large`).
+    #[arg(long, env = "POINTS_LEDGER_MAX_BODY_BYTES", default_value_t = 65536)]
+    max_body_bytes: usize,
+}
+
+/// `seconds` as a duration, when it is finite, positive and at most a day.
+fn seconds(flag: &str, seconds: f64) -> Result<Duration, String> {
+    if seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0 {
+        Ok(Duration::from_secs_f64(seconds))
+    } else {
+        Err(format!("--{flag} must be more than 0 and at most 86400"))
+    }
 }
 
 #[tokio::main]
@@ -107,6 +143,21 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     if args.sweep_seconds == 0 {
         return Err("--sweep-seconds must be 1 or more".into());
     }
+    if args.max_in_flight == 0 || args.max_http_connections == 0 || args.max_body_bytes == 0 {
+        return Err(
+            "--max-in-flight, --max-http-connections and --max-body-bytes must be 1 or more".into(),
+        );
+    }
+    let http = points_ledger::http::HttpLimits {
+        header_read_timeout: seconds(
+            "header-read-timeout-seconds",
+            args.header_read_timeout_seconds,
+        )?,
+        request_timeout: seconds("request-timeout-seconds", args.request_timeout_seconds)?,
+        max_in_flight: args.max_in_flight,
+        max_connections: args.max_http_connections,
+        max_body_bytes: args.max_body_bytes,
+    };
     let pricing = match &args.prices {
         Some(path) => PriceTable::from_file(path).map_err(|e| e.to_string())?,
         None => PriceTable::shipped(),
@@ -117,7 +168,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .with_secrets(args.jwt_secret, args.admin_key)
         .with_pricing(pricing)
         .with_sweep_interval(Duration::from_secs(args.sweep_seconds))
-        .with_max_connections(args.max_connections);
+        .with_max_connections(args.max_connections)
+        .with_http_limits(http);
     let running = points_ledger::serve(config)
         .await
         .map_err(|e| e.to_string())?;
