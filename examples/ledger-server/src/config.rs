@@ -4,6 +4,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::auth::JwtSettings;
 use crate::clock::{Clock, SystemClock};
 use crate::http::HttpLimits;
 use crate::pricing::PriceTable;
@@ -16,8 +17,11 @@ pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(300);
 pub struct LedgerConfig {
     /// `sqlite:PATH`, `sqlite::memory:` or `postgres://...`.
     pub database_url: String,
-    /// The HS256 secret user tokens are signed with.
+    /// The HS256 secret user tokens are signed with (at least 32 bytes), unless
+    /// [`LedgerConfig::jwt`] names public keys.
     pub jwt_secret: String,
+    /// Issuer, audience and public keys of user tokens.
+    pub jwt: JwtSettings,
     /// The key that opens the admin routes.
     pub admin_key: String,
     /// The price table.
@@ -42,6 +46,7 @@ impl std::fmt::Debug for LedgerConfig {
         f.debug_struct("LedgerConfig")
             .field("database_url", &redact_password(&self.database_url))
             .field("jwt_secret", &"<hidden>")
+            .field("jwt", &self.jwt)
             .field("admin_key", &"<hidden>")
             .field("pricing", &self.pricing)
             .field("bind", &self.bind)
@@ -81,6 +86,7 @@ impl LedgerConfig {
         Self {
             database_url: "sqlite::memory:".to_owned(),
             jwt_secret: random_secret(),
+            jwt: JwtSettings::default(),
             admin_key: random_secret(),
             pricing: PriceTable::shipped(),
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
@@ -136,6 +142,12 @@ impl LedgerConfig {
     /// The same, answering cross-origin requests from any origin (CORS) when `on`.
     pub fn with_cors_any_origin(mut self, on: bool) -> Self {
         self.cors_any_origin = on;
+        self
+    }
+
+    /// The same, with another issuer, audience or public keys for user tokens.
+    pub fn with_jwt_settings(mut self, jwt: JwtSettings) -> Self {
+        self.jwt = jwt;
         self
     }
 
