@@ -4,7 +4,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::auth::JwtSettings;
 use crate::clock::{Clock, SystemClock};
+use crate::http::HttpLimits;
 use crate::pricing::PriceTable;
 
 /// How often the expiry sweep runs by default (the seed's scheduler: every 5 minutes).
@@ -15,8 +17,11 @@ pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(300);
 pub struct LedgerConfig {
     /// `sqlite:PATH`, `sqlite::memory:` or `postgres://...`.
     pub database_url: String,
-    /// The HS256 secret user tokens are signed with.
+    /// The HS256 secret user tokens are signed with (at least 32 bytes), unless
+    /// [`LedgerConfig::jwt`] names public keys.
     pub jwt_secret: String,
+    /// Issuer, audience and public keys of user tokens.
+    pub jwt: JwtSettings,
     /// The key that opens the admin routes.
     pub admin_key: String,
     /// The price table.
@@ -32,6 +37,8 @@ pub struct LedgerConfig {
     /// Answer cross-origin requests from any origin (CORS), for a webview calling the ledger
     /// directly (the example app's benchmark). Off by default.
     pub cors_any_origin: bool,
+    /// Timeouts and limits of the HTTP server (see [`HttpLimits`] for the defaults).
+    pub http: HttpLimits,
 }
 
 impl std::fmt::Debug for LedgerConfig {
@@ -39,6 +46,7 @@ impl std::fmt::Debug for LedgerConfig {
         f.debug_struct("LedgerConfig")
             .field("database_url", &redact_password(&self.database_url))
             .field("jwt_secret", &"<hidden>")
+            .field("jwt", &self.jwt)
             .field("admin_key", &"<hidden>")
             .field("pricing", &self.pricing)
             .field("bind", &self.bind)
@@ -46,6 +54,7 @@ impl std::fmt::Debug for LedgerConfig {
             .field("clock", &self.clock)
             .field("max_connections", &self.max_connections)
             .field("cors_any_origin", &self.cors_any_origin)
+            .field("http", &self.http)
             .finish()
     }
 }
@@ -77,6 +86,7 @@ impl LedgerConfig {
         Self {
             database_url: "sqlite::memory:".to_owned(),
             jwt_secret: random_secret(),
+            jwt: JwtSettings::default(),
             admin_key: random_secret(),
             pricing: PriceTable::shipped(),
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
@@ -84,6 +94,7 @@ impl LedgerConfig {
             clock: Arc::new(SystemClock),
             max_connections: 16,
             cors_any_origin: false,
+            http: HttpLimits::default(),
         }
     }
 
@@ -131,6 +142,18 @@ impl LedgerConfig {
     /// The same, answering cross-origin requests from any origin (CORS) when `on`.
     pub fn with_cors_any_origin(mut self, on: bool) -> Self {
         self.cors_any_origin = on;
+        self
+    }
+
+    /// The same, with another issuer, audience or public keys for user tokens.
+    pub fn with_jwt_settings(mut self, jwt: JwtSettings) -> Self {
+        self.jwt = jwt;
+        self
+    }
+
+    /// The same, with other HTTP timeouts and limits.
+    pub fn with_http_limits(mut self, limits: HttpLimits) -> Self {
+        self.http = limits;
         self
     }
 

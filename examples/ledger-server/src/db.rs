@@ -5,7 +5,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgRow, Postgres};
+use sqlx::{AnyPool, ConnectOptions, Connection, Executor};
+use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 /// Which database the URL selects.
@@ -24,6 +26,69 @@ pub struct Db {
     write_pool: AnyPool,
     backend: Backend,
     options: AnyConnectOptions,
+    statements: Option<std::sync::Arc<StatementPool>>,
+}
+
+/// Connections for single statements in autocommit on PostgreSQL (the one-statement consume),
+/// outside sqlx's pool: that pool pings every connection it takes back, one more round trip
+/// per request, as long as the consume itself. A connection goes back only after its
+/// statement ran to the end (a server error leaves it usable: the implicit transaction is
+/// rolled back); any other failure, or a future dropped mid-statement, closes it.
+#[derive(Debug)]
+pub struct StatementPool {
+    options: PgConnectOptions,
+    idle: std::sync::Mutex<Vec<PgConnection>>,
+    permits: Semaphore,
+}
+
+impl StatementPool {
+    fn new(options: PgConnectOptions, max: u32) -> Self {
+        Self {
+            options,
+            idle: std::sync::Mutex::new(Vec::new()),
+            permits: Semaphore::new(max.max(1) as usize),
+        }
+    }
+
+    async fn connect(&self) -> Result<PgConnection, sqlx::Error> {
+        let mut conn = self.options.connect().await?;
+        conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            .await?;
+        Ok(conn)
+    }
+
+    /// Runs `query` on an idle connection (or a new one) and answers its one row.
+    pub async fn fetch_one<'q>(
+        &self,
+        query: sqlx::query::Query<'q, Postgres, PgArguments>,
+    ) -> Result<PgRow, sqlx::Error> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        let idle = self.idle.lock().expect("statement pool lock").pop();
+        let mut conn = match idle {
+            Some(conn) => conn,
+            None => self.connect().await?,
+        };
+        let result = query.fetch_one(&mut conn).await;
+        match &result {
+            Ok(_) | Err(sqlx::Error::Database(_)) => {
+                self.idle.lock().expect("statement pool lock").push(conn)
+            }
+            Err(_) => drop(conn),
+        }
+        result
+    }
+
+    async fn close(&self) {
+        self.permits.close();
+        let idle: Vec<_> = std::mem::take(&mut *self.idle.lock().expect("statement pool lock"));
+        for conn in idle {
+            let _ = conn.close().await;
+        }
+    }
 }
 
 /// The migrations in `migrations/` (both dialects), then, on PostgreSQL, those in
@@ -115,11 +180,19 @@ impl Db {
         } else {
             pool.clone()
         };
+        let statements = match backend {
+            Backend::Postgres => Some(std::sync::Arc::new(StatementPool::new(
+                PgConnectOptions::from_str(url)?,
+                max_connections,
+            ))),
+            Backend::Sqlite => None,
+        };
         Ok(Self {
             pool,
             write_pool,
             backend,
             options,
+            statements,
         })
     }
 
@@ -133,6 +206,11 @@ impl Db {
     pub async fn dedicated_connection(&self) -> Result<sqlx::AnyConnection, sqlx::Error> {
         use sqlx::ConnectOptions;
         self.options.connect().await
+    }
+
+    /// The connections for single statements on PostgreSQL (`None` on SQLite).
+    pub fn statements(&self) -> Option<&StatementPool> {
+        self.statements.as_deref()
     }
 
     /// Which dialect this database speaks.
@@ -188,6 +266,9 @@ impl Db {
 
     /// Closes every connection.
     pub async fn close(&self) {
+        if let Some(statements) = &self.statements {
+            statements.close().await;
+        }
         self.write_pool.close().await;
         self.pool.close().await;
     }

@@ -951,7 +951,10 @@ impl Ledger {
         required: i64,
         fingerprint: &str,
     ) -> Result<Receipt, LedgerError> {
-        let row = sqlx::query(
+        let Some(statements) = self.db.statements() else {
+            return Err(sqlx::Error::Configuration("no PostgreSQL statement pool".into()).into());
+        };
+        let query = sqlx::query::<sqlx::Postgres>(
             "SELECT outcome, transaction_id, service, points, balance, seq \
              FROM points_consume($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
@@ -964,9 +967,8 @@ impl Ledger {
         .bind(request.reference.as_deref())
         .bind(to_micros(self.clock.now()))
         .bind(Uuid::new_v4().to_string())
-        .bind(MAX_AMOUNT)
-        .fetch_one(self.db.pool())
-        .await?;
+        .bind(MAX_AMOUNT);
+        let row = statements.fetch_one(query).await?;
         let outcome: String = row.try_get(0)?;
         let receipt = |replayed: bool| -> Result<Receipt, LedgerError> {
             Ok(Receipt {

@@ -19,6 +19,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod http;
 pub mod ledger;
 pub mod openapi;
 pub mod pricing;
@@ -47,6 +48,9 @@ pub enum StartError {
     /// The database could not be opened or migrated.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// The token settings cannot be used (a short secret, a bad key file).
+    #[error("authentication: {0}")]
+    Auth(#[from] crate::auth::AuthError),
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -71,9 +75,13 @@ pub struct RunningLedger {
 /// Opens the database (running migrations), binds the address and serves the API, with the
 /// expiry sweep running every `config.sweep_interval`.
 pub async fn serve(config: LedgerConfig) -> Result<RunningLedger, StartError> {
+    let auth = Arc::new(Auth::configured(
+        &config.jwt_secret,
+        &config.admin_key,
+        &config.jwt,
+    )?);
     let db = Db::connect(&config.database_url, config.max_connections).await?;
     let ledger = Arc::new(Ledger::new(db, config.pricing, config.clock));
-    let auth = Arc::new(Auth::new(&config.jwt_secret, &config.admin_key));
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .map_err(|source| StartError::Bind {
@@ -93,14 +101,8 @@ pub async fn serve(config: LedgerConfig) -> Result<RunningLedger, StartError> {
     if config.cors_any_origin {
         app = app.layer(tower_http::cors::CorsLayer::very_permissive());
     }
-    let mut server_stopped = stopped.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = server_stopped.wait_for(|stop| *stop).await;
-            })
-            .await
-    });
+    let app = http::limited(app, &config.http);
+    let server = tokio::spawn(http::serve(listener, app, config.http, stopped.clone()));
     let sweeper = tokio::spawn(sweep(ledger.clone(), config.sweep_interval, stopped));
     tracing::info!(%addr, backend = ?ledger.db().backend(), "points ledger listening");
     Ok(RunningLedger {
@@ -158,7 +160,8 @@ impl RunningLedger {
         format!("http://{}", self.addr)
     }
 
-    /// A bearer token (HS256 JWT, `sub` = `user`) this ledger accepts, valid for a year.
+    /// A bearer token (HS256 JWT, `sub` = `user`, with the configured issuer and audience),
+    /// valid for a year: this ledger accepts it unless it verifies tokens with public keys.
     pub fn token_for(&self, user: Uuid) -> String {
         self.auth.token_for(user)
     }

@@ -23,6 +23,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start: the size of the `serve` arguments does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Runs on loopback with a fresh SQLite file and a demo user; prints the URL, a token and the admin key.
@@ -52,9 +54,23 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "POINTS_LEDGER_BIND", default_value = "127.0.0.1:8787")]
     bind: SocketAddr,
-    /// HS256 secret of the users' bearer tokens.
+    /// HS256 secret of the users' bearer tokens (32 bytes or more); not needed with
+    /// --jwt-public-key or --jwt-jwks.
     #[arg(long, env = "POINTS_LEDGER_JWT_SECRET", hide_env_values = true)]
-    jwt_secret: String,
+    jwt_secret: Option<String>,
+    /// PEM public key of the host's auth server (Ed25519: EdDSA, RSA: RS256); tokens are
+    /// verified with it instead of the secret.
+    #[arg(long, env = "POINTS_LEDGER_JWT_PUBLIC_KEY")]
+    jwt_public_key: Option<PathBuf>,
+    /// JWKS file of the host's auth server (Ed25519 or RSA keys, chosen by `kid`).
+    #[arg(long, env = "POINTS_LEDGER_JWT_JWKS")]
+    jwt_jwks: Option<PathBuf>,
+    /// Required `iss` of user tokens.
+    #[arg(long, env = "POINTS_LEDGER_JWT_ISSUER")]
+    jwt_issuer: Option<String>,
+    /// Required `aud` of user tokens.
+    #[arg(long, env = "POINTS_LEDGER_JWT_AUDIENCE")]
+    jwt_audience: Option<String>,
     /// Key of the admin routes (X-Admin-Key header).
     #[arg(long, env = "POINTS_LEDGER_ADMIN_KEY", hide_env_values = true)]
     admin_key: String,
@@ -67,6 +83,42 @@ struct ServeArgs {
     /// Most database connections.
     #[arg(long, env = "POINTS_LEDGER_MAX_CONNECTIONS", default_value_t = 16)]
     max_connections: u32,
+    /// Seconds a client has to send a request's head (request line and headers).
+    #[arg(
+        long,
+        env = "POINTS_LEDGER_HEADER_READ_TIMEOUT_SECONDS",
+        default_value_t = 10.0
+    )]
+    header_read_timeout_seconds: f64,
+    /// Seconds a client has to send a request's body and get its answer (then 408).
+    #[arg(
+        long,
+        env = "POINTS_LEDGER_REQUEST_TIMEOUT_SECONDS",
+        default_value_t = 30.0
+    )]
+    request_timeout_seconds: f64,
+    /// Requests handled at once (past it, 503 `overloaded`).
+    #[arg(long, env = "POINTS_LEDGER_MAX_IN_FLIGHT", default_value_t = 512)]
+    max_in_flight: usize,
+    /// HTTP connections open at once (past it, new ones wait to be accepted).
+    #[arg(
+        long,
+        env = "POINTS_LEDGER_MAX_HTTP_CONNECTIONS",
+        default_value_t = 1024
+    )]
+    max_http_connections: usize,
+    /// Largest request body in bytes (past it, 413 `payload_too_large`).
+    #[arg(long, env = "POINTS_LEDGER_MAX_BODY_BYTES", default_value_t = 65536)]
+    max_body_bytes: usize,
+}
+
+/// `seconds` as a duration, when it is finite, positive and at most a day.
+fn seconds(flag: &str, seconds: f64) -> Result<Duration, String> {
+    if seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0 {
+        Ok(Duration::from_secs_f64(seconds))
+    } else {
+        Err(format!("--{flag} must be more than 0 and at most 86400"))
+    }
 }
 
 #[tokio::main]
@@ -98,15 +150,46 @@ async fn run(cli: Cli) -> Result<(), String> {
 }
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
-    if args.jwt_secret.len() < 16 {
-        return Err("--jwt-secret must be at least 16 characters".into());
-    }
+    let jwt = points_ledger::auth::JwtSettings {
+        issuer: args.jwt_issuer,
+        audience: args.jwt_audience,
+        public_key_pem: args.jwt_public_key,
+        jwks: args.jwt_jwks,
+    };
+    let public_keys = jwt.public_key_pem.is_some() || jwt.jwks.is_some();
+    let jwt_secret = match args.jwt_secret {
+        Some(secret) if secret.len() < points_ledger::auth::MIN_SECRET_BYTES => {
+            return Err(format!(
+                "--jwt-secret must be at least {} bytes",
+                points_ledger::auth::MIN_SECRET_BYTES
+            ))
+        }
+        Some(secret) => secret,
+        // Only signs the tokens `token_for` makes, which public-key verification refuses.
+        None if public_keys => points_ledger::config::random_secret(),
+        None => return Err("--jwt-secret (or --jwt-public-key / --jwt-jwks) is required".into()),
+    };
     if args.admin_key.len() < 16 {
         return Err("--admin-key must be at least 16 characters".into());
     }
     if args.sweep_seconds == 0 {
         return Err("--sweep-seconds must be 1 or more".into());
     }
+    if args.max_in_flight == 0 || args.max_http_connections == 0 || args.max_body_bytes == 0 {
+        return Err(
+            "--max-in-flight, --max-http-connections and --max-body-bytes must be 1 or more".into(),
+        );
+    }
+    let http = points_ledger::http::HttpLimits {
+        header_read_timeout: seconds(
+            "header-read-timeout-seconds",
+            args.header_read_timeout_seconds,
+        )?,
+        request_timeout: seconds("request-timeout-seconds", args.request_timeout_seconds)?,
+        max_in_flight: args.max_in_flight,
+        max_connections: args.max_http_connections,
+        max_body_bytes: args.max_body_bytes,
+    };
     let pricing = match &args.prices {
         Some(path) => PriceTable::from_file(path).map_err(|e| e.to_string())?,
         None => PriceTable::shipped(),
@@ -114,10 +197,12 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let config = LedgerConfig::ephemeral()
         .with_database_url(args.database_url)
         .with_bind(args.bind)
-        .with_secrets(args.jwt_secret, args.admin_key)
+        .with_secrets(jwt_secret, args.admin_key)
+        .with_jwt_settings(jwt)
         .with_pricing(pricing)
         .with_sweep_interval(Duration::from_secs(args.sweep_seconds))
-        .with_max_connections(args.max_connections);
+        .with_max_connections(args.max_connections)
+        .with_http_limits(http);
     let running = points_ledger::serve(config)
         .await
         .map_err(|e| e.to_string())?;

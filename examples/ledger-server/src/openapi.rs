@@ -19,7 +19,7 @@ use crate::routes::{self, ConsumeBody, PriceList, RechargeBody, ServicePrice};
 #[openapi(
     info(
         title = "points-ledger",
-        description = "The points ledger contract: balance, cost pre-check, idempotent consume, prices, history and batches. Errors are RFC 9457 problem details with a stable `code`.\n\nIdempotency keys are scoped to the user and to the route (consume and recharge keys are separate namespaces). A key is kept as long as the transaction it produced, which on this ledger is for ever: a client may re-send a charge after any time offline and gets the first answer back with `replayed: true`.",
+        description = "The points ledger contract: balance, cost pre-check, idempotent consume, prices, history and batches. Errors are RFC 9457 problem details with a stable `code`.\n\nIdempotency keys are scoped to the user and to the route (consume and recharge keys are separate namespaces). A key is kept as long as the transaction it produced, which on this ledger is for ever: a client may re-send a charge after any time offline and gets the first answer back with `replayed: true`.\n\nLimits (defaults; the operator may change them): a request's head must arrive within 10 s (else the connection is closed); a request must be received and answered within 30 s (else 408 `request_timeout`); a body holds at most 65536 bytes (else 413 `payload_too_large`); at most 512 requests are handled at once (else 503 `overloaded`, try again shortly); a consume's `reference` holds at most 1024 characters (else 422 `reference_too_long`); an idempotency key 1 to 255 characters; amounts, balances and totals stay within ±(2^53 − 1) (else 422 `amount_out_of_range`).",
         license(name = "MIT OR Apache-2.0"),
     ),
     paths(

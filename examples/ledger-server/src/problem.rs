@@ -22,7 +22,8 @@ pub struct Problem {
     pub detail: String,
     /// Stable machine-readable code: `insufficient_points`, `unauthorized`, `invalid_request`,
     /// `unknown_service`, `invalid_duration`, `invalid_idempotency_key`, `idempotency_conflict`,
-    /// `amount_out_of_range`, `reference_too_long`, `not_found` or `internal`.
+    /// `amount_out_of_range`, `reference_too_long`, `request_timeout` (408), `payload_too_large`
+    /// (413), `overloaded` (503), `not_found` or `internal`.
     pub code: String,
     /// Extension members of some codes.
     #[serde(flatten)]

@@ -62,7 +62,16 @@ pub fn router(state: AppState) -> Router {
 /// Runs every request to its end even if the client goes away: hyper drops a request's future
 /// when its connection closes, and a database call cut short can leave a connection inside a
 /// transaction or close it (every later write then fails; an in-memory database is lost).
+///
+/// The body is read first, outside that task: a client that stops sending it holds nothing
+/// once its request times out (no task waits for the rest of the body).
 async fn run_to_completion(request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => bytes,
+        Err(error) => return body_refusal(&error),
+    };
+    let request = Request::from_parts(parts, axum::body::Body::from(body));
     match tokio::spawn(next.run(request)).await {
         Ok(response) => response,
         Err(failure) => {
@@ -73,6 +82,25 @@ async fn run_to_completion(request: Request, next: Next) -> Response {
             .into_response()
         }
     }
+}
+
+/// 413 `payload_too_large` when the body went past the server's limit (see `http.rs`), else
+/// 400 `invalid_request`.
+fn body_refusal(error: &axum::Error) -> Response {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(cause) = source {
+        if cause.is::<http_body_util::LengthLimitError>() {
+            return Problem::new(
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "Payload too large",
+                "the request body is larger than this ledger accepts",
+            )
+            .into_response();
+        }
+        source = cause.source();
+    }
+    Problem::invalid_request(format!("the request body could not be read: {error}")).into_response()
 }
 
 async fn log_request(request: Request, next: Next) -> Response {

@@ -129,7 +129,7 @@ async fn postgres_two_servers_share_the_row_lock() {
     let http = reqwest::Client::new();
     let config = points_ledger::LedgerConfig::ephemeral()
         .with_database_url(url.clone())
-        .with_secrets("shared-secret-for-both", "admin-key-for-both");
+        .with_secrets("a-jwt-secret-shared-by-both-servers", "admin-key-for-both");
     let first = points_ledger::serve(config.clone()).await.unwrap();
     let second = points_ledger::serve(config).await.unwrap();
     let user = uuid::Uuid::new_v4();

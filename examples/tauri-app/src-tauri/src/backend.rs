@@ -2,7 +2,9 @@
 //! ledger named by the environment. Also "the app's backend": the calls a real app's server makes
 //! itself (a video job it charges, a top-up), done here over HTTP against the same ledger.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{LazyLock, Mutex as SyncMutex};
 
 use points_ledger::{LedgerConfig, RunningLedger};
 use serde::{Deserialize, Serialize};
@@ -17,6 +19,54 @@ pub const DEMO_POINTS: i64 = 20;
 pub const DEMO_DAYS: i64 = 30;
 /// Points of the benchmark user (`POINTS_EXAMPLE_BENCH=1`): enough for thousands of charges.
 const BENCH_POINTS: i64 = 1_000_000;
+
+/// The idempotency keys of the app's backend calls that the ledger has not answered for good
+/// yet, by the request they carry. The same request made again after no answer (a timeout, a
+/// dropped connection, a 5xx, a 409 while the first is in flight) is sent under the same key,
+/// so the ledger replays the first charge or credit instead of applying a second one. A
+/// definitive answer (2xx, or a 4xx that is not 408, 409 or 429) frees the request: the next
+/// one is a new job with a new key.
+static PENDING: LazyLock<PendingKeys> = LazyLock::new(PendingKeys::default);
+
+/// See [`PENDING`].
+#[derive(Default)]
+struct PendingKeys(SyncMutex<HashMap<String, String>>);
+
+impl PendingKeys {
+    /// The job id of `request`: the one already pending for it, or a new one.
+    fn job_for(&self, request: &str) -> String {
+        self.0
+            .lock()
+            .expect("pending keys lock")
+            .entry(request.to_owned())
+            .or_insert_with(|| Uuid::new_v4().to_string())
+            .clone()
+    }
+
+    /// Frees `request` when `status` is the ledger's definitive answer to it.
+    fn settle(&self, request: &str, status: u16) {
+        if is_definitive(status) {
+            self.0.lock().expect("pending keys lock").remove(request);
+        }
+    }
+}
+
+/// Whether an HTTP status is the ledger's last word on a request: a success, or a refusal
+/// that a retry would get again. Not 408, 409 (still in flight), 429 or 5xx.
+fn is_definitive(status: u16) -> bool {
+    (200..300).contains(&status)
+        || ((400..500).contains(&status) && ![408, 409, 429].contains(&status))
+}
+
+/// The idempotency key of the video job `job_id`.
+fn video_key(job_id: &str) -> String {
+    format!("video-{job_id}")
+}
+
+/// The idempotency key of the top-up `request_id` (a payment's id on a real backend).
+fn top_up_key(request_id: &str) -> String {
+    format!("top-up-{request_id}")
+}
 
 /// A user the app can sign in as. The token never leaves the Rust side (except the bench user's,
 /// in benchmark mode only).
@@ -212,17 +262,39 @@ impl Backend {
 
     /// What the app's backend does for a video job: consumes `video` for `duration` seconds on
     /// the user's behalf, as the host's own server would, and hands its answer back unchanged.
+    ///
+    /// The job's id (and so its idempotency key) is kept until the ledger answers it for good:
+    /// the same video submitted again after no answer is the same job, charged once. Callers
+    /// that have a job id of their own use [`Backend::submit_video_job`].
     pub async fn submit_video(
         &self,
         http: &reqwest::Client,
         user: &User,
         duration: f64,
     ) -> Result<BackendAnswer, reqwest::Error> {
+        let request = format!("video:{}:{}", user_key(user), duration.to_bits());
+        let job_id = PENDING.job_for(&request);
+        let answer = self.submit_video_job(http, user, &job_id, duration).await;
+        if let Ok(answer) = &answer {
+            PENDING.settle(&request, answer.status);
+        }
+        answer
+    }
+
+    /// [`Backend::submit_video`] for the caller's job `job_id` (printable ASCII, no space, at
+    /// most 240 characters): the ledger charges each job once, however often it is sent.
+    pub async fn submit_video_job(
+        &self,
+        http: &reqwest::Client,
+        user: &User,
+        job_id: &str,
+        duration: f64,
+    ) -> Result<BackendAnswer, reqwest::Error> {
         let body = serde_json::json!({ "service": "video", "duration": duration });
         let response = http
             .post(format!("{}/points/consume", self.base_url()))
             .bearer_auth(&user.token)
-            .header("Idempotency-Key", Uuid::new_v4().to_string())
+            .header("Idempotency-Key", video_key(job_id))
             .header("Content-Type", "application/json")
             .body(body.to_string())
             .send()
@@ -232,32 +304,88 @@ impl Backend {
 
     /// Adds `points` expiring in [`DEMO_DAYS`] days to `user` through the ledger's admin route
     /// (what a payment webhook does on a real backend; the plugin itself never recharges).
+    ///
+    /// Like [`Backend::submit_video`], the top-up's id is kept until the ledger answers it for
+    /// good: a top-up re-sent after no answer credits once. Callers with a request id of their
+    /// own (a payment's id) use [`Backend::top_up_request`].
     pub async fn top_up(
         &self,
         http: &reqwest::Client,
         user: &User,
         points: i64,
     ) -> Result<BackendAnswer, TopUpError> {
+        let request = format!("top-up:{}:{points}", user_key(user));
+        let request_id = PENDING.job_for(&request);
+        let answer = self.top_up_request(http, user, &request_id, points).await;
+        if let Ok(answer) = &answer {
+            PENDING.settle(&request, answer.status);
+        }
+        answer
+    }
+
+    /// [`Backend::top_up`] for the caller's request `request_id` (printable ASCII, no space, at
+    /// most 240 characters): the ledger credits each request once, however often it is sent.
+    /// The batch's expiry is fixed when the request is first seen, so that a retry is the same
+    /// request.
+    pub async fn top_up_request(
+        &self,
+        http: &reqwest::Client,
+        user: &User,
+        request_id: &str,
+        points: i64,
+    ) -> Result<BackendAnswer, TopUpError> {
         let (Some(admin_key), Some(id)) = (self.admin_key(), user.id) else {
             return Err(TopUpError::Unavailable);
         };
-        let expires_at = time::OffsetDateTime::now_utc() + time::Duration::days(DEMO_DAYS);
-        let expires_at = expires_at
+        let expires_at = top_up_expiry(request_id)
             .format(&time::format_description::well_known::Rfc3339)
             .map_err(|_| TopUpError::Unavailable)?;
         let body = serde_json::json!({ "user_id": id, "points": points, "expires_at": expires_at });
         let response = http
             .post(format!("{}/admin/recharge", self.base_url()))
             .header("X-Admin-Key", admin_key)
-            .header("Idempotency-Key", Uuid::new_v4().to_string())
+            .header("Idempotency-Key", top_up_key(request_id))
             .header("Content-Type", "application/json")
             .body(body.to_string())
             .send()
             .await
             .map_err(TopUpError::Http)?;
-        BackendAnswer::read(response)
+        let answer = BackendAnswer::read(response)
             .await
-            .map_err(TopUpError::Http)
+            .map_err(TopUpError::Http)?;
+        if is_definitive(answer.status) {
+            TOP_UP_EXPIRY
+                .lock()
+                .expect("top-up expiry lock")
+                .remove(request_id);
+        }
+        Ok(answer)
+    }
+}
+
+/// The expiry each top-up request was first sent with, until the ledger answers it: the
+/// ledger compares a retry's body with the first one's, `expires_at` included.
+static TOP_UP_EXPIRY: LazyLock<SyncMutex<HashMap<String, time::OffsetDateTime>>> =
+    LazyLock::new(Default::default);
+
+/// [`DEMO_DAYS`] days from when the top-up `request_id` was first sent (to the second).
+fn top_up_expiry(request_id: &str) -> time::OffsetDateTime {
+    *TOP_UP_EXPIRY
+        .lock()
+        .expect("top-up expiry lock")
+        .entry(request_id.to_owned())
+        .or_insert_with(|| {
+            let at = time::OffsetDateTime::now_utc() + time::Duration::days(DEMO_DAYS);
+            at.replace_nanosecond(0).unwrap_or(at)
+        })
+}
+
+/// Who a pending request belongs to: the ledger's user id, else the account, else the name.
+fn user_key(user: &User) -> String {
+    match (&user.id, &user.account) {
+        (Some(id), _) => id.to_string(),
+        (None, Some(account)) => account.clone(),
+        (None, None) => user.name.clone(),
     }
 }
 
@@ -284,5 +412,139 @@ impl BackendAnswer {
             serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
         });
         Ok(Self { status, body })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An external backend on a reference ledger in this process, and a user with points.
+    async fn backend() -> (RunningLedger, Backend, User) {
+        let ledger = points_ledger::serve(LedgerConfig::ephemeral())
+            .await
+            .unwrap();
+        let id = Uuid::new_v4();
+        let expires_at = time::OffsetDateTime::now_utc() + time::Duration::days(1);
+        ledger.recharge(id, 1000, expires_at).await.unwrap();
+        let user = User {
+            name: "test".into(),
+            id: Some(id),
+            account: Some(id.to_string()),
+            token: ledger.token_for(id),
+        };
+        let backend = Backend::External {
+            base_url: ledger.base_url(),
+            user: user.clone(),
+            admin_key: Some(ledger.admin_key().to_owned()),
+        };
+        (ledger, backend, user)
+    }
+
+    async fn balance(ledger: &RunningLedger, user: &User) -> i64 {
+        ledger
+            .ledger()
+            .summary(user.id.unwrap())
+            .await
+            .unwrap()
+            .balance
+    }
+
+    #[tokio::test]
+    async fn a_video_job_sent_twice_is_charged_once() {
+        let (ledger, backend, user) = backend().await;
+        let http = reqwest::Client::new();
+        let first = backend
+            .submit_video_job(&http, &user, "job-1", 2.0)
+            .await
+            .unwrap();
+        let again = backend
+            .submit_video_job(&http, &user, "job-1", 2.0)
+            .await
+            .unwrap();
+        assert_eq!((first.status, again.status), (200, 200));
+        assert_eq!(again.body["replayed"], true, "{:?}", again.body);
+        assert_eq!(balance(&ledger, &user).await, 1000 - 20);
+        // Another job is another charge.
+        backend
+            .submit_video_job(&http, &user, "job-2", 2.0)
+            .await
+            .unwrap();
+        assert_eq!(balance(&ledger, &user).await, 1000 - 40);
+        ledger.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_top_up_sent_twice_credits_once() {
+        let (ledger, backend, user) = backend().await;
+        let http = reqwest::Client::new();
+        // The expiry the first send fixes for the request.
+        let expiry = top_up_expiry("pay-1");
+        let first = backend
+            .top_up_request(&http, &user, "pay-1", 50)
+            .await
+            .unwrap();
+        assert_eq!(first.status, 200, "{:?}", first.body);
+        // The answer was lost on its way (the request is still pending): the same payment is
+        // sent again and replayed.
+        TOP_UP_EXPIRY.lock().unwrap().insert("pay-1".into(), expiry);
+        let again = backend
+            .top_up_request(&http, &user, "pay-1", 50)
+            .await
+            .unwrap();
+        assert_eq!(again.status, 200, "{:?}", again.body);
+        assert_eq!(again.body["replayed"], true);
+        // Sent once more after a definitive answer: refused as a conflict, never credited.
+        let late = backend
+            .top_up_request(&http, &user, "pay-1", 50)
+            .await
+            .unwrap();
+        assert!([200, 422].contains(&late.status), "{:?}", late.body);
+        assert_eq!(balance(&ledger, &user).await, 1050);
+        ledger.shutdown().await;
+    }
+
+    /// With no answer from the ledger, the same request keeps its job id (and key); a
+    /// definitive answer frees it, and the next request is a new job.
+    #[tokio::test]
+    async fn a_request_keeps_its_key_until_the_ledger_answers() {
+        let (ledger, backend, user) = backend().await;
+        let http = reqwest::Client::new();
+        // A ledger that accepts the connection and closes it without an answer.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let silent_url = format!("http://{}", silent.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = silent.accept().await {
+                drop(stream);
+            }
+        });
+        let unreachable = Backend::External {
+            base_url: silent_url,
+            user: user.clone(),
+            admin_key: None,
+        };
+        let request = format!("video:{}:{}", user_key(&user), 3.0f64.to_bits());
+        assert!(unreachable.submit_video(&http, &user, 3.0).await.is_err());
+        let pending = PENDING.job_for(&request);
+        assert!(unreachable.submit_video(&http, &user, 3.0).await.is_err());
+        assert_eq!(PENDING.job_for(&request), pending, "a retry got a new key");
+        // The ledger answers the retry: charged once, under the pending job's key.
+        let answer = backend.submit_video(&http, &user, 3.0).await.unwrap();
+        assert_eq!(answer.status, 200);
+        let history = ledger
+            .ledger()
+            .transactions(user.id.unwrap(), 10, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            history.items[0].idempotency_key.as_deref(),
+            Some(video_key(&pending).as_str())
+        );
+        // Answered: the next video of that length is a new job.
+        assert_ne!(PENDING.job_for(&request), pending);
+        assert!(
+            is_definitive(402) && is_definitive(422) && !is_definitive(409) && !is_definitive(503)
+        );
+        ledger.shutdown().await;
     }
 }
