@@ -30,9 +30,7 @@ pub const SWEEP_LOCK: i64 = 0x706f_696e_7473_7377;
 /// reference of at most 1 KiB of UTF-8 always fits; the limit counts characters because that is
 /// what the OpenAPI document's `maxLength` can state.
 pub const MAX_REFERENCE_CHARS: usize = 1024;
-/// The largest amount, balance or total the ledger holds, either sign: 2^53 − 1, the largest
-/// integer a JavaScript number holds exactly.
-pub const MAX_AMOUNT: i64 = (1 << 53) - 1;
+pub use crate::amount::MAX_AMOUNT;
 
 /// Why a ledger operation did not happen.
 #[derive(Debug, thiserror::Error)]

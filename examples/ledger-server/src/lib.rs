@@ -15,6 +15,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod amount;
 pub mod auth;
 pub mod clock;
 pub mod config;
@@ -81,6 +82,7 @@ pub async fn serve(config: LedgerConfig) -> Result<RunningLedger, StartError> {
         &config.jwt,
     )?);
     let db = Db::connect(&config.database_url, config.max_connections).await?;
+    let openapi = Arc::new(openapi::document_for(&config.pricing));
     let ledger = Arc::new(Ledger::new(db, config.pricing, config.clock));
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
@@ -97,6 +99,7 @@ pub async fn serve(config: LedgerConfig) -> Result<RunningLedger, StartError> {
     let mut app = routes::router(AppState {
         ledger: ledger.clone(),
         auth: auth.clone(),
+        openapi,
     });
     if config.cors_any_origin {
         app = app.layer(tower_http::cors::CorsLayer::very_permissive());

@@ -136,10 +136,10 @@ impl PriceTable {
                 )));
             }
             match price {
-                Price::Fixed { points } if !(0..=crate::ledger::MAX_AMOUNT).contains(points) => {
+                Price::Fixed { points } if !(0..=crate::amount::MAX_AMOUNT).contains(points) => {
                     return Err(fail(format!(
                         "bad key `services.{name}.points`: must be 0 to {}, got {points}",
-                        crate::ledger::MAX_AMOUNT
+                        crate::amount::MAX_AMOUNT
                     )))
                 }
                 Price::Duration { points_per_second: rate }
