@@ -361,6 +361,7 @@ pub struct RefusedCharge {
     rename_all_fields = "camelCase"
 )]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
+#[non_exhaustive]
 pub enum ChargeOutcome {
     /// The ledger applied it (or had already applied this key: `receipt.replayed`).
     Acknowledged {

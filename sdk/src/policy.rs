@@ -74,6 +74,9 @@ pub fn refuses_for_good(error: &Error, allow_debt: bool) -> bool {
         | Error::InvalidArgument { .. }
         | Error::NotChargeableHere { .. } => true,
         Error::InsufficientPoints { .. } => !allow_debt,
+        // 409: a request with this key is still in flight at the ledger (it may yet apply): the
+        // contract uses the code `idempotency_conflict` for it too, so the status decides.
+        Error::Backend { status: 409, .. } => false,
         Error::Backend {
             code: Some(code), ..
         } => DEFINITIVE_CODES.contains(&code.as_str()),
@@ -145,6 +148,7 @@ mod tests {
             backend(400, None),
             backend(422, None),
             backend(422, Some("something_new")),
+            backend(409, Some("idempotency_conflict")),
             backend(403, None),
             backend(404, None),
             backend(503, None),

@@ -227,10 +227,13 @@ impl ChargeSync {
     /// in the refused record (in memory) and the outcome is `Refused` with the storage error,
     /// since nothing will send it again by itself.
     pub async fn charge(&self, session: &Session, charge: PendingCharge) -> FirstSend {
-        self.capture(session);
         let idempotency_key = charge.idempotency_key.clone();
-        // Claimed before it is journaled, so that a pass never takes this first send over.
-        let Some(sending) = InFlight::claim(&self.inner, &charge) else {
+        // Claimed before it is journaled, so that a pass never takes this first send over, and
+        // before the token is captured, so that a settling charge of the same account never
+        // forgets it meanwhile (see `forget`).
+        let claimed = InFlight::claim(&self.inner, &charge);
+        self.capture(session);
+        let Some(sending) = claimed else {
             let pending = self
                 .inner
                 .journal
@@ -758,14 +761,20 @@ impl ChargeSync {
         })
         .await;
         match removed {
-            Ok(true) if !self.sending_for(&charge.account) => {
-                self.inner
+            Ok(true) => {
+                // Checked under the captured lock: a charge claimed before it captures.
+                let mut captured = self
+                    .inner
                     .captured
                     .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&charge.account);
+                    .unwrap_or_else(|p| p.into_inner());
+                if !self.sending_for(&charge.account)
+                    && self.inner.journal.count_of(&charge.account) == 0
+                {
+                    captured.remove(&charge.account);
+                }
             }
-            Ok(_) => {}
+            Ok(false) => {}
             Err(error) => {
                 tracing::error!(%error, "could not remove a settled charge from the journal")
             }

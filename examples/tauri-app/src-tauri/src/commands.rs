@@ -150,6 +150,8 @@ pub async fn run_job(
         ),
         ChargeOutcome::Pending { .. } => (None, true, None),
         ChargeOutcome::Refused { error, .. } => (None, false, Some(error)),
+        // A later kind of outcome: shown as waiting, never as charged.
+        _ => (None, true, None),
     };
     Ok(JobDone {
         service,
