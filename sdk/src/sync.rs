@@ -66,6 +66,10 @@ impl SyncPolicy {
     }
 }
 
+/// Failures in a row saying the ledger cannot take requests (down, overloaded, timing out) after
+/// which a pass sends nothing more.
+pub const UNAVAILABLE_STOPS_A_PASS: usize = 3;
+
 /// What the sync tells its owner (the plugin turns these into events).
 pub trait SyncListener: Send + Sync + 'static {
     /// The ledger acknowledged `charge`; `first_send` is false for a re-send.
@@ -553,11 +557,15 @@ impl ChargeSync {
     }
 
     /// One pass over every pending charge whose account has a token at hand: one attempt
-    /// each (the loop's backoff paces retries), none more once the ledger proves unreachable or
+    /// each (the loop's backoff paces retries), none more after
+    /// [`UNAVAILABLE_STOPS_A_PASS`] answers in a row saying the ledger is unreachable or
     /// overloaded, and none for a charge settled since the pass began.
     async fn pass(&self) -> SyncReport {
         let mut report = SyncReport::default();
         let mut verified = HashMap::new();
+        // Failures in a row that said the ledger cannot take requests: a flaky network lets the
+        // pass go on, a ledger that is down stops it after a few.
+        let mut unavailable_in_a_row = 0;
         for charge in self.inner.journal.pending() {
             if self.is_stopped() {
                 break;
@@ -575,7 +583,7 @@ impl ChargeSync {
                 // Acknowledged or refused since the pass took its list.
                 continue;
             }
-            if report.unavailable {
+            if unavailable_in_a_row >= UNAVAILABLE_STOPS_A_PASS {
                 report.failed += 1;
                 continue;
             }
@@ -586,6 +594,7 @@ impl ChargeSync {
             }
             match self.send(&charge, tokens).await {
                 Ok(receipt) => {
+                    unavailable_in_a_row = 0;
                     self.acknowledge(&charge, &receipt, false).await;
                     report.acknowledged.push(receipt);
                 }
@@ -602,6 +611,11 @@ impl ChargeSync {
                         report.failed += 1;
                         report.retry_after = report.retry_after.max(not_before);
                         report.unavailable |= unavailable;
+                        unavailable_in_a_row = if unavailable {
+                            unavailable_in_a_row + 1
+                        } else {
+                            0
+                        };
                     }
                 },
             }

@@ -639,3 +639,56 @@ async fn bare_4xx_pages_hold_a_charge_and_a_known_code_refuses_it_once() {
     );
     test.ledger.shutdown().await;
 }
+
+// A pass goes on through a flaky network and stops at a ledger that is down.
+
+#[tokio::test]
+async fn a_pass_goes_on_after_one_failure_and_stops_after_three_in_a_row() {
+    let test = TestLedger::start(100).await;
+    let proxy = FaultProxy::start(&test.ledger.base_url()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let stack = Stack::new(&proxy.base_url, dir.path(), fast_sync());
+    let account = Session::new(test.token.clone(), None)
+        .unwrap()
+        .account()
+        .to_owned();
+    for n in 0..6 {
+        let mut charge = PendingCharge::new(
+            &account,
+            &IdempotencyKey::parse(format!("flaky-{n}")).unwrap(),
+            ConsumeRequest {
+                allow_debt: true,
+                ..ConsumeRequest::new("cover_design")
+            },
+        );
+        charge.recorded_at = n;
+        stack.sync.journal().record(&charge).unwrap();
+    }
+    stack.sign_in(&test.token, None);
+    // One lost connection, then a working network.
+    let mut faults = vec![Fault::Refuse].into_iter();
+    proxy.choose(move |_| faults.next().unwrap_or(Fault::Pass));
+    let report = stack.sync.sync_now().await;
+    assert_eq!(
+        (report.acknowledged.len(), report.failed),
+        (5, 1),
+        "{report:?}"
+    );
+    // A ledger that is down: three attempts, then the pass stops.
+    for n in 6..12 {
+        let mut charge = PendingCharge::new(
+            &account,
+            &IdempotencyKey::parse(format!("down-{n}")).unwrap(),
+            ConsumeRequest::new("cover_design"),
+        );
+        charge.recorded_at = n;
+        stack.sync.journal().record(&charge).unwrap();
+    }
+    proxy.set(Fault::Refuse);
+    let before = proxy.stats.requests.load(Ordering::SeqCst);
+    let report = stack.sync.sync_now().await;
+    let sent = proxy.stats.requests.load(Ordering::SeqCst) - before;
+    assert_eq!(sent, 3, "{report:?}");
+    assert_eq!(report.failed, 7);
+    test.ledger.shutdown().await;
+}
