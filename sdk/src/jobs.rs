@@ -211,17 +211,7 @@ impl Jobs {
         let client = self.inner.client.as_token(session.token());
         let stated = match client.cost_stated(&spec.service, spec.duration).await {
             Ok(stated) => stated,
-            Err(error) => {
-                if let Error::InsufficientPoints {
-                    service,
-                    required,
-                    balance,
-                } = &error
-                {
-                    self.notify_insufficient(spec, service.clone(), *required, *balance);
-                }
-                return Err(error);
-            }
+            Err(error) => return Err(self.refused(spec, error)),
         };
         self.inner.sync.ledger_reachable();
         session.learn_ledger_user(stated.user_id.as_deref());
@@ -307,17 +297,7 @@ impl Jobs {
                 }
                 Ok(outcome)
             }
-            FirstSend::Declined(error) => {
-                if let Error::InsufficientPoints {
-                    service,
-                    required,
-                    balance,
-                } = &error
-                {
-                    self.notify_insufficient(spec, service.clone(), *required, *balance);
-                }
-                Err(error)
-            }
+            FirstSend::Declined(error) => Err(self.refused(spec, error)),
         }
     }
 
@@ -329,6 +309,19 @@ impl Jobs {
         } else {
             Ok(())
         }
+    }
+
+    /// Passes `error` on, telling the listener first when it is a refusal for too few points.
+    fn refused(&self, spec: &JobSpec, error: Error) -> Error {
+        if let Error::InsufficientPoints {
+            service,
+            required,
+            balance,
+        } = &error
+        {
+            self.notify_insufficient(spec, service.clone(), *required, *balance);
+        }
+        error
     }
 
     fn notify_insufficient(
