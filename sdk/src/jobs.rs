@@ -137,12 +137,7 @@ impl Jobs {
         Fut: Future<Output = std::result::Result<T, E>>,
         E: From<Error>,
     {
-        let session = self
-            .inner
-            .sync
-            .sessions()
-            .current()
-            .ok_or(Error::Unauthorized)?;
+        let session = self.session()?;
         let started = self.start(&session, &spec).await?;
         let output = work().await?;
         let charge = self.finish(&session, &spec, started).await?;
@@ -154,12 +149,7 @@ impl Jobs {
     /// [`ChargeOutcome::Pending`] without a second charge. A charge that may not go into debt
     /// and meets too few points fails with [`Error::InsufficientPoints`], nothing charged.
     pub async fn charge(&self, spec: JobSpec) -> Result<ChargeOutcome> {
-        let session = self
-            .inner
-            .sync
-            .sessions()
-            .current()
-            .ok_or(Error::Unauthorized)?;
+        let session = self.session()?;
         let journal = self.inner.sync.journal();
         if journal.contains(session.account(), spec.key.as_str()) {
             return Ok(ChargeOutcome::Pending {
@@ -168,6 +158,15 @@ impl Jobs {
         }
         let started = self.start(&session, &spec).await?;
         self.finish(&session, &spec, started).await
+    }
+
+    /// The session now, or [`Error::Unauthorized`].
+    fn session(&self) -> Result<Session> {
+        self.inner
+            .sync
+            .sessions()
+            .current()
+            .ok_or(Error::Unauthorized)
     }
 
     /// The number of jobs past their pre-check whose charge is not journaled yet.
