@@ -152,11 +152,18 @@ fn main() {
             .send()
             .await
     })));
-    assert!(hand_reads.iter().all(|read| read
-        .as_ref()
-        .is_ok_and(|response| response.status().is_success())));
+    // The ledger sheds load past its in-flight limit (503 `overloaded`): each read is answered.
+    assert!(hand_reads
+        .iter()
+        .all(|read| read.as_ref().is_ok_and(|response| {
+            response.status().is_success() || response.status().as_u16() == 503
+        })));
+    let shed = hand_reads
+        .iter()
+        .filter(|read| read.as_ref().is_ok_and(|r| r.status().as_u16() == 503))
+        .count();
     println!(
-        "1,000 concurrent balance reads -> ledger requests: SDK {sdk_requests}, hand-written {}",
+        "1,000 concurrent balance reads -> ledger requests: SDK {sdk_requests}, hand-written {} ({shed} shed by the ledger with 503)",
         proxy.requests() - sdk_requests
     );
 }
