@@ -304,13 +304,9 @@ impl<R: Runtime> Points<R> {
     /// A receipt of `charge` moved the balance: emits it when the charge's account is signed in.
     pub(crate) fn receipt_acknowledged(&self, charge: &PendingCharge, receipt: &ChargeReceipt) {
         self.shared.balance_moves.fetch_add(1, Ordering::SeqCst);
-        let (current, generation) = self.shared.sessions.snapshot();
-        let owned = current
-            .as_ref()
-            .is_some_and(|session| session.owns(&charge.account, charge.ledger_user.as_deref()));
-        if !owned {
+        let Some(generation) = self.owner_session(charge) else {
             return;
-        }
+        };
         if receipt.replayed {
             // A replay's balance is the historical one: fetch today's instead.
             let points = self.clone();

@@ -93,13 +93,6 @@ pub fn ledger_unavailable(error: &Error) -> bool {
     }
 }
 
-/// Whether a failure may have reached the ledger and been applied there: the outcome of the
-/// charge is unknown (a lost answer, a timeout, a 5xx after the request was sent), so the
-/// caller must be told "pending", never "failed".
-pub fn may_have_applied(error: &Error) -> bool {
-    !refuses_for_good(error, true) && !matches!(error, Error::InsufficientPoints { .. })
-}
-
 /// Whether a failure of this kind may be retried within one call (the client's own retries).
 pub fn retryable(attempt: Attempt) -> bool {
     match attempt {

@@ -168,8 +168,6 @@ enum State {
     SignedOut,
 }
 
-type Observer = Box<dyn Fn(Option<&Session>, u64) + Send + Sync>;
-
 /// The session holder of the plugin: who is signed in, and a number that grows with every
 /// change of account (sign-in, sign-out, another account).
 pub struct Sessions {
@@ -181,7 +179,6 @@ pub struct Sessions {
     /// session is read on every request; deriving its account parses the token).
     provided: RwLock<Option<(Option<String>, Session)>>,
     generation: AtomicU64,
-    observer: RwLock<Option<Observer>>,
     /// The session last noticed and its number, for subscribers ([`Sessions::subscribe`]).
     changes: tokio::sync::watch::Sender<(Option<Session>, u64)>,
 }
@@ -195,7 +192,6 @@ impl Sessions {
             last_account: RwLock::new(None),
             provided: RwLock::new(None),
             generation: AtomicU64::new(0),
-            observer: RwLock::new(None),
             changes: tokio::sync::watch::Sender::new((None, 0)),
         }
     }
@@ -205,13 +201,6 @@ impl Sessions {
     /// plugin announces sessions and the sync wakes on a sign-in; reading a session calls nothing.
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<(Option<Session>, u64)> {
         self.changes.subscribe()
-    }
-
-    /// Calls `observer` with the new session and its number after every change of account, under
-    /// the session lock (keep it short and never call back into the sessions; prefer
-    /// [`Sessions::subscribe`]).
-    pub fn observe(&self, observer: impl Fn(Option<&Session>, u64) + Send + Sync + 'static) {
-        *self.observer.write().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(observer));
     }
 
     /// Signs in: every later call uses this session.
@@ -318,9 +307,6 @@ impl Sessions {
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         // Still under the lock, so that changes are published in order.
         self.changes.send_replace((session.cloned(), generation));
-        if let Some(observer) = &*self.observer.read().unwrap_or_else(|p| p.into_inner()) {
-            observer(session, generation);
-        }
     }
 }
 
@@ -380,36 +366,30 @@ mod tests {
             move || provided.lock().unwrap().clone()
         };
         let sessions = Sessions::new(Some(Arc::new(provider)));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        sessions.observe({
-            let seen = seen.clone();
-            move |session, generation| {
-                seen.lock()
-                    .unwrap()
-                    .push((session.map(|s| s.token().to_owned()), generation))
-            }
-        });
+        let mut changes = sessions.subscribe();
+        let mut announced = move || {
+            changes.has_changed().unwrap().then(|| {
+                let (session, generation) = changes.borrow_and_update().clone();
+                (session.map(|s| s.token().to_owned()), generation)
+            })
+        };
         assert_eq!(sessions.token().as_deref(), Some("provided"));
+        assert_eq!(announced(), Some((Some("provided".into()), 1)));
         assert_eq!(
             sessions.token().as_deref(),
             Some("provided"),
             "no change, no event"
         );
+        assert_eq!(announced(), None, "no change, no event");
         sessions.sign_out();
         assert_eq!(sessions.token(), None, "sign-out wins over the provider");
+        assert_eq!(announced(), Some((None, 2)));
         sessions.sign_in(Session::new("explicit", None).unwrap());
         assert_eq!(sessions.token().as_deref(), Some("explicit"));
+        assert_eq!(announced(), Some((Some("explicit".into()), 3)));
         *provided.lock().unwrap() = Some("another".into());
         sessions.follow_provider();
         assert_eq!(sessions.token().as_deref(), Some("another"));
-        assert_eq!(
-            *seen.lock().unwrap(),
-            [
-                (Some("provided".into()), 1),
-                (None, 2),
-                (Some("explicit".into()), 3),
-                (Some("another".into()), 4),
-            ]
-        );
+        assert_eq!(announced(), Some((Some("another".into()), 4)));
     }
 }

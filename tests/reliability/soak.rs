@@ -29,7 +29,7 @@ use tauri_plugin_points::sync::SyncListener;
 use tauri_plugin_points::{
     ChargeOutcome, ChargeSync, Error, JobSpec, Jobs, Session, Sessions, TokenProvider,
 };
-use tokio::sync::{watch, RwLock};
+use tokio::sync::RwLock;
 use uuid::Uuid;
 
 use crate::common::proxy::{Fault, FaultProxy};
@@ -520,12 +520,8 @@ async fn charges_through_network_faults_are_each_charged_once_to_their_account()
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (pending_tx, mut pending_rx) = watch::channel(0usize);
-    let journal = Arc::new(Journal::open(dir.path()).unwrap().with_observer(
-        move |journal: &Journal| {
-            pending_tx.send_replace(journal.len());
-        },
-    ));
+    let journal = Arc::new(Journal::open(dir.path()).unwrap());
+    let mut journal_changes = journal.subscribe();
     let tally = Arc::new(Tally::default());
     let sync = ChargeSync::new(
         client.clone(),
@@ -608,9 +604,12 @@ async fn charges_through_network_faults_are_each_charged_once_to_their_account()
     let drain = Instant::now();
     sync.ledger_reachable();
     sync.wake();
-    let drained = tokio::time::timeout(DRAIN_BOUND, pending_rx.wait_for(|pending| *pending == 0))
-        .await
-        .is_ok();
+    let drained = tokio::time::timeout(
+        DRAIN_BOUND,
+        journal_changes.wait_for(|_| journal.is_empty()),
+    )
+    .await
+    .is_ok();
     let drain_time = drain.elapsed();
     let left_pending = journal.len();
     let idle = jobs.shutdown(Duration::from_secs(5)).await;
