@@ -367,3 +367,35 @@ async fn a_balance_read_after_a_charge_never_joins_one_that_predates_it() {
     assert_eq!(early.await.unwrap().unwrap().balance, 7);
     assert_eq!(stub.received().len(), 3);
 }
+
+#[tokio::test]
+async fn a_huge_answer_is_a_protocol_error_with_or_without_its_length() {
+    let limit = points_sdk::client::MAX_ANSWER_BYTES;
+    // A JSON string padded past the limit, announced by Content-Length.
+    let padded = format!(
+        r#"{{"balance":7,"total_recharged":10,"total_consumed":3,"total_expired":0,"pad":"{}"}}"#,
+        "x".repeat(limit)
+    );
+    // The same without a length: chunked, 64 KiB a chunk, past the limit.
+    let mut chunked = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
+    let chunk = "y".repeat(64 * 1024);
+    for _ in 0..(limit / chunk.len() + 2) {
+        chunked.extend_from_slice(format!("{:x}\r\n{chunk}\r\n", chunk.len()).as_bytes());
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    for reply in [Reply::json(200, &padded), Reply::Raw(chunked)] {
+        let stub = Stub::start(vec![reply]).await;
+        let answer = client(&stub).balance().await;
+        assert!(
+            matches!(answer, Err(Error::Protocol { ref reason }) if reason.contains("longer than")),
+            "{answer:?}"
+        );
+    }
+    // Just under the limit is read.
+    let fits = format!(
+        r#"{{"balance":7,"total_recharged":10,"total_consumed":3,"total_expired":0,"pad":"{}"}}"#,
+        "x".repeat(limit - 200)
+    );
+    let stub = Stub::start(vec![Reply::json(200, &fits)]).await;
+    assert_eq!(client(&stub).balance().await.unwrap().balance, 7);
+}
