@@ -15,15 +15,17 @@
 //!   successful ledger call after a pass that found the ledger unreachable; a `Retry-After` is
 //!   waited out up to the policy's `max_delay`, and [`ChargeSync::shutdown`] interrupts it;
 //!   passes never overlap, a request for one made while one runs is served by a pass that starts
-//!   after it, and a pass sends only charges still journaled when their turn comes.
+//!   after it, and a pass sends only charges still journaled when their turn comes; a pass
+//!   serves up to `accounts_at_once` accounts at once, one charge of an account at a time.
 //!
 //! Nothing here knows Tauri: [`ChargeSync`] runs in any tokio program.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -42,6 +44,9 @@ pub struct SyncPolicy {
     /// The longest wait between two passes while charges are pending, and the longest
     /// `Retry-After` honoured.
     pub max_delay: Duration,
+    /// How many accounts a pass sends charges for at once (each account's charges go one at a
+    /// time, in journal order).
+    pub accounts_at_once: usize,
 }
 
 impl Default for SyncPolicy {
@@ -49,6 +54,7 @@ impl Default for SyncPolicy {
         Self {
             min_delay: Duration::from_secs(5),
             max_delay: Duration::from_secs(300),
+            accounts_at_once: 8,
         }
     }
 }
@@ -559,68 +565,94 @@ impl ChargeSync {
     /// One pass over every pending charge whose account has a token at hand: one attempt
     /// each (the loop's backoff paces retries), none more after
     /// [`UNAVAILABLE_STOPS_A_PASS`] answers in a row saying the ledger is unreachable or
-    /// overloaded, and none for a charge settled since the pass began.
+    /// overloaded, and none for a charge settled since the pass began. Up to the policy's
+    /// `accounts_at_once` accounts are served at once; one account's charges go one after the
+    /// other, in the order they were journaled.
     async fn pass(&self) -> SyncReport {
-        let mut report = SyncReport::default();
-        let mut verified = HashMap::new();
-        // Failures in a row that said the ledger cannot take requests: a flaky network lets the
-        // pass go on, a ledger that is down stops it after a few.
-        let mut unavailable_in_a_row = 0;
+        let state = PassState::default();
+        let mut by_account: Vec<(String, Vec<PendingCharge>)> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
         for charge in self.inner.journal.pending() {
-            if self.is_stopped() {
-                break;
-            }
-            let Some(_sending) = InFlight::claim(&self.inner, &charge) else {
-                // Being sent by its first send: if that fails, it wakes the loop again.
-                report.busy += 1;
-                continue;
-            };
-            if !self
-                .inner
-                .journal
-                .contains(&charge.account, &charge.idempotency_key)
-            {
-                // Acknowledged or refused since the pass took its list.
-                continue;
-            }
-            if unavailable_in_a_row >= UNAVAILABLE_STOPS_A_PASS {
-                report.failed += 1;
-                continue;
-            }
-            let tokens = self.tokens_for(&charge, &mut verified).await;
-            if tokens.is_empty() {
-                report.waiting += 1;
-                continue;
-            }
-            match self.send(&charge, tokens).await {
-                Ok(receipt) => {
-                    unavailable_in_a_row = 0;
-                    self.acknowledge(&charge, &receipt, false).await;
-                    report.acknowledged.push(receipt);
-                }
-                Err(failure) => match self.verdict(&charge, &failure) {
-                    Verdict::Refuse => {
-                        if let Some(refused) = self.refuse(&charge, &failure.error).await {
-                            report.refused.push(refused);
-                        }
+            let slot = *index.entry(charge.account.clone()).or_insert_with(|| {
+                by_account.push((charge.account.clone(), Vec::new()));
+                by_account.len() - 1
+            });
+            by_account[slot].1.push(charge);
+        }
+        let at_once = self.inner.policy.accounts_at_once.max(1);
+        futures_util::stream::iter(by_account)
+            .for_each_concurrent(at_once, |(_, charges)| async {
+                // What the ledger said of each token asked, for this account's charges.
+                let mut verified = HashMap::new();
+                for charge in charges {
+                    if self.is_stopped() {
+                        break;
                     }
-                    Verdict::Hold {
-                        not_before,
-                        unavailable,
-                    } => {
+                    self.pass_one(&charge, &mut verified, &state).await;
+                }
+            })
+            .await;
+        state.report.into_inner().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends one charge of a pass, unless it is being sent, settled, or the pass has stopped.
+    async fn pass_one(
+        &self,
+        charge: &PendingCharge,
+        verified: &mut HashMap<String, Option<String>>,
+        state: &PassState,
+    ) {
+        let Some(_sending) = InFlight::claim(&self.inner, charge) else {
+            // Being sent by its first send: if that fails, it wakes the loop again.
+            state.update(|report| report.busy += 1);
+            return;
+        };
+        if !self
+            .inner
+            .journal
+            .contains(&charge.account, &charge.idempotency_key)
+        {
+            // Acknowledged or refused since the pass took its list.
+            return;
+        }
+        if state.unavailable_in_a_row.load(Ordering::SeqCst) >= UNAVAILABLE_STOPS_A_PASS {
+            state.update(|report| report.failed += 1);
+            return;
+        }
+        let tokens = self.tokens_for(charge, verified).await;
+        if tokens.is_empty() {
+            state.update(|report| report.waiting += 1);
+            return;
+        }
+        match self.send(charge, tokens).await {
+            Ok(receipt) => {
+                state.unavailable_in_a_row.store(0, Ordering::SeqCst);
+                self.acknowledge(charge, &receipt, false).await;
+                state.update(|report| report.acknowledged.push(receipt));
+            }
+            Err(failure) => match self.verdict(charge, &failure) {
+                Verdict::Refuse => {
+                    if let Some(refused) = self.refuse(charge, &failure.error).await {
+                        state.update(|report| report.refused.push(refused));
+                    }
+                }
+                Verdict::Hold {
+                    not_before,
+                    unavailable,
+                } => {
+                    if unavailable {
+                        state.unavailable_in_a_row.fetch_add(1, Ordering::SeqCst);
+                    } else {
+                        state.unavailable_in_a_row.store(0, Ordering::SeqCst);
+                    }
+                    state.update(|report| {
                         report.failed += 1;
                         report.retry_after = report.retry_after.max(not_before);
                         report.unavailable |= unavailable;
-                        unavailable_in_a_row = if unavailable {
-                            unavailable_in_a_row + 1
-                        } else {
-                            0
-                        };
-                    }
-                },
-            }
+                    });
+                }
+            },
         }
-        report
     }
 
     /// Sends `charge` once with each of `tokens` (all of its own account) until one is not
@@ -857,6 +889,21 @@ impl Drop for InFlight<'_> {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.id);
+    }
+}
+
+/// What the accounts served at once by one pass share.
+#[derive(Default)]
+struct PassState {
+    report: Mutex<SyncReport>,
+    /// Failures in a row that said the ledger cannot take requests: a flaky network lets the
+    /// pass go on, a ledger that is down stops it after a few.
+    unavailable_in_a_row: AtomicUsize,
+}
+
+impl PassState {
+    fn update(&self, change: impl FnOnce(&mut SyncReport)) {
+        change(&mut self.report.lock().unwrap_or_else(|p| p.into_inner()));
     }
 }
 

@@ -75,6 +75,7 @@ pub fn fast_sync() -> points_sdk::SyncPolicy {
     points_sdk::SyncPolicy {
         min_delay: Duration::from_millis(50),
         max_delay: Duration::from_millis(400),
+        ..points_sdk::SyncPolicy::default()
     }
 }
 

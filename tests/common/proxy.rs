@@ -55,6 +55,37 @@ pub struct ProxyStats {
     pub stalled: AtomicU64,
     pub unavailable: AtomicU64,
     pub delayed: AtomicU64,
+    /// Charges (`POST`s) forwarded to the ledger and not answered yet, at most, all tokens
+    /// together and per bearer token.
+    pub charges_at_once: Mutex<AtOnce>,
+}
+
+/// Requests under way now and at their most.
+#[derive(Debug, Default)]
+pub struct AtOnce {
+    now: u64,
+    pub peak: u64,
+    now_per_token: HashMap<String, u64>,
+    pub peak_per_token: HashMap<String, u64>,
+}
+
+impl AtOnce {
+    fn start(&mut self, token: &str) {
+        self.now += 1;
+        self.peak = self.peak.max(self.now);
+        let now = self.now_per_token.entry(token.to_owned()).or_default();
+        *now += 1;
+        let now = *now;
+        let peak = self.peak_per_token.entry(token.to_owned()).or_default();
+        *peak = (*peak).max(now);
+    }
+
+    fn end(&mut self, token: &str) {
+        self.now -= 1;
+        if let Some(now) = self.now_per_token.get_mut(token) {
+            *now -= 1;
+        }
+    }
 }
 
 impl ProxyStats {
@@ -217,11 +248,12 @@ async fn serve(
         Fault::Pass | Fault::DropAnswer | Fault::Delay(_) => {}
     }
     let head = rewrite_head(&request.head, tokens);
-    let mut ledger = TcpStream::connect(upstream).await?;
-    ledger.write_all(&head).await?;
-    ledger.write_all(&request.body).await?;
-    let mut answer = Vec::new();
-    ledger.read_to_end(&mut answer).await?;
+    let charge = request_line
+        .starts_with("POST")
+        .then(|| bearer(&request.head).unwrap_or_default());
+    // Counted until its answer is written (or dropped).
+    let _under_way = charge.map(|token| UnderWay::start(stats, token));
+    let answer = forward(upstream, &head, &request.body).await?;
     match fault {
         Fault::DropAnswer => {
             reset(&client);
@@ -232,6 +264,47 @@ async fn serve(
     }
     client.write_all(&answer).await?;
     client.shutdown().await
+}
+
+/// A charge counted in [`ProxyStats::charges_at_once`] while it lives.
+struct UnderWay<'a> {
+    stats: &'a ProxyStats,
+    token: String,
+}
+
+impl<'a> UnderWay<'a> {
+    fn start(stats: &'a ProxyStats, token: String) -> Self {
+        stats.charges_at_once.lock().unwrap().start(&token);
+        Self { stats, token }
+    }
+}
+
+impl Drop for UnderWay<'_> {
+    fn drop(&mut self) {
+        self.stats.charges_at_once.lock().unwrap().end(&self.token);
+    }
+}
+
+/// Sends one request to the ledger and reads its whole answer.
+async fn forward(upstream: &str, head: &[u8], body: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut ledger = TcpStream::connect(upstream).await?;
+    ledger.write_all(head).await?;
+    ledger.write_all(body).await?;
+    let mut answer = Vec::new();
+    ledger.read_to_end(&mut answer).await?;
+    Ok(answer)
+}
+
+/// The bearer token of a request head.
+fn bearer(head: &[u8]) -> Option<String> {
+    String::from_utf8_lossy(head)
+        .split("\r\n")
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            let token = value.trim().strip_prefix("Bearer ")?;
+            name.eq_ignore_ascii_case("authorization")
+                .then(|| token.trim().to_owned())
+        })
 }
 
 struct Request {

@@ -175,6 +175,7 @@ async fn work(orders: Orders) {
     let policy = SyncPolicy {
         min_delay: Duration::from_millis(20),
         max_delay: Duration::from_millis(200),
+        ..SyncPolicy::default()
     };
     let sync = ChargeSync::new(
         client.clone(),

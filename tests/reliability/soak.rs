@@ -58,8 +58,10 @@ const RETRY_AFTERS: [&str; 5] = [
 ];
 /// How long every charge is refused at the start, so that many go pending at once.
 const OUTAGE: Duration = Duration::from_secs(1);
-/// Every pending charge is acknowledged within this long after the faults stop.
+/// Every pending charge is acknowledged within this long after the faults stop, plus
+/// [`DRAIN_PER_CHARGE`] for each charge pending then.
 const DRAIN_BOUND: Duration = Duration::from_secs(20);
+const DRAIN_PER_CHARGE: Duration = Duration::from_millis(2);
 /// About this many charges of each kind refused for good, whatever the number of charges (the
 /// refused record keeps 500).
 const CONFLICTS: usize = 100;
@@ -601,11 +603,12 @@ async fn charges_through_network_faults_are_each_charged_once_to_their_account()
     let pending_at_drain = journal.len();
     sessions.sign_out();
     proxy.set(Fault::Pass);
+    let drain_bound = DRAIN_BOUND + DRAIN_PER_CHARGE * u32::try_from(pending_at_drain).unwrap();
     let drain = Instant::now();
     sync.ledger_reachable();
     sync.wake();
     let drained = tokio::time::timeout(
-        DRAIN_BOUND,
+        drain_bound,
         journal_changes.wait_for(|_| journal.is_empty()),
     )
     .await
@@ -867,7 +870,7 @@ async fn charges_through_network_faults_are_each_charged_once_to_their_account()
         refusals_not_once.len(),
         unexpected_refusals.len(),
         drain_time.as_millis(),
-        DRAIN_BOUND.as_millis(),
+        drain_bound.as_millis(),
         jobs_done.as_millis(),
         wall.elapsed().as_millis(),
     );
@@ -875,7 +878,7 @@ async fn charges_through_network_faults_are_each_charged_once_to_their_account()
     // The money rules.
     assert!(
         drained,
-        "{left_pending} charges still pending {DRAIN_BOUND:?} after the faults stopped: {:?}",
+        "{left_pending} charges still pending {drain_bound:?} after the faults stopped: {:?}",
         journal.pending().iter().take(5).collect::<Vec<_>>()
     );
     assert!(idle, "no job was left running");

@@ -371,6 +371,7 @@ async fn reads_do_not_resend_a_charge_whose_token_is_refused() {
     let policy = SyncPolicy {
         min_delay: Duration::from_secs(2),
         max_delay: Duration::from_secs(4),
+        ..SyncPolicy::default()
     };
     let stack = Stack::new(&proxy.base_url, dir.path(), policy);
     stack.sign_in(&test.token, None);
@@ -520,6 +521,7 @@ async fn shutdown_interrupts_a_retry_after_hold() {
     let policy = SyncPolicy {
         min_delay: Duration::from_secs(1),
         max_delay: Duration::from_secs(600),
+        ..SyncPolicy::default()
     };
     let stack = Stack::new(&proxy.base_url, dir.path(), policy);
     stack.sign_in(&test.token, None);

@@ -345,3 +345,76 @@ async fn a_charge_made_twice_with_one_key_is_charged_once() {
     assert_eq!(test.client().balance().await.unwrap().balance, 5);
     test.ledger.shutdown().await;
 }
+
+/// The host's tokens for accounts not signed in.
+struct TokensOf(std::collections::HashMap<String, String>);
+
+impl TokenProvider for TokensOf {
+    fn token(&self) -> Option<String> {
+        None
+    }
+    fn token_for(&self, account: &str) -> Option<String> {
+        self.0.get(account).cloned()
+    }
+}
+
+#[tokio::test]
+async fn a_pass_serves_several_accounts_at_once_and_one_account_at_a_time() {
+    const ACCOUNTS: usize = 10;
+    const EACH: usize = 3;
+    const AT_ONCE: usize = 4;
+    let test = TestLedger::start(0).await;
+    let proxy = FaultProxy::start(&test.ledger.base_url()).await;
+    // Every charge is applied, and its answer held a while: charges sent one after the other
+    // never overlap, charges sent at once do.
+    proxy.fault_charges(Fault::Delay(Duration::from_millis(150)));
+    let dir = tempfile::tempdir().unwrap();
+    let mut tokens = std::collections::HashMap::new();
+    for _ in 0..ACCOUNTS {
+        let token = test.ledger.token_for(uuid::Uuid::new_v4());
+        for n in 0..EACH {
+            record(dir.path(), &token, &format!("job-{n}"), "compose");
+        }
+        tokens.insert(account_of(&token), token);
+    }
+    let sessions = Arc::new(Sessions::new(Some(Arc::new(TokensOf(tokens.clone())))));
+    let client = LedgerClient::builder(&proxy.base_url)
+        .retry(fast_retry())
+        .request_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let policy = points_sdk::SyncPolicy {
+        accounts_at_once: AT_ONCE,
+        ..fast_sync()
+    };
+    let journal = Arc::new(Journal::open(dir.path()).unwrap());
+    let sync = ChargeSync::new(client, journal, sessions, policy, Arc::new(()));
+
+    let report = sync.sync_now().await;
+    assert_eq!(report.acknowledged.len(), ACCOUNTS * EACH, "{report:?}");
+    assert!(sync.journal().is_empty());
+    let (peak, peak_per_token) = {
+        let at_once = proxy.stats.charges_at_once.lock().unwrap();
+        (at_once.peak, at_once.peak_per_token.clone())
+    };
+    assert!(
+        peak > 1 && peak <= AT_ONCE as u64,
+        "charges under way at once, at most: {peak} (accounts at once: {AT_ONCE})"
+    );
+    assert_eq!(peak_per_token.len(), ACCOUNTS);
+    assert!(
+        peak_per_token.values().all(|&peak| peak == 1),
+        "one account's charges go one after the other: {:?}",
+        peak_per_token.values().collect::<Vec<_>>()
+    );
+    for token in tokens.values() {
+        let client = client_for(&test.ledger.base_url(), Some(token));
+        assert_eq!(
+            consumes(&client).await,
+            vec![(Some("compose".into()), -5); EACH],
+            "each job charged once"
+        );
+        assert_eq!(client.balance().await.unwrap().balance, -15);
+    }
+    test.ledger.shutdown().await;
+}
