@@ -1,28 +1,32 @@
 //! A loopback `http://` ledger never goes through a proxy, whatever `HTTP_PROXY` / `ALL_PROXY`
-//! say: the bearer token would leave the machine in clear text. Its own test binary, since proxy
-//! variables are read from the process environment when a client is built.
+//! say: the bearer token would leave the machine in clear text. An `https://` ledger goes through
+//! the system's proxy (a corporate network may have no other way out), in a `CONNECT` tunnel the
+//! proxy cannot read. Its own test binary, since proxy variables are read from the process
+//! environment when a client is built.
 
 #[path = "common/mod.rs"]
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
-async fn proxy_variables_are_ignored_for_a_loopback_ledger() {
-    // A "corporate proxy" that records every connection and answers 502.
+async fn proxy_variables_apply_to_https_and_never_to_a_loopback_ledger() {
+    // A "corporate proxy" that records the first line of every request and answers 502.
     let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
-    let seen = Arc::new(AtomicUsize::new(0));
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
     tokio::spawn({
         let seen = seen.clone();
         async move {
             while let Ok((mut stream, _)) = proxy.accept().await {
-                seen.fetch_add(1, Ordering::SeqCst);
                 let mut buffer = [0u8; 4096];
-                let _ = stream.read(&mut buffer).await;
+                let read = stream.read(&mut buffer).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buffer[..read]);
+                seen.lock()
+                    .unwrap()
+                    .push(head.lines().next().unwrap_or_default().to_owned());
                 let _ = stream
                     .write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
                     .await;
@@ -45,10 +49,23 @@ async fn proxy_variables_are_ignored_for_a_loopback_ledger() {
     let test = common::TestLedger::start(10).await;
     let balance = test.client().balance().await;
     assert_eq!(
-        seen.load(Ordering::SeqCst),
-        0,
+        *seen.lock().unwrap(),
+        Vec::<String>::new(),
         "the request (and its token) went to the proxy"
     );
     assert_eq!(balance.unwrap().balance, 10);
     test.ledger.shutdown().await;
+
+    // An https ledger is reached through the proxy, in a tunnel: the proxy sees the host only.
+    let remote = common::client_for("https://ledger.example.invalid", Some("a-token"));
+    let failed = remote.balance().await;
+    assert!(failed.is_err(), "the proxy answered 502: {failed:?}");
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        !seen.is_empty()
+            && seen
+                .iter()
+                .all(|line| line.starts_with("CONNECT ledger.example.invalid:443 ")),
+        "the https requests went through the proxy, each as a tunnel: {seen:?}"
+    );
 }
