@@ -1,10 +1,9 @@
 // Exit while a job runs: the user closes the app's only window halfway through a job. The app
 // does not quit at once: the job finishes, its charge is journaled and sent, then the app quits.
 import assert from "node:assert/strict";
-import { randomUUID } from "node:crypto";
 import { readdirSync, readFileSync, readlinkSync, realpathSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
-import { click, launchApp, ledgerProcess, shown, tokenFor, waitFor, waitText, withTimeout } from "./harness.mjs";
+import { appOnLedgerProcess, click, shown, waitFor, waitText, withTimeout } from "./harness.mjs";
 
 /** The pids of the example app started with `XDG_DATA_HOME=dataDir` (read from /proc). */
 function appProcesses(dataDir) {
@@ -23,31 +22,16 @@ function appProcesses(dataDir) {
 }
 
 describe("exit while a job runs", () => {
-  let ledger;
-  let app;
-  const user = randomUUID();
-  let token;
+  let setup;
 
   before(async () => {
-    ledger = await ledgerProcess();
-    await ledger.recharge(user, 20);
-    token = tokenFor(ledger.secret, user);
-    app = await launchApp({
-      env: {
-        POINTS_API_URL: ledger.baseUrl,
-        POINTS_TOKEN: token,
-        POINTS_ACCOUNT: user,
-        POINTS_EXAMPLE_JOB_MS: "4000",
-      },
-    });
+    setup = await appOnLedgerProcess({ points: 20, jobMs: 4000 });
   });
-  after(async () => {
-    await app?.close();
-    await ledger?.close();
-  });
+  after(async () => setup?.close());
 
   it("lets the job finish and its charge reach the ledger before the app quits", async () => {
-    const { browser, dataDir } = app;
+    const { ledger, token } = setup;
+    const { browser, dataDir } = setup.app;
     await waitText(browser, "balance", "20");
     const running = appProcesses(dataDir);
     assert.equal(running.length, 1, `one app process: ${running}`);

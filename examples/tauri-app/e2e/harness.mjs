@@ -372,3 +372,33 @@ export async function ledgerProcess() {
   return ledger;
 }
 
+/**
+ * A user holding `points` on a ledger process of the test's own, and the app signed in as them
+ * in external-backend mode, its jobs lasting `jobMs`. `close()` ends both.
+ */
+export async function appOnLedgerProcess({ points, jobMs }) {
+  const ledger = await ledgerProcess();
+  const user = randomUUID();
+  let app = null;
+  try {
+    await ledger.recharge(user, points);
+    const token = tokenFor(ledger.secret, user);
+    app = await launchApp({
+      env: {
+        POINTS_API_URL: ledger.baseUrl,
+        POINTS_TOKEN: token,
+        POINTS_ACCOUNT: user,
+        POINTS_EXAMPLE_JOB_MS: String(jobMs),
+      },
+    });
+    const close = async () => {
+      await app.close();
+      await ledger.close();
+    };
+    return { ledger, app, user, token, close };
+  } catch (error) {
+    await app?.close();
+    await ledger.close();
+    throw error;
+  }
+}

@@ -1,36 +1,20 @@
 // The offline scenario: the app in external-backend mode against a points-ledger process this
 // test owns; the ledger goes away while a job runs, and comes back on the same port and file.
 import assert from "node:assert/strict";
-import { randomUUID } from "node:crypto";
 import { after, before, describe, it } from "node:test";
-import { click, launchApp, ledgerProcess, shown, text, tokenFor, waitFor, waitText } from "./harness.mjs";
+import { appOnLedgerProcess, click, shown, text, waitFor, waitText } from "./harness.mjs";
 
 describe("a charge made while the ledger is down", () => {
-  let ledger;
-  let app;
-  const user = randomUUID();
-  let token;
+  let setup;
 
   before(async () => {
-    ledger = await ledgerProcess();
-    await ledger.recharge(user, 20);
-    token = tokenFor(ledger.secret, user);
-    app = await launchApp({
-      env: {
-        POINTS_API_URL: ledger.baseUrl,
-        POINTS_TOKEN: token,
-        POINTS_ACCOUNT: user,
-        POINTS_EXAMPLE_JOB_MS: "3000",
-      },
-    });
+    setup = await appOnLedgerProcess({ points: 20, jobMs: 3000 });
   });
-  after(async () => {
-    await app?.close();
-    await ledger?.close();
-  });
+  after(async () => setup?.close());
 
   it("is pending while the ledger is away, then sent by itself, once", async () => {
-    const { browser } = app;
+    const { ledger, token } = setup;
+    const { browser } = setup.app;
     await waitText(browser, "balance", "20");
     await waitText(browser, "pending-count", "0");
 
