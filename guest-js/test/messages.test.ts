@@ -18,23 +18,10 @@ import {
   type PointsError,
   type PointStore,
 } from "../src";
+import { ONE_ERROR_OF_EACH_KIND as SAMPLES } from "./ipc";
 
 const HAN = /[\u4e00-\u9fff]/;
 
-/** One error of every kind, with fields an app would meet. */
-const SAMPLES: PointsError[] = [
-  { kind: "insufficientPoints", service: "compose", required: 5, balance: 2, message: "m" },
-  { kind: "unauthorized", message: "m" },
-  { kind: "unknownService", service: "lipsync", message: "m" },
-  { kind: "invalidDuration", message: "m" },
-  { kind: "notChargeableHere", service: "video", message: "m" },
-  { kind: "invalidArgument", field: "idempotencyKey", message: "m" },
-  { kind: "network", message: "m" },
-  { kind: "timeout", message: "m" },
-  { kind: "backend", status: 503, code: null, message: "m" },
-  { kind: "protocol", message: "m" },
-  { kind: "storage", message: "m" },
-];
 
 let stores: PointStore[] = [];
 afterEach(() => {
