@@ -184,6 +184,276 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
         return String(error);
     }
 
+    /** Every {@link Locale}, the default (fallback) one last. */
+    const LOCALES = Object.freeze(["zh-CN", "en"]);
+    /** The language used when neither the host nor the browser names one of {@link LOCALES}. */
+    const FALLBACK_LOCALE = "en";
+    const ZH_CN = {
+        errors: {
+            insufficientPoints: "积分不足，请充值后再试。",
+            unauthorized: "登录已失效，请重新登录。",
+            unknownService: "暂不支持该服务：{service}。",
+            invalidDuration: "时长无效，请输入大于 0 秒且不超过 24 小时的时长。",
+            notChargeableHere: "{service}由服务器计费，不能在本机扣费。",
+            invalidArgument: "参数无效：{field}。",
+            network: "网络连接失败，请稍后重试。",
+            timeout: "请求超时，请稍后重试。",
+            backend: "服务器出错（{status}），请稍后重试。",
+            protocol: "无法识别服务器返回的数据，请稍后重试。",
+            storage: "无法保存本机的扣费记录，请检查磁盘空间后重试。",
+        },
+        unexpected: "操作失败：{detail}",
+        recharge: {
+            title: "积分不足",
+            message: "{service}需要 {required} 积分，当前余额 {balance} 积分。",
+            messageWithoutService: "本次操作需要 {required} 积分，当前余额 {balance} 积分。",
+            messageWithoutFigures: "当前积分不足以完成本次操作。",
+            confirm: "去充值",
+            cancel: "取消",
+        },
+        services: {
+            script: "脚本生成",
+            polish: "文案润色",
+            title: "标题生成",
+            voice_clone: "声音克隆",
+            tts: "语音合成",
+            video: "视频生成",
+            compose: "视频合成",
+            subtitle_burn: "字幕压制",
+            cover_design: "封面设计",
+            caption: "字幕识别",
+            auto_align: "字幕打轴",
+        },
+        transactionKinds: {
+            recharge: "充值",
+            consume: "消费",
+            expire: "过期",
+        },
+    };
+    const EN = {
+        errors: {
+            insufficientPoints: "Not enough points. Top up to continue.",
+            unauthorized: "Your sign-in has expired. Please sign in again.",
+            unknownService: "This service is not available: {service}.",
+            invalidDuration: "The duration is not valid: it must be above 0 seconds and at most 24 hours.",
+            notChargeableHere: "{service} is charged by the server, not by this app.",
+            invalidArgument: "Invalid value: {field}.",
+            network: "Could not connect to the server. Please try again later.",
+            timeout: "The server took too long to answer. Please try again later.",
+            backend: "The server ran into a problem ({status}). Please try again later.",
+            protocol: "The server's answer could not be read. Please try again later.",
+            storage: "The charge record on this computer could not be saved. Check the free disk space and try again.",
+        },
+        unexpected: "Something went wrong: {detail}",
+        recharge: {
+            title: "Not enough points",
+            message: "{service} needs {required}; your balance is {balance}.",
+            messageWithoutService: "This needs {required}; your balance is {balance}.",
+            messageWithoutFigures: "Your balance is too low for this.",
+            confirm: "Top up",
+            cancel: "Cancel",
+        },
+        services: {
+            script: "Script writing",
+            polish: "Polishing",
+            title: "Title writing",
+            voice_clone: "Voice cloning",
+            tts: "Text to speech",
+            video: "Video generation",
+            compose: "Video composition",
+            subtitle_burn: "Subtitle burning",
+            cover_design: "Cover design",
+            caption: "Captions",
+            auto_align: "Subtitle alignment",
+        },
+        transactionKinds: {
+            recharge: "Top-up",
+            consume: "Charge",
+            expire: "Expired",
+        },
+    };
+    /** The plugin's own texts, before any override. */
+    const DEFAULT_MESSAGES = deepFreeze({ "zh-CN": ZH_CN, en: EN });
+    let chosen = null;
+    let tables = { ...DEFAULT_MESSAGES };
+    let version = 0;
+    const listeners = new Set();
+    function deepFreeze(value) {
+        if (typeof value === "object" && value !== null) {
+            for (const inner of Object.values(value))
+                deepFreeze(inner);
+            Object.freeze(value);
+        }
+        return value;
+    }
+    function changed() {
+        version++;
+        for (const listener of [...listeners])
+            listener();
+    }
+    /**
+     * The {@link Locale} of a BCP 47 language tag (`zh`, `zh-CN`, `zh-Hans-SG`, `en-GB`, ...), or
+     * `null` when it is none of them. Every Chinese tag gives `zh-CN`, the only Chinese table.
+     */
+    function localeOf(tag) {
+        if (typeof tag !== "string")
+            return null;
+        const language = tag.trim().toLowerCase().split(/[-_]/)[0];
+        if (language === "zh")
+            return "zh-CN";
+        if (language === "en")
+            return "en";
+        return null;
+    }
+    /** The language the browser asks for (`navigator.languages`, then `navigator.language`), or the fallback. */
+    function browserLocale() {
+        const nav = globalThis.navigator;
+        const tags = [...(nav?.languages ?? []), nav?.language];
+        for (const tag of tags) {
+            const locale = localeOf(tag);
+            if (locale !== null)
+                return locale;
+        }
+        return FALLBACK_LOCALE;
+    }
+    /** The language of the texts: the host's choice ({@link setLocale}), else the browser's. */
+    function getLocale() {
+        return chosen ?? browserLocale();
+    }
+    /**
+     * Chooses the language of the texts (any tag {@link localeOf} knows; a tag it does not know
+     * gives the fallback); `null` goes back to the browser's. Returns the language now used.
+     */
+    function setLocale(locale) {
+        const next = locale === null ? null : (localeOf(locale) ?? FALLBACK_LOCALE);
+        if (next !== chosen) {
+            chosen = next;
+            changed();
+        }
+        return getLocale();
+    }
+    /**
+     * Replaces entries of the table of `locale` (e.g. the host app's own wording of an error).
+     * Later calls add to earlier ones; {@link resetMessages} removes them.
+     */
+    function overrideMessages(locale, overrides) {
+        const base = tables[locale];
+        const next = { ...base };
+        for (const key of Object.keys(overrides)) {
+            const value = overrides[key];
+            if (value === undefined)
+                continue;
+            next[key] = typeof value === "string" ? value : { ...base[key], ...definedEntries(value) };
+        }
+        tables = { ...tables, [locale]: deepFreeze(next) };
+        changed();
+    }
+    /** Removes every override (of `locale`, or of all languages). */
+    function resetMessages(locale) {
+        tables = locale ? { ...tables, [locale]: DEFAULT_MESSAGES[locale] } : { ...DEFAULT_MESSAGES };
+        changed();
+    }
+    function definedEntries(value) {
+        return Object.fromEntries(Object.entries(value).filter(([, v]) => typeof v === "string"));
+    }
+    /** The table of `locale` (default: {@link getLocale}), with the host's overrides. */
+    function getMessages(locale = getLocale()) {
+        return tables[locale];
+    }
+    /**
+     * Calls `listener` when the language or an entry of the table changes; returns the function
+     * that stops it.
+     */
+    function onMessagesChanged(listener) {
+        followBrowserLanguage();
+        listeners.add(listener);
+        return () => {
+            listeners.delete(listener);
+        };
+    }
+    let followingBrowser = false;
+    /** A change of the browser's language is a change of the texts while the host chose none. */
+    function followBrowserLanguage() {
+        if (followingBrowser)
+            return;
+        const target = globalThis;
+        if (typeof target.addEventListener !== "function")
+            return;
+        followingBrowser = true;
+        target.addEventListener("languagechange", () => {
+            if (chosen === null)
+                changed();
+        });
+    }
+    /** A number that grows at every change of language or table (to tell a text made before one). */
+    function messagesVersion() {
+        return version;
+    }
+    /**
+     * `template` with each `{name}` replaced by `values[name]` (numbers written for `locale`); a
+     * placeholder without a value stays as it is.
+     */
+    function formatMessage(template, values, locale = getLocale()) {
+        return template.replace(/\{(\w+)\}/g, (whole, name) => {
+            const value = Object.prototype.hasOwnProperty.call(values, name) ? values[name] : undefined;
+            if (typeof value === "number")
+                return new Intl.NumberFormat(locale).format(value);
+            return typeof value === "string" ? value : whole;
+        });
+    }
+    /** The name of a service in `locale`, or its id when the table does not name it. */
+    function serviceName(service, locale = getLocale()) {
+        const names = getMessages(locale).services;
+        return Object.prototype.hasOwnProperty.call(names, service) ? names[service] : service;
+    }
+    /** The values an error's text can use: its fields, `{service}` by name. */
+    function errorValues(error, locale) {
+        const values = {};
+        for (const [key, value] of Object.entries(error)) {
+            if (typeof value === "string" || typeof value === "number")
+                values[key] = value;
+        }
+        if (typeof values.service === "string")
+            values.service = serviceName(values.service, locale);
+        return values;
+    }
+    /**
+     * The text to show the user for any rejection: a `PointsError` by its `kind` (in `locale`,
+     * default {@link getLocale}); anything else (a Tauri refusal, an `Error`) as `unexpected`.
+     */
+    function localizeError(error, locale = getLocale()) {
+        const table = getMessages(locale);
+        if (isPointsError(error))
+            return formatMessage(table.errors[error.kind], errorValues(error, locale), locale);
+        let detail;
+        if (typeof error === "string")
+            detail = error;
+        else {
+            const message = error?.message;
+            detail = typeof message === "string" && message !== "" ? message : String(error);
+        }
+        return formatMessage(table.unexpected, { detail }, locale);
+    }
+    /** The recharge dialog's texts for a refusal's figures, in `locale` (default {@link getLocale}). */
+    function localizedRecharge(figures, locale = getLocale()) {
+        const table = getMessages(locale).recharge;
+        const { service, required, balance } = figures;
+        let template;
+        if (required == null || balance == null)
+            template = table.messageWithoutFigures;
+        else if (service == null || service === "")
+            template = table.messageWithoutService;
+        else
+            template = table.message;
+        const values = { service: service ? serviceName(service, locale) : null, required, balance };
+        return Object.freeze({
+            title: table.title,
+            message: formatMessage(template, values, locale),
+            confirm: table.confirm,
+            cancel: table.cancel,
+        });
+    }
+
     /** The events the plugin emits to every window. */
     const EVENTS = {
         /**
@@ -291,7 +561,7 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
         return insufficientPointsFromBody(body);
     }
 
-    const CLOSED = Object.freeze({ open: false, service: null, required: null, balance: null });
+    const CLOSED = Object.freeze({ open: false, service: null, required: null, balance: null, texts: null });
     const NO_REFUSALS = Object.freeze([]);
     /**
      * How long a refusal seen one way (the rejection of a call, or the plugin's event) waits for the
@@ -404,6 +674,10 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
         let started = null;
         let attachment = 0;
         let unlisteners = [];
+        /** The table version and language the dialog's texts were made with. */
+        let textsOf = { version: messagesVersion(), locale: getLocale() };
+        /** Follows the language while someone subscribes. */
+        let stopFollowingMessages = null;
         function set(patch) {
             let next = null;
             for (const key of Object.keys(patch)) {
@@ -458,13 +732,20 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
             return { balance: Object.freeze(updated) };
         }
         function dialog(info = {}) {
-            const next = {
-                open: true,
-                service: info.service ?? null,
-                required: info.required ?? null,
-                balance: info.balance ?? null,
-            };
-            return sameFields(state.recharge, next) ? state.recharge : Object.freeze(next);
+            const figures = { service: info.service ?? null, required: info.required ?? null, balance: info.balance ?? null };
+            textsOf = { version: messagesVersion(), locale: getLocale() };
+            const current = state.recharge;
+            const texts = localizedRecharge(figures);
+            const same = current.texts !== null && sameFields(current.texts, texts);
+            const next = { open: true, ...figures, texts: same ? current.texts : texts };
+            return sameFields(current, next) ? current : Object.freeze(next);
+        }
+        /** The dialog with texts of the current language and table, when they changed since it was made. */
+        function relocalized() {
+            const current = state.recharge;
+            if (!current.open || (textsOf.version === messagesVersion() && textsOf.locale === getLocale()))
+                return current;
+            return dialog(current);
         }
         /**
          * Whether a refusal reported `from` a call or an event should open the dialog: not when the
@@ -596,11 +877,22 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
         const store = {
             subscribe(listener) {
                 listeners.add(listener);
+                stopFollowingMessages ??= onMessagesChanged(() => set({ recharge: relocalized() }));
                 return () => {
                     listeners.delete(listener);
+                    if (listeners.size === 0 && stopFollowingMessages) {
+                        stopFollowingMessages();
+                        stopFollowingMessages = null;
+                    }
                 };
             },
-            getSnapshot: () => state,
+            getSnapshot() {
+                // Without subscribers nobody heard a change of language: the texts are brought up to date here.
+                const recharge = relocalized();
+                if (recharge !== state.recharge)
+                    state = Object.freeze({ ...state, recharge });
+                return state;
+            },
             fetchBalance() {
                 if (inflight)
                     return inflight;
@@ -754,17 +1046,24 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
     }
 
     exports.COMMANDS = COMMANDS;
+    exports.DEFAULT_MESSAGES = DEFAULT_MESSAGES;
     exports.EVENTS = EVENTS;
+    exports.FALLBACK_LOCALE = FALLBACK_LOCALE;
+    exports.LOCALES = LOCALES;
     exports.PAYMENT_REQUIRED = PAYMENT_REQUIRED;
     exports.PLUGIN_NAME = PLUGIN_NAME;
     exports.POINTS_ERROR_KINDS = POINTS_ERROR_KINDS;
+    exports.browserLocale = browserLocale;
     exports.charge = charge;
     exports.checkCost = checkCost;
     exports.clearSessionToken = clearSessionToken;
     exports.createPointStore = createPointStore;
     exports.dismissRefused = dismissRefused;
     exports.errorMessage = errorMessage;
+    exports.formatMessage = formatMessage;
     exports.getBalance = getBalance;
+    exports.getLocale = getLocale;
+    exports.getMessages = getMessages;
     exports.getPending = getPending;
     exports.getPointStore = getPointStore;
     exports.getPrices = getPrices;
@@ -776,13 +1075,22 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
     exports.isPointsErrorKind = isPointsErrorKind;
     exports.listBatches = listBatches;
     exports.listTransactions = listTransactions;
+    exports.localeOf = localeOf;
+    exports.localizeError = localizeError;
+    exports.localizedRecharge = localizedRecharge;
+    exports.messagesVersion = messagesVersion;
     exports.newIdempotencyKey = newIdempotencyKey;
     exports.onBalanceChanged = onBalanceChanged;
     exports.onChargeRefused = onChargeRefused;
     exports.onInsufficientPoints = onInsufficientPoints;
+    exports.onMessagesChanged = onMessagesChanged;
     exports.onPendingChanged = onPendingChanged;
     exports.onSessionChanged = onSessionChanged;
+    exports.overrideMessages = overrideMessages;
+    exports.resetMessages = resetMessages;
     exports.retryRefused = retryRefused;
+    exports.serviceName = serviceName;
+    exports.setLocale = setLocale;
     exports.setSessionToken = setSessionToken;
     exports.syncPending = syncPending;
 

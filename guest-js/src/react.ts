@@ -1,4 +1,5 @@
 import { useEffect, useSyncExternalStore } from "react";
+import { getLocale, onMessagesChanged, type Locale } from "./messages";
 import { getPointStore, type PointState, type PointStore } from "./store";
 
 /** The state of `store`, re-rendering on every change. No provider needed. */
@@ -88,5 +89,14 @@ export function usePoints(options: UsePointsOptions = {}): UsePoints {
   };
 }
 
+/**
+ * The language of the plugin's texts (`getLocale()`), re-rendering when `setLocale` (or, while
+ * the host chose none, the browser's language) changes it. For the host's own texts too.
+ */
+export function useLocale(): Locale {
+  return useSyncExternalStore(onMessagesChanged, getLocale, getLocale);
+}
+
 export { getPointStore, createPointStore } from "./store";
+export { getLocale, getMessages, localizeError, localizedRecharge, setLocale, type Locale } from "./messages";
 export type { PointState, PointStore, RechargeDialog } from "./store";

@@ -23,6 +23,7 @@ import {
   onSessionChanged,
   type UnlistenFn,
 } from "./events";
+import { getLocale, localizedRecharge, messagesVersion, onMessagesChanged, type RechargeTexts } from "./messages";
 import {
   PAYMENT_REQUIRED,
   insufficientPointsFromBody,
@@ -30,12 +31,20 @@ import {
   type RefusalFigures,
 } from "./backend";
 
-/** The recharge dialog: whether it is open, and the figures of the refusal that opened it. */
+/**
+ * The recharge dialog: whether it is open, the figures of the refusal that opened it, and its
+ * texts in the current language (`getLocale()`), with the figures filled in.
+ */
 export interface RechargeDialog {
   readonly open: boolean;
   readonly service: string | null;
   readonly required: number | null;
   readonly balance: number | null;
+  /**
+   * The title, message and button labels while open (`null` when closed). They follow
+   * `setLocale` and `overrideMessages`: a change gives a new snapshot with the new texts.
+   */
+  readonly texts: RechargeTexts | null;
 }
 
 /** What the store keeps of a failure: a PointsError, a Tauri refusal (a string), or an Error. */
@@ -89,7 +98,10 @@ export interface PointStoreOptions {
 
 /** The points of the signed-in user, for any UI. Its methods need no `this`: pass them around freely. */
 export interface PointStore {
-  /** Calls `listener` after every change; returns the function that stops it. For `useSyncExternalStore`. */
+  /**
+   * Calls `listener` after every change (a change of language included, which gives the dialog new
+   * texts); returns the function that stops it. For `useSyncExternalStore`.
+   */
   subscribe(listener: () => void): () => void;
   /** The current snapshot: the same object as long as nothing changed. For `useSyncExternalStore`. */
   getSnapshot(): PointState;
@@ -172,7 +184,7 @@ export interface PointStore {
   dispose(): void;
 }
 
-const CLOSED: RechargeDialog = Object.freeze({ open: false, service: null, required: null, balance: null });
+const CLOSED: RechargeDialog = Object.freeze({ open: false, service: null, required: null, balance: null, texts: null });
 const NO_REFUSALS: readonly RefusedCharge[] = Object.freeze([]);
 
 /**
@@ -300,6 +312,10 @@ export function createPointStore(options: PointStoreOptions = {}): PointStore {
   let started: Promise<void> | null = null;
   let attachment = 0;
   let unlisteners: UnlistenFn[] = [];
+  /** The table version and language the dialog's texts were made with. */
+  let textsOf = { version: messagesVersion(), locale: getLocale() };
+  /** Follows the language while someone subscribes. */
+  let stopFollowingMessages: (() => void) | null = null;
 
   function set(patch: Patch): void {
     let next: PointState | null = null;
@@ -352,13 +368,20 @@ export function createPointStore(options: PointStoreOptions = {}): PointStore {
   }
 
   function dialog(info: Partial<RefusalFigures> = {}): RechargeDialog {
-    const next: RechargeDialog = {
-      open: true,
-      service: info.service ?? null,
-      required: info.required ?? null,
-      balance: info.balance ?? null,
-    };
-    return sameFields(state.recharge, next) ? state.recharge : Object.freeze(next);
+    const figures = { service: info.service ?? null, required: info.required ?? null, balance: info.balance ?? null };
+    textsOf = { version: messagesVersion(), locale: getLocale() };
+    const current = state.recharge;
+    const texts = localizedRecharge(figures);
+    const same = current.texts !== null && sameFields(current.texts, texts);
+    const next: RechargeDialog = { open: true, ...figures, texts: same ? current.texts : texts };
+    return sameFields(current, next) ? current : Object.freeze(next);
+  }
+
+  /** The dialog with texts of the current language and table, when they changed since it was made. */
+  function relocalized(): RechargeDialog {
+    const current = state.recharge;
+    if (!current.open || (textsOf.version === messagesVersion() && textsOf.locale === getLocale())) return current;
+    return dialog(current);
   }
 
   /**
@@ -486,11 +509,21 @@ export function createPointStore(options: PointStoreOptions = {}): PointStore {
   const store: PointStore = {
     subscribe(listener) {
       listeners.add(listener);
+      stopFollowingMessages ??= onMessagesChanged(() => set({ recharge: relocalized() }));
       return () => {
         listeners.delete(listener);
+        if (listeners.size === 0 && stopFollowingMessages) {
+          stopFollowingMessages();
+          stopFollowingMessages = null;
+        }
       };
     },
-    getSnapshot: () => state,
+    getSnapshot() {
+      // Without subscribers nobody heard a change of language: the texts are brought up to date here.
+      const recharge = relocalized();
+      if (recharge !== state.recharge) state = Object.freeze({ ...state, recharge });
+      return state;
+    },
 
     fetchBalance() {
       if (inflight) return inflight;

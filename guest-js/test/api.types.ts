@@ -12,6 +12,10 @@ import {
   type PendingStatus,
   type PointState,
   type PointStore,
+  type PointsErrorKind,
+  type PointsMessages,
+  type RechargeDialog,
+  type RechargeTexts,
 } from "../src";
 import type { UsePoints } from "../src/react";
 import type { Equals, Expect } from "./bindings.types";
@@ -34,4 +38,10 @@ export type StoreMatchesTheCommands = [
   Expect<Equals<UsePoints["retryRefused"], PointStore["retryRefused"]>>,
   Expect<Equals<UsePoints["dismissRefused"], PointStore["dismissRefused"]>>,
   Expect<Equals<UsePoints["pendingOtherAccounts"], number>>,
+];
+
+export type MessagesMatchTheBindings = [
+  // One text per error kind of the generated union, no more, no less.
+  Expect<Equals<keyof PointsMessages["errors"], PointsErrorKind>>,
+  Expect<Equals<RechargeDialog["texts"], RechargeTexts | null>>,
 ];

@@ -7,25 +7,10 @@ import {
   isInsufficientPoints,
   isPointsError,
   isPointsErrorKind,
-  type PointsError,
 } from "../src";
-import { INSUFFICIENT, mockPlugin } from "./ipc";
+import { INSUFFICIENT, ONE_ERROR_OF_EACH_KIND as SAMPLES, mockPlugin } from "./ipc";
 
 afterEach(() => clearMocks());
-
-const SAMPLES: PointsError[] = [
-  INSUFFICIENT,
-  { kind: "unauthorized", message: "m" },
-  { kind: "unknownService", service: "x", message: "m" },
-  { kind: "invalidDuration", message: "m" },
-  { kind: "notChargeableHere", service: "video", message: "m" },
-  { kind: "invalidArgument", field: "idempotencyKey", message: "m" },
-  { kind: "network", message: "m" },
-  { kind: "timeout", message: "m" },
-  { kind: "backend", status: 500, code: null, message: "m" },
-  { kind: "protocol", message: "m" },
-  { kind: "storage", message: "m" },
-];
 
 describe("error guards", () => {
   it("know every kind of the binding", () => {

@@ -1,5 +1,5 @@
 import { mockIPC } from "@tauri-apps/api/mocks";
-import type { ChargeOutcome, ChargeReceipt, PendingStatus, PointBalance, RefusedCharge } from "../src";
+import type { ChargeOutcome, ChargeReceipt, PendingStatus, PointBalance, PointsError, RefusedCharge } from "../src";
 
 export interface Call {
   cmd: string;
@@ -82,3 +82,18 @@ export function receiptOf(key: string, balance: number, seq: number | null = 8, 
 export function acknowledged(receipt: ChargeReceipt): ChargeOutcome {
   return { status: "acknowledged", receipt };
 }
+
+/** One error of every kind of the binding, with fields an app would meet. */
+export const ONE_ERROR_OF_EACH_KIND: PointsError[] = [
+  INSUFFICIENT,
+  { kind: "unauthorized", message: "m" },
+  { kind: "unknownService", service: "x", message: "m" },
+  { kind: "invalidDuration", message: "m" },
+  { kind: "notChargeableHere", service: "video", message: "m" },
+  { kind: "invalidArgument", field: "idempotencyKey", message: "m" },
+  { kind: "network", message: "m" },
+  { kind: "timeout", message: "m" },
+  { kind: "backend", status: 500, code: null, message: "m" },
+  { kind: "protocol", message: "m" },
+  { kind: "storage", message: "m" },
+];

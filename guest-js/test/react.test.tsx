@@ -3,8 +3,8 @@ import { emit } from "@tauri-apps/api/event";
 import { clearMocks, mockWindows } from "@tauri-apps/api/mocks";
 import { StrictMode } from "react";
 import { afterEach, describe, expect, it } from "vitest";
-import { createPointStore, getPointStore, type PointStore } from "../src";
-import { usePointStore, usePoints } from "../src/react";
+import { createPointStore, getPointStore, resetMessages, type PointStore } from "../src";
+import { setLocale, useLocale, usePointStore, usePoints } from "../src/react";
 import { BALANCE, INSUFFICIENT, OTHER_BALANCE, mockPlugin, pending, refusedCharge } from "./ipc";
 
 let stores: PointStore[] = [];
@@ -19,6 +19,8 @@ afterEach(() => {
   for (const store of stores) store.dispose();
   stores = [];
   getPointStore().dispose();
+  setLocale(null);
+  resetMessages();
   clearMocks();
 });
 
@@ -193,5 +195,28 @@ describe("usePoints", () => {
     session = 2;
     await act(() => store.syncPending());
     await waitFor(() => expect(screen.getByTestId("balance").textContent).toBe("3"));
+  });
+});
+
+describe("useLocale", () => {
+  it("re-renders the host's texts and the dialog's when the language changes", () => {
+    setLocale("en");
+    const store = newStore();
+    store.openRecharge({ service: "compose", required: 5, balance: 1 });
+    function Dialog() {
+      const locale = useLocale();
+      const { recharge } = usePointStore(store);
+      return (
+        <p data-testid="dialog">
+          {locale}: {recharge.texts?.title} / {recharge.texts?.message}
+        </p>
+      );
+    }
+    render(<Dialog />);
+    expect(screen.getByTestId("dialog").textContent).toBe("en: Not enough points / Video composition needs 5; your balance is 1.");
+    act(() => {
+      setLocale("zh-CN");
+    });
+    expect(screen.getByTestId("dialog").textContent).toBe("zh-CN: 积分不足 / 视频合成需要 5 积分，当前余额 1 积分。");
   });
 });

@@ -26,7 +26,12 @@ afterEach(() => {
   clearMocks();
 });
 
-const CLOSED = { open: false, service: null, required: null, balance: null };
+const CLOSED = { open: false, service: null, required: null, balance: null, texts: null };
+
+/** The open dialog with these figures (its texts are tested in messages.test.ts). */
+function opened(figures: { service: string | null; required: number | null; balance: number | null }) {
+  return { open: true, ...figures, texts: expect.objectContaining({ title: expect.any(String), message: expect.any(String) }) };
+}
 
 /** The payload of points://insufficient for INSUFFICIENT, without its window. */
 const INSUFFICIENT_EVENT = { service: INSUFFICIENT.service, required: INSUFFICIENT.required, balance: INSUFFICIENT.balance };
@@ -189,7 +194,7 @@ describe("createPointStore: charge and checkCost", () => {
     const store = newStore();
     await expect(store.charge("compose")).rejects.toBe(INSUFFICIENT);
     const state = store.getSnapshot();
-    expect(state.recharge).toEqual({ open: true, service: "compose", required: 5, balance: 2 });
+    expect(state.recharge).toEqual(opened({ service: "compose", required: 5, balance: 2 }));
     expect(state.error).toBe(INSUFFICIENT);
   });
 
@@ -228,7 +233,7 @@ describe("createPointStore: charge and checkCost", () => {
     expect(store.handleError({ kind: "timeout", message: "slow" })).toBe(false);
     expect(store.getSnapshot()).toMatchObject({ error: { kind: "timeout" }, recharge: CLOSED });
     expect(store.handleError(INSUFFICIENT)).toBe(true);
-    expect(store.getSnapshot().recharge).toEqual({ open: true, service: "compose", required: 5, balance: 2 });
+    expect(store.getSnapshot().recharge).toEqual(opened({ service: "compose", required: 5, balance: 2 }));
     store.handleError(42);
     expect(store.getSnapshot().error).toBeInstanceOf(Error);
   });
@@ -469,10 +474,10 @@ describe("createPointStore: plugin events", () => {
     expect(store.getSnapshot().pendingCharges).toBe(2);
 
     await emit("points://insufficient", { service: "cover_design", required: 2, balance: 1, window: "main" });
-    expect(store.getSnapshot().recharge).toEqual({ open: true, service: "cover_design", required: 2, balance: 1 });
+    expect(store.getSnapshot().recharge).toEqual(opened({ service: "cover_design", required: 2, balance: 1 }));
     store.closeRecharge();
     await emit("points://insufficient", { service: null, required: null, balance: null, window: "main" });
-    expect(store.getSnapshot().recharge).toEqual({ open: true, service: null, required: null, balance: null });
+    expect(store.getSnapshot().recharge).toEqual(opened({ service: null, required: null, balance: null }));
   });
 
   it("attaches its listeners once however often start() is called, and dispose() detaches them", async () => {
@@ -543,22 +548,22 @@ describe("createPointStore: 402 answers of the app's own backend", () => {
       "application/problem+json",
     );
     await expect(store.handleBackendResponse(response)).resolves.toBe(true);
-    expect(store.getSnapshot().recharge).toEqual({ open: true, service: "video", required: 300, balance: 120 });
+    expect(store.getSnapshot().recharge).toEqual(opened({ service: "video", required: 300, balance: 120 }));
     await expect(response.json()).resolves.toMatchObject({ code: "insufficient_points" });
   });
 
   it("opens the dialog from a FastAPI detail object or string, and from an empty body", async () => {
     const store = newStore();
     await expect(store.handleBackendResponse(json({ detail: { service: "tts", required: 12, balance: 3 } }, 402))).resolves.toBe(true);
-    expect(store.getSnapshot().recharge).toEqual({ open: true, service: "tts", required: 12, balance: 3 });
+    expect(store.getSnapshot().recharge).toEqual(opened({ service: "tts", required: 12, balance: 3 }));
 
     store.closeRecharge();
     await expect(store.handleBackendResponse(json({ detail: "Insufficient points" }, 402))).resolves.toBe(true);
-    expect(store.getSnapshot().recharge).toEqual({ open: true, service: null, required: null, balance: null });
+    expect(store.getSnapshot().recharge).toEqual(opened({ service: null, required: null, balance: null }));
 
     store.closeRecharge();
     await expect(store.handleBackendResponse(new Response(null, { status: 402 }))).resolves.toBe(true);
-    expect(store.getSnapshot().recharge).toEqual({ open: true, service: null, required: null, balance: null });
+    expect(store.getSnapshot().recharge).toEqual(opened({ service: null, required: null, balance: null }));
   });
 
   it("leaves other statuses alone", async () => {
@@ -573,11 +578,11 @@ describe("createPointStore: 402 answers of the app's own backend", () => {
   it("takes a parsed body and its status", () => {
     const store = newStore();
     expect(store.handleBackendBody({ code: "insufficient_points", service: "video", required: 40, balance: 2 }, 402)).toBe(true);
-    expect(store.getSnapshot().recharge).toEqual({ open: true, service: "video", required: 40, balance: 2 });
+    expect(store.getSnapshot().recharge).toEqual(opened({ service: "video", required: 40, balance: 2 }));
     expect(store.handleBackendBody({ detail: { required: 9, balance: 1 } }, 402)).toBe(true);
-    expect(store.getSnapshot().recharge).toEqual({ open: true, service: null, required: 9, balance: 1 });
+    expect(store.getSnapshot().recharge).toEqual(opened({ service: null, required: 9, balance: 1 }));
     expect(store.handleBackendBody(undefined, 402)).toBe(true);
-    expect(store.getSnapshot().recharge).toEqual({ open: true, service: null, required: null, balance: null });
+    expect(store.getSnapshot().recharge).toEqual(opened({ service: null, required: null, balance: null }));
   });
 });
 
@@ -795,7 +800,7 @@ describe("createPointStore: one recharge dialog per refusal", () => {
 
     await emit("points://insufficient", { ...REFUSAL, window: "second" });
     expect(main.getSnapshot().recharge).toEqual(CLOSED);
-    expect(second.getSnapshot().recharge).toEqual({ open: true, ...REFUSAL });
+    expect(second.getSnapshot().recharge).toEqual(opened(REFUSAL));
 
     second.closeRecharge();
     await emit("points://insufficient", { ...REFUSAL, window: null });
@@ -811,7 +816,7 @@ describe("createPointStore: one recharge dialog per refusal", () => {
     await emit("points://insufficient", { ...REFUSAL, window: "main" });
     expect(store.getSnapshot().recharge).toEqual(CLOSED);
     await emit("points://insufficient", { ...REFUSAL, window: "second" });
-    expect(store.getSnapshot().recharge).toEqual({ open: true, ...REFUSAL });
+    expect(store.getSnapshot().recharge).toEqual(opened(REFUSAL));
   });
 
   it("a refused charge reported by its event first and its rejection then opens the dialog once", async () => {

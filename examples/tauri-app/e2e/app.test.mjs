@@ -4,9 +4,11 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import {
+  chooseLanguage,
   click,
   invoke,
   launchApp,
+  pageText,
   screenshot,
   sel,
   shown,
@@ -16,6 +18,7 @@ import {
   waitFor,
   waitText,
 } from "./harness.mjs";
+import { LANG, OTHER_LANG, T, foreignWords, textsOf } from "./language.mjs";
 
 /** Clicks a job button and waits until the job is over (its buttons enabled again). */
 async function runJob(browser, id) {
@@ -24,6 +27,21 @@ async function runJob(browser, id) {
     const button = await browser.$(sel(id));
     return (await button.isEnabled()) && !(await shown(browser, "job-progress"));
   });
+}
+
+/** Waits until the recharge dialog is shown with its texts in `lang` for these figures. */
+async function waitDialog(browser, service, required, balance, lang = LANG) {
+  const texts = textsOf(lang);
+  await waitFor(browser, "the recharge dialog", () => shown(browser, "recharge-modal"));
+  await waitText(browser, "recharge-title", texts.dialogTitle);
+  await waitText(browser, "recharge-message", texts.dialogMessage(texts.services[service], required, balance));
+  await waitText(browser, "recharge-close", texts.dialogCancel);
+}
+
+/** Asserts that every text the page shows is in `lang`. */
+async function assertAllIn(browser, lang = LANG) {
+  const shownText = await pageText(browser);
+  assert.deepEqual(foreignWords(shownText, lang), [], `texts not in ${lang} on the page:\n${shownText}`);
 }
 
 describe("charging from the desktop jobs", () => {
@@ -36,9 +54,19 @@ describe("charging from the desktop jobs", () => {
   it("shows the demo user's 20 points and their expiry", async () => {
     const { browser } = app;
     await waitText(browser, "balance", "20");
-    await waitText(browser, "expires-next", /^20 points expire on \d{1,2} [A-Z][a-z]{2}$/);
+    await waitText(browser, "expires-next", T.expiresNext);
     await waitText(browser, "pending-count", "0");
-    await screenshot(browser, "main");
+    await waitText(browser, "user", T.signedInAs("Ada"));
+    await assertAllIn(browser);
+    await screenshot(browser, `main-${LANG}`);
+
+    // The switch changes every text shown, and back.
+    await chooseLanguage(browser, OTHER_LANG);
+    await waitText(browser, "user", textsOf(OTHER_LANG).signedInAs("Ada"));
+    await waitText(browser, "expires-next", textsOf(OTHER_LANG).expiresNext);
+    await assertAllIn(browser, OTHER_LANG);
+    await chooseLanguage(browser, LANG);
+    await assertAllIn(browser);
   });
 
   it("never hands the user's token to the page", async () => {
@@ -54,16 +82,16 @@ describe("charging from the desktop jobs", () => {
     const { browser } = app;
     await runJob(browser, "action-compose");
     await waitText(browser, "balance", "15");
-    assert.match(await text(browser, "job-status"), /5 points charged/);
+    assert.equal(await text(browser, "job-status"), T.charged(T.services.compose, 5));
 
     await click(browser, "fail-toggle");
     await runJob(browser, "action-compose");
-    await waitText(browser, "job-status", /failed/);
+    await waitText(browser, "job-status", T.jobFailed);
     assert.equal(await text(browser, "balance"), "15");
     const balance = await invoke(browser, "plugin:points|get_balance");
     assert.equal(balance.balance, 15, "the ledger charged a failed job");
     await click(browser, "fail-toggle");
-    await waitText(browser, "transactions", /compose/);
+    await waitText(browser, "transactions", T.consumed(T.services.compose));
   });
 
   it("opens the recharge dialog when short, tops up, and the job then succeeds", async () => {
@@ -79,18 +107,19 @@ describe("charging from the desktop jobs", () => {
     }
     assert.equal(await shown(browser, "recharge-modal"), false);
     await click(browser, "action-cover-design");
-    await waitFor(browser, "the recharge dialog", () => shown(browser, "recharge-modal"));
-    await waitText(browser, "recharge-required", "2");
-    await waitText(browser, "recharge-balance", String(balance));
+    await waitDialog(browser, "cover_design", 2, balance);
+    await waitText(browser, "job-status", T.insufficientPoints);
     assert.equal(await text(browser, "balance"), String(balance), "a refused job was charged");
-    await screenshot(browser, "modal");
+    await assertAllIn(browser);
+    await screenshot(browser, `modal-${LANG}`);
+
 
     await click(browser, "recharge-top-up");
     await waitFor(browser, "the dialog to close", async () => !(await shown(browser, "recharge-modal")));
     await waitText(browser, "balance", String(balance + 50));
     await runJob(browser, "action-cover-design");
     await waitText(browser, "balance", String(balance + 48));
-    await waitText(browser, "transactions", /recharge/);
+    await waitText(browser, "transactions", T.recharged);
   });
 });
 
@@ -148,9 +177,7 @@ describe("a video job charged by the app's backend", () => {
     await setDuration(browser, 60);
     await waitText(browser, "video-cost", String(price(60)));
     await click(browser, "action-video");
-    await waitFor(browser, "the recharge dialog", () => shown(browser, "recharge-modal"));
-    await waitText(browser, "recharge-required", String(price(60)));
-    await waitText(browser, "recharge-balance", String(left));
+    await waitDialog(browser, "video", price(60), left);
     await click(browser, "recharge-close");
     await waitFor(browser, "the dialog to close", async () => !(await shown(browser, "recharge-modal")));
     assert.equal(await text(browser, "balance"), String(left));
@@ -171,6 +198,8 @@ describe("two windows and two users", () => {
     await waitFor(browser, "a second window", async () => (await browser.getWindowHandles()).length === 2);
     await switchToWindow(browser, "window-2");
     await waitText(browser, "balance", "20");
+    // The language chosen in the first window is kept: the new window opens in it.
+    await waitText(browser, "title", T.title);
     await runJob(browser, "action-compose");
     await waitText(browser, "balance", "15");
     await switchToWindow(browser, "main");
@@ -202,13 +231,24 @@ describe("two windows and two users", () => {
     }
     try {
       await click(browser, "action-compose");
-      await waitFor(browser, "the recharge dialog", () => shown(browser, "recharge-modal"));
-      await waitText(browser, "recharge-required", "5");
-      await waitText(browser, "recharge-balance", "0");
+      await waitDialog(browser, "compose", 5, 0);
+      await waitText(browser, "job-status", T.insufficientPoints);
       await switchToWindow(browser, "main");
       await waitText(browser, "balance", "0");
       await browser.pause(500);
       assert.equal(await shown(browser, "recharge-modal"), false, "the dialog opened in a window that was not refused");
+
+      // A choice of language in one window reaches the other, its open dialog and error included.
+      await chooseLanguage(browser, OTHER_LANG);
+      await switchToWindow(browser, "window-2");
+      await waitDialog(browser, "compose", 5, 0, OTHER_LANG);
+      await waitText(browser, "job-status", textsOf(OTHER_LANG).insufficientPoints);
+      await assertAllIn(browser, OTHER_LANG);
+      await switchToWindow(browser, "main");
+      await chooseLanguage(browser, LANG);
+      await switchToWindow(browser, "window-2");
+      await waitDialog(browser, "compose", 5, 0);
+      await assertAllIn(browser);
     } finally {
       // Whatever happened, leave both windows without a dialog and with 50 points (top-up in window-2).
       await switchToWindow(browser, "main");
@@ -229,13 +269,13 @@ describe("two windows and two users", () => {
     await waitText(browser, "balance", "—");
     await switchToWindow(browser, "window-2");
     await waitText(browser, "balance", "—");
-    await waitText(browser, "user", "Signed out");
+    await waitText(browser, "user", T.signedOut);
 
     await click(browser, "sign-in-other");
-    await waitText(browser, "user", "Signed in as Grace");
+    await waitText(browser, "user", T.signedInAs("Grace"));
     await waitText(browser, "balance", "20");
     await switchToWindow(browser, "main");
-    await waitText(browser, "user", "Signed in as Grace");
+    await waitText(browser, "user", T.signedInAs("Grace"));
     await waitText(browser, "balance", "20");
     await runJob(browser, "action-cover-design");
     await waitText(browser, "balance", "18");
@@ -245,7 +285,7 @@ describe("two windows and two users", () => {
     await click(browser, "sign-out");
     await waitText(browser, "balance", "—");
     await click(browser, "sign-in-other");
-    await waitText(browser, "user", "Signed in as Ada");
+    await waitText(browser, "user", T.signedInAs("Ada"));
     await waitText(browser, "balance", "50");
   });
 });

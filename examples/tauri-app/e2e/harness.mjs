@@ -4,6 +4,7 @@
 //   POINTS_LEDGER_BIN       the built points-ledger binary (offline scenario)
 //   POINTS_E2E_OUT          where screenshots go
 //   TAURI_DRIVER            tauri-driver (default: on PATH); WEBKIT_WEBDRIVER (default /usr/bin/WebKitWebDriver)
+//   POINTS_E2E_LANG         the language the app is switched to at start: en (default) or zh-CN
 // Every process started here is stopped by the returned `close()` functions and, as a last
 // resort, when this process exits.
 
@@ -15,6 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { remote } from "webdriverio";
+import { LANG, textsOf } from "./language.mjs";
 
 /** The longest any single wait may take. */
 export const WAIT_MS = Number(process.env.POINTS_E2E_WAIT_MS ?? 20000);
@@ -97,7 +99,8 @@ export function tempDir(prefix) {
 }
 
 /**
- * Starts tauri-driver and a WebDriver session on the app, with a fresh data directory.
+ * Starts tauri-driver and a WebDriver session on the app, with a fresh data directory, and
+ * switches the app to the run's language (POINTS_E2E_LANG) with its language switch.
  * `env` reaches the app. Returns `{ browser, close, dataDir }`.
  */
 export async function launchApp({ env = {} } = {}) {
@@ -152,6 +155,7 @@ export async function launchApp({ env = {} } = {}) {
     await browser.setTimeout({ script: WAIT_MS });
     // Wait until the page is up before the first command (an early one can lose its connection).
     await waitFor(browser, "the page", async () => (await browser.$(sel("balance")).isExisting()));
+    await chooseLanguage(browser, LANG);
     return { browser, close, dataDir: data.dir, driver };
   } catch (error) {
     await close();
@@ -277,6 +281,16 @@ export async function screenshot(browser, name) {
   }
   return path;
 }
+
+/** Clicks the language switch's `lang` and waits until the page is in that language. */
+export async function chooseLanguage(browser, lang) {
+  await click(browser, `language-${lang}`);
+  await waitFor(browser, `the page in ${lang}`, async () => (await browser.execute(() => document.documentElement.lang)) === lang);
+  await waitText(browser, "title", textsOf(lang).title);
+}
+
+/** The text of the whole page as the user reads it. */
+export const pageText = (browser) => browser.execute(() => document.body.innerText);
 
 /** Switches to the window whose page shows `label` in its `window-label`. */
 export async function switchToWindow(browser, label) {

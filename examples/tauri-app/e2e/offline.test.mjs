@@ -2,7 +2,8 @@
 // test owns; the ledger goes away while a job runs, and comes back on the same port and file.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { appOnLedgerProcess, click, shown, text, waitFor, waitText } from "./harness.mjs";
+import { appOnLedgerProcess, click, shown, text, typeInto, waitFor, waitText } from "./harness.mjs";
+import { T } from "./language.mjs";
 
 describe("a charge made while the ledger is down", () => {
   let setup;
@@ -21,8 +22,11 @@ describe("a charge made while the ledger is down", () => {
     await click(browser, "action-compose");
     await waitFor(browser, "the job to run", () => shown(browser, "job-progress"));
     await ledger.stop();
-    await waitText(browser, "job-status", /will be sent when the ledger is back/, 30000);
+    await waitText(browser, "job-status", T.pendingCharge(T.services.compose), 30000);
     await waitText(browser, "pending-count", "1");
+    // A price asked for while the ledger is away: the plugin's network error, in the user's words.
+    await typeInto(browser, "video-duration", 2);
+    await waitText(browser, "job-status", T.network, 30000);
 
     await ledger.start();
     await waitText(browser, "pending-count", "0", 60000);

@@ -1,29 +1,34 @@
 import { useCallback, useEffect, useRef, useState } from "react";
 import { getCurrentWebviewWindow } from "@tauri-apps/api/webviewWindow";
 import {
+  LOCALES,
   checkCost,
+  getMessages,
   getPointStore,
   listBatches,
   listTransactions,
   type Batch,
   type DesktopService,
+  type Locale,
   type Transaction,
 } from "tauri-plugin-points-api";
-import { usePoints } from "tauri-plugin-points-api/react";
+import { useLocale, usePoints } from "tauri-plugin-points-api/react";
 import * as app from "./app";
+import { LANGUAGE_NAMES, TEXTS, chooseLocale, describeError, nameOf, type AppTexts } from "./i18n";
 import { RechargeModal } from "./RechargeModal";
 
 const store = getPointStore();
 const windowLabel = getCurrentWebviewWindow().label;
 
-const JOBS: { service: DesktopService; label: string; testid: string }[] = [
-  { service: "compose", label: "Compose video", testid: "action-compose" },
-  { service: "subtitle_burn", label: "Burn subtitles", testid: "action-subtitle-burn" },
-  { service: "cover_design", label: "Design cover", testid: "action-cover-design" },
+const JOBS: { service: DesktopService; testid: string }[] = [
+  { service: "compose", testid: "action-compose" },
+  { service: "subtitle_burn", testid: "action-subtitle-burn" },
+  { service: "cover_design", testid: "action-cover-design" },
 ];
 
-const day = new Intl.DateTimeFormat("en-GB", { day: "numeric", month: "short" });
-const points = (n: number) => (n === 1 || n === -1 ? "point" : "points");
+/** A status line, worded when shown: it follows a change of language. */
+type Say = { readonly say: (t: AppTexts, locale: Locale) => string } | null;
+const failure = (e: unknown): Say => ({ say: (_, locale) => describeError(e, locale) });
 
 export function App() {
   const pointState = usePoints({ fetchOnMount: false });
@@ -32,7 +37,9 @@ export function App() {
   const [fresh, setFresh] = useState(false);
   const [batches, setBatches] = useState<Batch[]>([]);
   const [transactions, setTransactions] = useState<Transaction[]>([]);
-  const [status, setStatus] = useState("");
+  const locale = useLocale();
+  const t = TEXTS[locale];
+  const [status, setStatus] = useState<Say>(null);
   const [running, setRunning] = useState<{ service: DesktopService; percent: number } | null>(null);
   const [fail, setFail] = useState(false);
 
@@ -56,7 +63,7 @@ export function App() {
     let unlisten: (() => void) | undefined;
     let gone = false;
     app.onSessionChanged(follow).then((u) => (gone ? u() : (unlisten = u)));
-    app.session().then(follow, (e) => setStatus(app.messageOf(e)));
+    app.session().then(follow, (e) => setStatus(failure(e)));
     return () => {
       gone = true;
       unlisten?.();
@@ -84,16 +91,19 @@ export function App() {
   }, [balance]);
 
   async function run(service: DesktopService) {
-    setStatus("");
+    setStatus(null);
     setRunning({ service, percent: 0 });
     try {
       const done = await app.runJob(service, fail, (percent) => setRunning({ service, percent }));
-      if (done.charged) setStatus(`${service} done: ${done.charged.points} points charged`);
-      else if (done.pending) setStatus(`${service} done: its charge will be sent when the ledger is back`);
-      else if (done.refused) setStatus(`${service} done, but the ledger refused its charge: ${done.refused.message}`);
-      else setStatus(`${service} done: not charged`);
+      const { charged, refused } = done;
+      if (charged) setStatus({ say: (t) => t.jobCharged(nameOf(service), charged.points) });
+      else if (done.pending) setStatus({ say: (t) => t.jobPending(nameOf(service)) });
+      else if (refused) setStatus({ say: (t, locale) => t.jobRefused(nameOf(service), describeError(refused, locale)) });
+      else setStatus({ say: (t) => t.jobNotCharged(nameOf(service)) });
     } catch (e) {
-      if (!store.handleError(e)) setStatus(app.messageOf(e));
+      // Too few points opens the dialog; the reason is also said in the status line.
+      store.handleError(e);
+      setStatus(failure(e));
     } finally {
       setRunning(null);
     }
@@ -104,48 +114,54 @@ export function App() {
   return (
     <main>
       <header>
-        <h1>Points example</h1>
+        <h1 data-testid="title">{t.title}</h1>
         <span className="muted" data-testid="window-label">
           {windowLabel}
         </span>
-        <div className="badge" title="Your points">
-          <span data-testid="balance">{balance ? balance.balance : "—"}</span> {points(balance?.balance ?? 0)}
+        <span className="languages" role="group" aria-label={t.language}>
+          {LOCALES.map((l) => (
+            <button key={l} lang={l} data-testid={`language-${l}`} aria-pressed={l === locale} onClick={() => chooseLocale(l)}>
+              {LANGUAGE_NAMES[l]}
+            </button>
+          ))}
+        </span>
+        <div className="badge" title={t.yourPoints}>
+          <span data-testid="balance">{balance ? balance.balance : "—"}</span> {t.points(balance?.balance ?? 0)}
         </div>
       </header>
       <p className="muted" data-testid="expires-next">
-        {next ? `${next.remaining} ${points(next.remaining)} ${next.remaining === 1 ? "expires" : "expire"} on ${day.format(new Date(next.expiresAt))}` : signedIn ? "No points to expire" : ""}
+        {next ? t.expires(next.remaining, new Date(next.expiresAt)) : signedIn ? t.nothingExpires : ""}
       </p>
 
       <section className="row">
-        <span data-testid="user">{signedIn ? `Signed in as ${session?.user}` : "Signed out"}</span>
+        <span data-testid="user">{signedIn ? t.signedInAs(session?.user ?? "") : t.signedOut}</span>
         {signedIn ? (
-          <button data-testid="sign-out" onClick={() => app.signOut().catch((e) => setStatus(app.messageOf(e)))}>
-            Sign out
+          <button data-testid="sign-out" onClick={() => app.signOut().catch((e) => setStatus(failure(e)))}>
+            {t.signOut}
           </button>
         ) : (
-          <button data-testid="sign-in-other" onClick={() => app.signInOther().catch((e) => setStatus(app.messageOf(e)))}>
-            {session?.canSwitch ? "Sign in as another demo user" : "Sign in again"}
+          <button data-testid="sign-in-other" onClick={() => app.signInOther().catch((e) => setStatus(failure(e)))}>
+            {session?.canSwitch ? t.signInOther : t.signInAgain}
           </button>
         )}
-        <button data-testid="open-window" onClick={() => app.openWindow().catch((e) => setStatus(app.messageOf(e)))}>
-          Open another window
+        <button data-testid="open-window" onClick={() => app.openWindow().catch((e) => setStatus(failure(e)))}>
+          {t.openWindow}
         </button>
-        <span className="pending" title="Charges waiting for the ledger">
-          Pending sync: <span data-testid="pending-count">{pointState.pendingCharges}</span>
+        <span className="pending" title={t.pendingTitle}>
+          {t.pending} <span data-testid="pending-count">{pointState.pendingCharges}</span>
         </span>
       </section>
 
       <section>
-        <h2>Desktop jobs</h2>
+        <h2>{t.jobs}</h2>
         <div className="row">
           {JOBS.map((job) => (
             <button key={job.service} data-testid={job.testid} disabled={!signedIn || running !== null} onClick={() => run(job.service)}>
-              {job.label}
+              {t.jobButtons[job.service]}
             </button>
           ))}
           <label>
-            <input type="checkbox" data-testid="fail-toggle" checked={fail} onChange={(e) => setFail(e.target.checked)} /> make
-            this job fail
+            <input type="checkbox" data-testid="fail-toggle" checked={fail} onChange={(e) => setFail(e.target.checked)} /> {t.failToggle}
           </label>
         </div>
         {running && (
@@ -153,18 +169,19 @@ export function App() {
             {running.percent}%
           </progress>
         )}
-        <p data-testid="job-status">{status}</p>
+        <p data-testid="job-status">{status?.say(t, locale) ?? ""}</p>
       </section>
 
-      <VideoPanel signedIn={signedIn} onStatus={setStatus} />
+      <VideoPanel signedIn={signedIn} texts={t} onStatus={setStatus} />
 
       <section>
-        <h2>Transactions</h2>
+        <h2>{t.transactions}</h2>
         <ul data-testid="transactions">
-          {transactions.map((t) => (
-            <li key={t.id}>
-              <span className={t.points < 0 ? "minus" : "plus"}>{t.points > 0 ? `+${t.points}` : t.points}</span>{" "}
-              {t.kind} {t.service ?? ""} <span className="muted">→ {t.balanceAfter}</span>
+          {transactions.map((entry) => (
+            <li key={entry.id}>
+              <span className={entry.points < 0 ? "minus" : "plus"}>{entry.points > 0 ? `+${entry.points}` : entry.points}</span>{" "}
+              {getMessages(locale).transactionKinds[entry.kind]} {entry.service ? nameOf(entry.service) : ""}{" "}
+              <span className="muted">→ {entry.balanceAfter}</span>
             </li>
           ))}
         </ul>
@@ -176,7 +193,7 @@ export function App() {
 }
 
 /** Generate video: the price comes from the cost check; the job goes to "the app's backend". */
-function VideoPanel({ signedIn, onStatus }: { signedIn: boolean; onStatus: (s: string) => void }) {
+function VideoPanel({ signedIn, texts: t, onStatus }: { signedIn: boolean; texts: AppTexts; onStatus: (s: Say) => void }) {
   const [duration, setDuration] = useState("3");
   const [cost, setCost] = useState<number | null>(null);
   const seconds = Number(duration);
@@ -189,7 +206,7 @@ function VideoPanel({ signedIn, onStatus }: { signedIn: boolean; onStatus: (s: s
     const timer = setTimeout(() => {
       checkCost("video", seconds).then(
         (c) => !stale && setCost(c.required),
-        (e) => !stale && onStatus(app.messageOf(e)),
+        (e) => !stale && onStatus(failure(e)),
       );
     }, 150);
     return () => {
@@ -199,33 +216,33 @@ function VideoPanel({ signedIn, onStatus }: { signedIn: boolean; onStatus: (s: s
   }, [seconds, valid, signedIn, onStatus]);
 
   async function submit() {
-    onStatus("");
+    onStatus(null);
     try {
       const answer = await app.submitVideo(seconds);
       if (store.handleBackendBody(answer.body, answer.status)) return;
       if (answer.status === 200) {
-        const charged = (answer.body as { points?: number }).points;
-        onStatus(`video accepted by the backend: ${charged ?? "?"} points charged`);
+        const charged = (answer.body as { points?: number }).points ?? null;
+        onStatus({ say: (t) => t.videoAccepted(charged) });
         await store.fetchBalance();
-      } else onStatus(`the backend answered ${answer.status}`);
+      } else onStatus({ say: (t) => t.backendAnswered(answer.status) });
     } catch (e) {
-      onStatus(app.messageOf(e));
+      onStatus(failure(e));
     }
   }
 
   return (
     <section>
-      <h2>Generate video</h2>
+      <h2>{t.video}</h2>
       <div className="row">
         <label>
-          Duration (s){" "}
+          {t.duration}{" "}
           <input data-testid="video-duration" type="number" min="0.1" step="0.1" value={duration} onChange={(e) => setDuration(e.target.value)} />
         </label>
         <span>
-          Cost: <span data-testid="video-cost">{cost ?? "…"}</span> points
+          {t.cost} <span data-testid="video-cost">{cost ?? "…"}</span> {t.points(cost ?? 0)}
         </span>
         <button data-testid="action-video" disabled={!signedIn || !valid} onClick={submit}>
-          Generate video
+          {t.generate}
         </button>
       </div>
     </section>

@@ -1,21 +1,25 @@
 import { useState } from "react";
 import type { RechargeDialog } from "tauri-plugin-points-api";
-import { messageOf, topUp } from "./app";
+import { useLocale } from "tauri-plugin-points-api/react";
+import { topUp } from "./app";
+import { TEXTS, describeError } from "./i18n";
 
-/** The recharge dialog, driven by the point store's `recharge` state. */
+/** The recharge dialog, driven by the point store's `recharge` state (its texts included). */
 export function RechargeModal({ recharge, onClose }: { recharge: RechargeDialog; onClose: () => void }) {
+  const locale = useLocale();
   const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<string | null>(null);
-  if (!recharge.open) return null;
+  const [failure, setFailure] = useState<{ error: unknown } | null>(null);
+  if (!recharge.open || recharge.texts === null) return null;
+  const { title, message, cancel } = recharge.texts;
 
   async function buy() {
     setBusy(true);
-    setError(null);
+    setFailure(null);
     try {
       await topUp();
       onClose();
     } catch (e) {
-      setError(messageOf(e));
+      setFailure({ error: e });
     } finally {
       setBusy(false);
     }
@@ -24,19 +28,21 @@ export function RechargeModal({ recharge, onClose }: { recharge: RechargeDialog;
   return (
     <div className="backdrop">
       <div className="modal" role="dialog" aria-modal="true" aria-labelledby="recharge-title" data-testid="recharge-modal">
-        <h2 id="recharge-title">Not enough points</h2>
-        <p>
-          {recharge.service ? <>This {recharge.service.replace("_", " ")} needs </> : <>This needs </>}
-          <strong data-testid="recharge-required">{recharge.required ?? "?"}</strong> points; you have{" "}
-          <strong data-testid="recharge-balance">{recharge.balance ?? "?"}</strong>.
-        </p>
-        {error && <p className="error">{error}</p>}
+        <h2 id="recharge-title" data-testid="recharge-title">
+          {title}
+        </h2>
+        <p data-testid="recharge-message">{message}</p>
+        {failure && (
+          <p className="error" data-testid="recharge-error">
+            {describeError(failure.error, locale)}
+          </p>
+        )}
         <div className="row">
           <button className="primary" data-testid="recharge-top-up" disabled={busy} onClick={buy}>
-            {busy ? "Topping up…" : "Top up 50"}
+            {busy ? TEXTS[locale].toppingUp : TEXTS[locale].topUp}
           </button>
           <button data-testid="recharge-close" onClick={onClose}>
-            Close
+            {cancel}
           </button>
         </div>
       </div>

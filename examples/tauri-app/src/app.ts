@@ -42,10 +42,3 @@ export function runJob(
 export function onSessionChanged(handler: (view: SessionView) => void): Promise<UnlistenFn> {
   return listen<SessionView>("demo://session-changed", (event) => handler(event.payload));
 }
-
-/** The message of any rejection: a PointsError or app error (`{kind, message}`), a string, an Error. */
-export function messageOf(error: unknown): string {
-  if (typeof error === "string") return error;
-  const message = (error as { message?: unknown } | null)?.message;
-  return typeof message === "string" ? message : String(error);
-}
