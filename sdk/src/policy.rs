@@ -101,6 +101,13 @@ pub fn retryable(attempt: Attempt) -> bool {
     }
 }
 
+/// A jittered exponential backoff: between half and all of `min(max, base * 2^doublings)`
+/// (`doublings` capped at 20). The client's retries and the sync's passes both wait by it.
+pub fn backoff(base: Duration, max: Duration, doublings: u32) -> Duration {
+    let ceiling = base.saturating_mul(1 << doublings.min(20)).min(max);
+    ceiling.mul_f64(0.5 + fastrand::f64() * 0.5)
+}
+
 /// `now + wait`, or `None` when it does not fit (a `Retry-After` of 10^20 seconds).
 pub fn deadline_after(now: tokio::time::Instant, wait: Duration) -> Option<tokio::time::Instant> {
     now.checked_add(wait)

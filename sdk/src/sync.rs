@@ -63,12 +63,7 @@ impl SyncPolicy {
     /// The jittered wait after `failures` failed passes in a row (1 for the first): between half
     /// and all of `min(max_delay, min_delay * 2^(failures - 1))`.
     pub fn delay_after(&self, failures: u32) -> Duration {
-        let exponent = failures.saturating_sub(1).min(20);
-        let ceiling = self
-            .min_delay
-            .saturating_mul(1 << exponent)
-            .min(self.max_delay);
-        ceiling.mul_f64(0.5 + fastrand::f64() * 0.5)
+        policy::backoff(self.min_delay, self.max_delay, failures.saturating_sub(1))
     }
 }
 

@@ -78,12 +78,7 @@ impl RetryPolicy {
     /// Jittered exponential backoff before attempt `next`: between half and all of
     /// `min(max_delay, base_delay * 2^(next - 2))`.
     pub fn backoff(&self, next: u32) -> Duration {
-        let exponent = next.saturating_sub(2).min(20);
-        let ceiling = self
-            .base_delay
-            .saturating_mul(1 << exponent)
-            .min(self.max_delay);
-        ceiling.mul_f64(0.5 + fastrand::f64() * 0.5)
+        crate::policy::backoff(self.base_delay, self.max_delay, next.saturating_sub(2))
     }
 }
 
