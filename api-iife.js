@@ -149,6 +149,7 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
         backend: true,
         protocol: true,
         storage: true,
+        notConfigured: true,
     };
     /** Every kind of {@link PointsError}. */
     const POINTS_ERROR_KINDS = Object.keys(KINDS);

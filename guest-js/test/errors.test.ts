@@ -25,6 +25,7 @@ const SAMPLES: PointsError[] = [
   { kind: "backend", status: 500, code: null, message: "m" },
   { kind: "protocol", message: "m" },
   { kind: "storage", message: "m" },
+  { kind: "notConfigured", message: "m" },
 ];
 
 describe("error guards", () => {
