@@ -149,6 +149,7 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
         backend: true,
         protocol: true,
         storage: true,
+        notConfigured: true,
     };
     /** Every kind of {@link PointsError}. */
     const POINTS_ERROR_KINDS = Object.keys(KINDS);
@@ -201,6 +202,7 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
             backend: "服务器出错（{status}），请稍后重试。",
             protocol: "无法识别服务器返回的数据，请稍后重试。",
             storage: "无法保存本机的扣费记录，请检查磁盘空间后重试。",
+            notConfigured: "尚未连接积分服务，请稍后再试。",
         },
         unexpected: "操作失败：{detail}",
         recharge: {
@@ -243,6 +245,7 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
             backend: "The server ran into a problem ({status}). Please try again later.",
             protocol: "The server's answer could not be read. Please try again later.",
             storage: "The charge record on this computer could not be saved. Check the free disk space and try again.",
+            notConfigured: "The points service is not connected yet. Please try again in a moment.",
         },
         unexpected: "Something went wrong: {detail}",
         recharge: {

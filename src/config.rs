@@ -3,7 +3,8 @@
 //! ```json
 //! { "plugins": { "points": { "baseUrl": "https://api.example.com", "requestTimeoutMs": 15000 } } }
 //! ```
-//! Values given to [`crate::Builder`] win over the file. The base URL must be https, or http on a
+//! Values given to [`crate::Builder`] win over the file, and a base URL set at run time with
+//! [`crate::Points::set_base_url`] wins over both. The base URL must be https, or http on a
 //! loopback host; the webview can never change it.
 
 use serde::Deserialize;
@@ -12,7 +13,8 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Config {
-    /// The ledger's base URL (the routes are `<baseUrl>/points/...`).
+    /// The ledger's base URL (the routes are `<baseUrl>/points/...`); optional when the app sets
+    /// it at run time.
     pub base_url: Option<String>,
     /// The longest wait for a connection, in milliseconds (default 5000).
     pub connect_timeout_ms: Option<u64>,

@@ -45,6 +45,12 @@ pub const MAX_EXIT_GRACE: Duration = Duration::from_secs(60);
 const JOURNAL_DIR_NAME: &str = "points-journal";
 
 /// Builds the `points` plugin. Values set here win over `tauri.conf.json > plugins.points`.
+///
+/// The ledger's base URL may be left out of both: the plugin then starts without one, every
+/// ledger call answers [`Error::NotConfigured`] (a job is not run: its price cannot be checked),
+/// and the app sets it from Rust when it knows it, with [`Points::set_base_url`]. Which URL is
+/// used: the last one given to `set_base_url`; until then [`Builder::base_url`]; else
+/// `plugins.points.baseUrl`.
 #[derive(Default)]
 pub struct Builder {
     base_url: Option<String>,
@@ -63,7 +69,8 @@ impl Builder {
         Self::default()
     }
 
-    /// The ledger's base URL: https, or http on a loopback host.
+    /// The ledger's base URL at start (https, or http on a loopback host); it wins over
+    /// `plugins.points.baseUrl`, and [`Points::set_base_url`] replaces it later.
     pub fn base_url(mut self, base_url: impl Into<String>) -> Self {
         self.base_url = Some(base_url.into());
         self
@@ -173,10 +180,10 @@ impl Builder {
         app: tauri::AppHandle<R>,
         config: Config,
     ) -> std::result::Result<Points<R>, Box<dyn std::error::Error>> {
-        let base_url = self.base_url.or(config.base_url).ok_or(
-            "no ledger base URL: set plugins.points.baseUrl in tauri.conf.json or Builder::base_url",
-        )?;
-        let mut builder = LedgerClient::builder(base_url);
+        let mut builder = client::LedgerClientBuilder::new();
+        if let Some(base_url) = self.base_url.or(config.base_url) {
+            builder = builder.base_url(base_url);
+        }
         if let Some(timeout) = self
             .connect_timeout
             .or(config.connect_timeout_ms.map(Duration::from_millis))

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tauri::{AppHandle, Manager, Runtime};
 
-use crate::client::{IdempotencyKey, LedgerClient};
+use crate::client::{IdempotencyKey, LedgerClient, Url};
 use crate::events::{EventQueue, Watcher};
 use crate::jobs::{JobSpec, Jobs};
 use crate::journal::PendingCharge;
@@ -78,6 +78,36 @@ impl<R: Runtime> Points<R> {
     /// one session, take [`LedgerClient::as_token`] of [`Points::session`]'s token.
     pub fn client(&self) -> &LedgerClient {
         &self.shared.client
+    }
+
+    /// The ledger's base URL now, `None` until one is set.
+    pub fn base_url(&self) -> Option<Url> {
+        self.shared.client.base_url()
+    }
+
+    /// Sets or changes the ledger's base URL, from Rust only (the webview has no command for
+    /// it): https, or http on a loopback host, never through a proxy; an invalid URL is refused
+    /// with [`Error::InvalidArgument`] and the one in use kept. Calls under way finish with the
+    /// ledger they started with; every call from now on, the background sync's included, goes
+    /// to `base_url`, and the sync sends the pending charges at once. When the URL changes while
+    /// signed in, the balance is read from the new one and emitted (`points://balance-changed`),
+    /// so that windows which met [`Error::NotConfigured`] show it. The URL must reach the same
+    /// ledger service (see [`LedgerClient::set_base_url`]): pending charges go to it, under
+    /// their own keys and only with a token of their account.
+    pub fn set_base_url(&self, base_url: impl AsRef<str>) -> Result<()> {
+        let before = self.base_url();
+        self.shared.client.set_base_url(base_url.as_ref())?;
+        if self.base_url() == before {
+            return Ok(());
+        }
+        self.sync().wake();
+        if self.shared.sessions.current().is_some() {
+            let points = self.clone();
+            tauri::async_runtime::spawn(async move {
+                let _ = points.balance().await;
+            });
+        }
+        Ok(())
     }
 
     /// The charge sender and background sync.

@@ -54,6 +54,31 @@ async fn proxy_variables_apply_to_https_and_never_to_a_loopback_ledger() {
         "the request (and its token) went to the proxy"
     );
     assert_eq!(balance.unwrap().balance, 10);
+
+    // A base URL set at run time gets its own client: an https ledger goes through the proxy
+    // (the proxy sees its CONNECT), a loopback http one set afterwards does not.
+    let session = points_sdk::client::SessionToken::new();
+    session.set(test.token.clone());
+    let client = points_sdk::client::LedgerClientBuilder::new()
+        .retry(points_sdk::RetryPolicy::never())
+        .token_provider(session)
+        .build()
+        .unwrap();
+    client.set_base_url("https://ledger.example.com").unwrap();
+    assert!(client.balance().await.is_err());
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        1,
+        "an https ledger uses the system's proxy"
+    );
+    client.set_base_url(&test.ledger.base_url()).unwrap();
+    let balance = client.balance().await;
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        1,
+        "a loopback ledger set at run time went through the proxy"
+    );
+    assert_eq!(balance.unwrap().balance, 10);
     test.ledger.shutdown().await;
 
     // An https ledger is reached through the proxy, in a tunnel: the proxy sees the host only.

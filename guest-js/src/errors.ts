@@ -22,6 +22,7 @@ const KINDS: { readonly [K in PointsErrorKind]: true } = {
   backend: true,
   protocol: true,
   storage: true,
+  notConfigured: true,
 };
 
 /** Every kind of {@link PointsError}. */

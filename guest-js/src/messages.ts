@@ -59,6 +59,7 @@ const ZH_CN: PointsMessages = {
     backend: "服务器出错（{status}），请稍后重试。",
     protocol: "无法识别服务器返回的数据，请稍后重试。",
     storage: "无法保存本机的扣费记录，请检查磁盘空间后重试。",
+    notConfigured: "尚未连接积分服务，请稍后再试。",
   },
   unexpected: "操作失败：{detail}",
   recharge: {
@@ -102,6 +103,7 @@ const EN: PointsMessages = {
     backend: "The server ran into a problem ({status}). Please try again later.",
     protocol: "The server's answer could not be read. Please try again later.",
     storage: "The charge record on this computer could not be saved. Check the free disk space and try again.",
+    notConfigured: "The points service is not connected yet. Please try again in a moment.",
   },
   unexpected: "Something went wrong: {detail}",
   recharge: {

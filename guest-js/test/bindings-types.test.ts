@@ -10,7 +10,7 @@ import { describe, expect, it } from "vitest";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const typeTest = path.join(here, "bindings.types.ts");
-const bindings = path.resolve(here, "../../bindings");
+const bindings = path.resolve(here, "../bindings");
 
 const options: ts.CompilerOptions = {
   strict: true,

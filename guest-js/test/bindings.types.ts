@@ -165,6 +165,7 @@ export type ErrorsMatchTheIpcDoc = [
   Expect<Equals<Kind<"backend">, { kind: "backend"; message: string; status: number; code: string | null }>>,
   Expect<Equals<Kind<"protocol">, { kind: "protocol"; message: string }>>,
   Expect<Equals<Kind<"storage">, { kind: "storage"; message: string }>>,
+  Expect<Equals<Kind<"notConfigured">, { kind: "notConfigured"; message: string }>>,
   Expect<
     Equals<
       PointsError["kind"],
@@ -179,6 +180,7 @@ export type ErrorsMatchTheIpcDoc = [
       | "backend"
       | "protocol"
       | "storage"
+      | "notConfigured"
     >
   >,
 ];

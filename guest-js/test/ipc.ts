@@ -96,4 +96,5 @@ export const ONE_ERROR_OF_EACH_KIND: PointsError[] = [
   { kind: "backend", status: 500, code: null, message: "m" },
   { kind: "protocol", message: "m" },
   { kind: "storage", message: "m" },
+  { kind: "notConfigured", message: "m" },
 ];

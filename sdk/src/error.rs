@@ -101,6 +101,9 @@ pub enum Error {
         #[cfg_attr(feature = "ts", ts(skip))]
         reason: String,
     },
+    /// No ledger base URL is set yet (the app sets it at run time): nothing was sent.
+    #[error("no ledger base URL is set yet")]
+    NotConfigured,
 }
 
 fn insufficient_detail(
@@ -143,6 +146,7 @@ impl Error {
             Error::Backend { .. } => "backend",
             Error::Protocol { .. } => "protocol",
             Error::Storage { .. } => "storage",
+            Error::NotConfigured => "notConfigured",
         }
     }
 
@@ -220,6 +224,15 @@ impl PointsError {
     }
 }
 
+/// The message, as it was said (a refused charge read back after a restart keeps its words).
+impl std::fmt::Display for PointsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for PointsError {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,12 +283,33 @@ mod tests {
             },
             Error::protocol("eof".into()),
             Error::storage("disk full".into()),
+            Error::NotConfigured,
         ];
         for error in errors {
             let value = serde_json::to_value(&error).unwrap();
             assert_eq!(value["kind"], error.kind(), "{value}");
             assert_eq!(value["message"], error.to_string(), "{value}");
         }
+    }
+
+    #[test]
+    fn points_error_displays_its_message() {
+        let refused = Error::UnknownService {
+            service: "upscale".into(),
+        }
+        .to_points_error();
+        assert_eq!(
+            refused.to_string(),
+            "the ledger does not know the service `upscale`"
+        );
+        let kept: PointsError = serde_json::from_value(json!({
+            "kind": "timeout",
+            "message": "said before a restart",
+        }))
+        .unwrap();
+        assert_eq!(format!("{kept}"), "said before a restart");
+        let boxed: Box<dyn std::error::Error> = Box::new(kept);
+        assert_eq!(boxed.to_string(), "said before a restart");
     }
 
     #[test]

@@ -84,10 +84,11 @@ pub fn refuses_for_good(error: &Error, allow_debt: bool) -> bool {
     }
 }
 
-/// Whether an error says the ledger cannot take requests now (down, overloaded, timing out).
+/// Whether an error says the ledger cannot take requests now (down, overloaded, timing out, or
+/// no base URL set yet).
 pub fn ledger_unavailable(error: &Error) -> bool {
     match error {
-        Error::Network { .. } | Error::Timeout => true,
+        Error::Network { .. } | Error::Timeout | Error::NotConfigured => true,
         Error::Backend { status, .. } => *status >= 500 || *status == 429,
         _ => false,
     }
@@ -157,12 +158,17 @@ mod tests {
             Error::Timeout,
             Error::protocol("eof".into()),
             Error::storage("disk".into()),
+            Error::NotConfigured,
         ] {
             assert!(
                 matches!(charge_verdict(&held, None, true, cap), Verdict::Hold { .. }),
                 "{held:?}"
             );
         }
+        assert!(
+            ledger_unavailable(&Error::NotConfigured),
+            "no base URL yet: a pass stops early, like a ledger that is down"
+        );
         let insufficient = Error::InsufficientPoints {
             service: None,
             required: None,

@@ -104,7 +104,10 @@ pub struct TestApp {
 
 /// How to build a [`TestApp`].
 pub struct Setup<'a> {
-    pub base_url: String,
+    /// The builder's base URL (`None`: the app sets it later, or `plugins.points` gives it).
+    pub base_url: Option<String>,
+    /// `tauri.conf.json > plugins.points`, when the test gives one.
+    pub plugin_config: Option<Value>,
     pub permissions: &'a [&'a str],
     /// A token the app's Rust side provides (the webview may set another).
     pub token: Option<String>,
@@ -117,9 +120,18 @@ pub struct Setup<'a> {
 }
 
 impl<'a> Setup<'a> {
+    /// An app whose builder names no base URL.
+    pub fn without_base_url() -> Self {
+        Self {
+            base_url: None,
+            ..Self::new(String::new())
+        }
+    }
+
     pub fn new(base_url: String) -> Self {
         Self {
-            base_url,
+            base_url: Some(base_url),
+            plugin_config: None,
             permissions: &["points:default", "points:allow-charge"],
             token: None,
             account: None,
@@ -143,8 +155,11 @@ impl TestApp {
         if let Some(token) = setup.token {
             tokens.set(token);
         }
-        let plugin = tauri_plugin_points::Builder::new()
-            .base_url(setup.base_url)
+        let mut plugin = tauri_plugin_points::Builder::new();
+        if let Some(base_url) = setup.base_url {
+            plugin = plugin.base_url(base_url);
+        }
+        let plugin = plugin
             .retry(fast_retry())
             .sync_policy(fast_sync())
             .request_timeout(Duration::from_secs(5))
@@ -156,9 +171,17 @@ impl TestApp {
             .build();
         let mut windows = vec!["main"];
         windows.extend_from_slice(setup.extra_windows);
+        let mut context = context_granting(setup.permissions, &windows);
+        if let Some(config) = setup.plugin_config {
+            context
+                .config_mut()
+                .plugins
+                .0
+                .insert("points".to_owned(), config);
+        }
         let app = mock_builder()
             .plugin(plugin)
-            .build(context_granting(setup.permissions, &windows))
+            .build(context)
             .expect("the app builds");
         let events = Arc::new(Mutex::new(Vec::new()));
         for name in [

@@ -7,6 +7,7 @@ mod common;
 mod harness;
 
 mod acl;
+mod base_url;
 mod commands;
 mod edges;
 mod lifecycle;

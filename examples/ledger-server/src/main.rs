@@ -230,10 +230,11 @@ async fn dev(port: u16, demo_points: i64) -> Result<(), String> {
     println!("  database:  {}", path.display());
     println!("  base URL:  {}", running.base_url());
     println!("  user:      {user} ({demo_points} points, expiring in 30 days)");
-    println!("  token:     {}", running.token_for(user));
+    let token = running.token_for(user);
+    println!("  token:     {token}");
     println!("  admin key: {}", running.admin_key());
     println!(
-        "  try:       curl -H \"Authorization: Bearer $TOKEN\" {}/points/balance",
+        "  try:       curl -H 'Authorization: Bearer {token}' {}/points/balance",
         running.base_url()
     );
     run_until_signal(running).await

@@ -2,6 +2,11 @@
 //!
 //! Nothing here knows Tauri; it runs in any tokio program. The session token is read from a
 //! [`TokenProvider`] for every request and never logged.
+//!
+//! The base URL may be set after the client is made, and changed ([`LedgerClient::set_base_url`]):
+//! every clone follows it. A call reads it once, when it starts: all attempts of one call go to
+//! the same ledger, a call started after the change goes to the new one. Until a base URL is
+//! set, every call fails with [`Error::NotConfigured`] (nothing is sent).
 
 mod key;
 pub mod retry;
@@ -9,11 +14,13 @@ mod token;
 pub mod wire;
 
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderValue, ACCEPT, CONTENT_TYPE, RETRY_AFTER};
-use reqwest::{Method, Url};
+use reqwest::Method;
+/// A parsed URL (the ledger's base URL).
+pub use reqwest::Url;
 use tokio::sync::OnceCell;
 
 pub use key::IdempotencyKey;
@@ -42,9 +49,13 @@ pub struct LedgerClient {
     retry: RetryPolicy,
 }
 
-/// The balance request in flight and the token it was sent with: only calls made with the same
-/// token may share its answer.
-type BalanceFlight = (String, Arc<OnceCell<Result<Stated<PointBalance>>>>);
+/// The balance request in flight, the token it was sent with and the ledger it was sent to: only
+/// calls made with the same token to the same ledger may share its answer.
+type BalanceFlight = (
+    String,
+    Arc<Endpoint>,
+    Arc<OnceCell<Result<Stated<PointBalance>>>>,
+);
 
 /// An answer, and the ledger's account of the token it was made with (`user_id`, contract
 /// v1.2; `None` from backends that do not state it).
@@ -57,10 +68,47 @@ pub struct Stated<T> {
 }
 
 struct Inner {
-    http: reqwest::Client,
-    base_url: Url,
+    /// How the HTTP client of each base URL is made.
+    transport: Transport,
+    /// The ledger requests go to now; `None` until a base URL is set.
+    endpoint: RwLock<Option<Arc<Endpoint>>>,
     /// The balance request in flight, shared by every concurrent `balance()` call of one token.
     balance_in_flight: Mutex<Option<BalanceFlight>>,
+}
+
+/// One ledger base URL and the HTTP client made for it (its proxy rule depends on the scheme).
+struct Endpoint {
+    http: reqwest::Client,
+    base_url: Url,
+}
+
+/// The transport settings every [`Endpoint`] of a client is made with.
+#[derive(Clone, Copy)]
+struct Transport {
+    connect_timeout: Duration,
+    request_timeout: Duration,
+}
+
+impl Transport {
+    /// Checks `base_url` (see [`parse_base_url`]) and makes its HTTP client.
+    fn endpoint(&self, base_url: &str) -> Result<Endpoint> {
+        let base_url = parse_base_url(base_url)?;
+        let mut http = reqwest::Client::builder();
+        if base_url.scheme() == "http" {
+            // Plain http is allowed for loopback only, and never through a proxy: the bearer
+            // token would leave the machine in clear text (HTTP_PROXY / ALL_PROXY).
+            http = http.no_proxy();
+        }
+        let http = http
+            .connect_timeout(self.connect_timeout)
+            .timeout(self.request_timeout)
+            // A redirect could carry the bearer token elsewhere; the ledger never redirects.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("tauri-plugin-points/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| Error::network(error_chain(&error)))?;
+        Ok(Endpoint { http, base_url })
+    }
 }
 
 /// A failed request: the error, and how long the ledger asked to wait before another attempt.
@@ -90,14 +138,38 @@ impl From<Error> for Failure {
 
 /// Configures a [`LedgerClient`].
 pub struct LedgerClientBuilder {
-    base_url: String,
+    base_url: Option<String>,
     connect_timeout: Duration,
     request_timeout: Duration,
     retry: RetryPolicy,
     tokens: Arc<dyn TokenProvider>,
 }
 
+impl Default for LedgerClientBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl LedgerClientBuilder {
+    /// A builder with no base URL yet: the client it builds answers [`Error::NotConfigured`]
+    /// until [`LedgerClient::set_base_url`].
+    pub fn new() -> Self {
+        Self {
+            base_url: None,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(15),
+            retry: RetryPolicy::default(),
+            tokens: Arc::new(|| None::<String>),
+        }
+    }
+
+    /// The ledger's base URL: https, or http on a loopback host (checked by `build`).
+    pub fn base_url(mut self, base_url: impl Into<String>) -> Self {
+        self.base_url = Some(base_url.into());
+        self
+    }
+
     /// The longest wait for a connection (default 5 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
@@ -122,27 +194,20 @@ impl LedgerClientBuilder {
         self
     }
 
-    /// Builds the client; the base URL must be https, or http on a loopback host.
+    /// Builds the client; the base URL, when given, must be https, or http on a loopback host.
     pub fn build(self) -> Result<LedgerClient> {
-        let base_url = parse_base_url(&self.base_url)?;
-        let mut http = reqwest::Client::builder();
-        if base_url.scheme() == "http" {
-            // Plain http is allowed for loopback only, and never through a proxy: the bearer
-            // token would leave the machine in clear text (HTTP_PROXY / ALL_PROXY).
-            http = http.no_proxy();
-        }
-        let http = http
-            .connect_timeout(self.connect_timeout)
-            .timeout(self.request_timeout)
-            // A redirect could carry the bearer token elsewhere; the ledger never redirects.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("tauri-plugin-points/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|error| Error::network(error_chain(&error)))?;
+        let transport = Transport {
+            connect_timeout: self.connect_timeout,
+            request_timeout: self.request_timeout,
+        };
+        let endpoint = match &self.base_url {
+            Some(base_url) => Some(Arc::new(transport.endpoint(base_url)?)),
+            None => None,
+        };
         Ok(LedgerClient {
             inner: Arc::new(Inner {
-                http,
-                base_url,
+                transport,
+                endpoint: RwLock::new(endpoint),
                 balance_in_flight: Mutex::new(None),
             }),
             tokens: self.tokens,
@@ -227,6 +292,8 @@ struct Call<'a> {
     service: Option<&'a str>,
     /// The token to send, when already read from the provider.
     token: Option<&'a str>,
+    /// The ledger to send it to, when already chosen.
+    endpoint: Option<Arc<Endpoint>>,
 }
 
 impl<'a> Call<'a> {
@@ -239,25 +306,63 @@ impl<'a> Call<'a> {
             idempotency_key: None,
             service: None,
             token: None,
+            endpoint: None,
         }
     }
 }
 
 impl LedgerClient {
-    /// Starts configuring a client of the ledger at `base_url`.
+    /// Starts configuring a client of the ledger at `base_url` ([`LedgerClientBuilder::new`]
+    /// for a client whose base URL is set later).
     pub fn builder(base_url: impl Into<String>) -> LedgerClientBuilder {
-        LedgerClientBuilder {
-            base_url: base_url.into(),
-            connect_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(15),
-            retry: RetryPolicy::default(),
-            tokens: Arc::new(|| None::<String>),
-        }
+        LedgerClientBuilder::new().base_url(base_url)
     }
 
-    /// The ledger's base URL (always ending with `/`).
-    pub fn base_url(&self) -> &Url {
-        &self.inner.base_url
+    /// The ledger's base URL now (always ending with `/`), `None` until one is set.
+    pub fn base_url(&self) -> Option<Url> {
+        self.current_endpoint()
+            .map(|endpoint| endpoint.base_url.clone())
+    }
+
+    /// Sets or changes the ledger's base URL, for this client and every clone of it (the same
+    /// rule as the builder's: https, or http on a loopback host, never through a proxy). Calls
+    /// under way finish with the ledger they started with; calls started from now on go to
+    /// `base_url`. An invalid URL is refused with [`Error::InvalidArgument`] and the current one
+    /// is kept. Setting the URL in use again changes nothing (its connections are kept).
+    ///
+    /// The base URL says where the ledger is reached, not which ledger it is: pending charges
+    /// are sent to the URL current when they are sent, under their own idempotency key and
+    /// only with a token of their account. Point it only at the same ledger service (the same
+    /// accounts and idempotency keys), never at another one.
+    pub fn set_base_url(&self, base_url: &str) -> Result<()> {
+        let url = parse_base_url(base_url)?;
+        if self
+            .current_endpoint()
+            .is_some_and(|endpoint| endpoint.base_url == url)
+        {
+            return Ok(());
+        }
+        let endpoint = Arc::new(self.inner.transport.endpoint(base_url)?);
+        *self
+            .inner
+            .endpoint
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner()) = Some(endpoint);
+        Ok(())
+    }
+
+    /// The endpoint requests go to now.
+    fn current_endpoint(&self) -> Option<Arc<Endpoint>> {
+        self.inner
+            .endpoint
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone()
+    }
+
+    /// The endpoint a call starting now goes to, or [`Error::NotConfigured`].
+    fn endpoint(&self) -> Result<Arc<Endpoint>> {
+        self.current_endpoint().ok_or(Error::NotConfigured)
     }
 
     /// The retry policy in use.
@@ -297,14 +402,19 @@ impl LedgerClient {
 
     /// [`LedgerClient::balance`], with the account the ledger states for the token.
     pub async fn balance_stated(&self) -> Result<Stated<PointBalance>> {
+        let endpoint = self.endpoint()?;
         let token = self.tokens.token().ok_or(Error::Unauthorized)?;
         let flight = {
             let mut slot = self.balance_slot();
             match slot.as_ref() {
-                Some((owner, flight)) if *owner == token => flight.clone(),
+                Some((owner, ledger, flight))
+                    if *owner == token && Arc::ptr_eq(ledger, &endpoint) =>
+                {
+                    flight.clone()
+                }
                 _ => {
                     let flight = Arc::new(OnceCell::new());
-                    *slot = Some((token.clone(), flight.clone()));
+                    *slot = Some((token.clone(), endpoint.clone(), flight.clone()));
                     flight
                 }
             }
@@ -313,6 +423,7 @@ impl LedgerClient {
             .get_or_init(|| async {
                 let mut call = Call::get("points/balance");
                 call.token = Some(&token);
+                call.endpoint = Some(endpoint.clone());
                 let body = self.send(call).await?;
                 wire::decode::<wire::WireBalance>(&body).map(|wire| Stated {
                     user_id: bounded_id(wire.user_id.clone()),
@@ -324,7 +435,7 @@ impl LedgerClient {
         let mut slot = self.balance_slot();
         if slot
             .as_ref()
-            .is_some_and(|(_, current)| Arc::ptr_eq(current, &flight))
+            .is_some_and(|(_, _, current)| Arc::ptr_eq(current, &flight))
         {
             *slot = None;
         }
@@ -396,6 +507,7 @@ impl LedgerClient {
             idempotency_key: Some(key),
             service: Some(&request.service),
             token: None,
+            endpoint: None,
         };
         let body = self.send(call).await?;
         let receipt = wire::decode::<wire::WireReceipt>(&body)
@@ -434,16 +546,21 @@ impl LedgerClient {
         wire::decode::<wire::WireBatches>(&body).map(Vec::<Batch>::from)
     }
 
-    /// Sends `call`, retrying as the policy allows; the success body. The token is read once,
-    /// before the first attempt: every retry of one call goes out for the same account.
+    /// Sends `call`, retrying as the policy allows; the success body. The ledger and the token
+    /// are read once, before the first attempt: every retry of one call goes to the same ledger
+    /// for the same account.
     async fn send(&self, call: Call<'_>) -> std::result::Result<Vec<u8>, Failure> {
+        let endpoint = match &call.endpoint {
+            Some(endpoint) => endpoint.clone(),
+            None => self.endpoint()?,
+        };
         let token = match call.token {
             Some(token) => token.to_owned(),
             None => self.tokens.token().ok_or(Error::Unauthorized)?,
         };
         let mut attempt = 1;
         loop {
-            let (error, retry_after) = match self.attempt(&call, &token).await {
+            let (error, retry_after) = match self.attempt(&endpoint, &call, &token).await {
                 Ok(body) => return Ok(body),
                 Err(failure) => failure,
             };
@@ -467,16 +584,15 @@ impl LedgerClient {
     /// One attempt: the success body, or the error and the server's `Retry-After`.
     async fn attempt(
         &self,
+        endpoint: &Endpoint,
         call: &Call<'_>,
         token: &str,
     ) -> std::result::Result<Vec<u8>, (Error, Option<Duration>)> {
-        let url = self
-            .inner
+        let url = endpoint
             .base_url
             .join(call.path)
             .map_err(|error| (Error::protocol(error.to_string()), None))?;
-        let mut request = self
-            .inner
+        let mut request = endpoint
             .http
             .request(call.method.clone(), url)
             .bearer_auth(token)
@@ -522,7 +638,7 @@ impl LedgerClient {
 impl std::fmt::Debug for LedgerClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LedgerClient")
-            .field("base_url", &self.inner.base_url.as_str())
+            .field("base_url", &self.base_url().map(String::from))
             .field("retry", &self.retry)
             .finish_non_exhaustive()
     }

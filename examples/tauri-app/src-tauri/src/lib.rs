@@ -14,6 +14,7 @@ mod session;
 use std::time::Duration;
 
 use tauri::{Manager, RunEvent, WebviewUrl, WebviewWindowBuilder};
+use tauri_plugin_points::PointsExt;
 
 pub use backend::Backend;
 pub use session::Session;
@@ -38,6 +39,8 @@ pub const MAIN_WINDOW: &str = "main";
 /// Builds and runs the app until its last window closes.
 pub fn run() -> Result<(), StartError> {
     let app = tauri::Builder::default()
+        // Registered before the ledger's URL is known: `setup` sets it once the ledger runs.
+        .plugin(tauri_plugin_points::init())
         .invoke_handler(tauri::generate_handler![
             commands::session,
             commands::sign_out,
@@ -53,11 +56,7 @@ pub fn run() -> Result<(), StartError> {
             let handle = app.handle().clone();
             let state = tauri::async_runtime::block_on(start(&handle))?;
             let base_url = state.backend.base_url();
-            handle.plugin(
-                tauri_plugin_points::Builder::new()
-                    .base_url(base_url.clone())
-                    .build(),
-            )?;
+            handle.points().set_base_url(&base_url)?;
             state.session.restore(&handle, state.bench)?;
             eprintln!(
                 "points-example-app: ledger at {base_url} ({})",

@@ -41,4 +41,4 @@ status: number,
 /**
  * The contract's stable `code`, when the body had one.
  */
-code: string | null, } | { "kind": "protocol", } | { "kind": "storage", });
+code: string | null, } | { "kind": "protocol", } | { "kind": "storage", } | { "kind": "notConfigured" });
