@@ -65,32 +65,19 @@ async fn proxy_variables_apply_to_https_and_never_to_a_loopback_ledger() {
         .build()
         .unwrap();
     client.set_base_url("https://ledger.example.com").unwrap();
-    assert!(client.balance().await.is_err());
-    assert_eq!(
-        seen.load(Ordering::SeqCst),
-        1,
-        "an https ledger uses the system's proxy"
+    assert!(client.balance().await.is_err(), "the proxy answered 502");
+    let through_proxy = seen.lock().unwrap().clone();
+    assert!(
+        through_proxy.len() == 1 && through_proxy[0].starts_with("CONNECT ledger.example.com:443 "),
+        "an https ledger uses the system's proxy, as a tunnel the proxy cannot read: {through_proxy:?}"
     );
     client.set_base_url(&test.ledger.base_url()).unwrap();
     let balance = client.balance().await;
     assert_eq!(
-        seen.load(Ordering::SeqCst),
+        seen.lock().unwrap().len(),
         1,
         "a loopback ledger set at run time went through the proxy"
     );
     assert_eq!(balance.unwrap().balance, 10);
     test.ledger.shutdown().await;
-
-    // An https ledger is reached through the proxy, in a tunnel: the proxy sees the host only.
-    let remote = common::client_for("https://ledger.example.invalid", Some("a-token"));
-    let failed = remote.balance().await;
-    assert!(failed.is_err(), "the proxy answered 502: {failed:?}");
-    let seen = seen.lock().unwrap().clone();
-    assert!(
-        !seen.is_empty()
-            && seen
-                .iter()
-                .all(|line| line.starts_with("CONNECT ledger.example.invalid:443 ")),
-        "the https requests went through the proxy, each as a tunnel: {seen:?}"
-    );
 }
