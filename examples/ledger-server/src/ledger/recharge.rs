@@ -130,7 +130,9 @@ impl Ledger {
         account.summary.balance = balance;
         account.summary.total_recharged = total_recharged;
         let remaining = balance.clamp(0, points);
-        let batch_id = Uuid::new_v4().to_string();
+        // Time-ordered (UUIDv7, monotonic in this process): batches of one user with the same
+        // expiry and the same creation instant burn in recharge order.
+        let batch_id = Uuid::now_v7().to_string();
         sqlx::query(
             "INSERT INTO batches (id, user_id, points, remaining, expires_at, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
