@@ -17,7 +17,9 @@
 //!   or another) never deadlock; a serialization failure or a deadlock is retried as a whole.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use sqlx::Row;
 use tokio::sync::{oneshot, Semaphore};
@@ -35,6 +37,24 @@ pub const MAX_GROUP: usize = 128;
 pub const MAX_QUEUED: usize = 4096;
 /// Groups applied at once on PostgreSQL (SQLite has one writer).
 pub const POSTGRES_WRITERS: usize = 4;
+
+/// What the groups applied so far add up to (see [`crate::Ledger::group_stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GroupStats {
+    /// Groups applied.
+    pub groups: u64,
+    /// Charges in them.
+    pub charges: u64,
+    /// Time spent applying them (the database's part of a consume's latency), in microseconds.
+    pub busy_micros: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    groups: AtomicU64,
+    charges: AtomicU64,
+    busy_micros: AtomicU64,
+}
 
 /// One charge waiting for its group, and where its answer goes.
 struct Job {
@@ -60,6 +80,7 @@ pub(super) struct Batcher {
     writers: usize,
     db: Db,
     clock: Arc<dyn Clock>,
+    counters: Arc<Counters>,
 }
 
 impl std::fmt::Debug for Batcher {
@@ -83,6 +104,16 @@ impl Batcher {
             writers,
             db,
             clock,
+            counters: Arc::default(),
+        }
+    }
+
+    /// The groups applied so far.
+    pub(super) fn stats(&self) -> GroupStats {
+        GroupStats {
+            groups: self.counters.groups.load(Ordering::Relaxed),
+            charges: self.counters.charges.load(Ordering::Relaxed),
+            busy_micros: self.counters.busy_micros.load(Ordering::Relaxed),
         }
     }
 
@@ -118,6 +149,7 @@ impl Batcher {
                 self.queue.clone(),
                 self.db.clone(),
                 self.clock.clone(),
+                self.counters.clone(),
             ));
         }
         answer
@@ -140,7 +172,12 @@ impl Drop for Running {
 }
 
 /// A writer: applies the queued charges a group at a time until the queue is empty.
-async fn write_groups(queue: Arc<Mutex<Queue>>, db: Db, clock: Arc<dyn Clock>) {
+async fn write_groups(
+    queue: Arc<Mutex<Queue>>,
+    db: Db,
+    clock: Arc<dyn Clock>,
+    counters: Arc<Counters>,
+) {
     let mut running = Running(Some(queue.clone()));
     loop {
         let jobs: Vec<Job> = {
@@ -156,7 +193,16 @@ async fn write_groups(queue: Arc<Mutex<Queue>>, db: Db, clock: Arc<dyn Clock>) {
             queue.jobs.drain(..n).collect()
         };
         let charges: Vec<&Charge> = jobs.iter().map(|job| &job.charge).collect();
+        let started = Instant::now();
         let answers = apply(&db, &*clock, &charges).await;
+        counters.groups.fetch_add(1, Ordering::Relaxed);
+        counters
+            .charges
+            .fetch_add(charges.len() as u64, Ordering::Relaxed);
+        counters.busy_micros.fetch_add(
+            started.elapsed().as_micros().min(u128::from(u64::MAX)) as u64,
+            Ordering::Relaxed,
+        );
         for (job, answer) in jobs.into_iter().zip(answers) {
             let Job {
                 reply, in_flight, ..

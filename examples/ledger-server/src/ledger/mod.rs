@@ -16,6 +16,7 @@
 //! - Nothing is acknowledged before it is committed.
 
 mod batch;
+pub use batch::{GroupStats, MAX_GROUP, MAX_QUEUED};
 pub mod consume;
 pub mod expire;
 pub mod reads;
@@ -410,6 +411,12 @@ impl Ledger {
     /// The database.
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// What the groups of consumes applied so far add up to: their count, the charges in them
+    /// and the time spent applying them.
+    pub fn group_stats(&self) -> GroupStats {
+        self.batcher.stats()
     }
 
     /// The ledger's current time.
