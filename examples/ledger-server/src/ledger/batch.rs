@@ -1,6 +1,8 @@
 //! Group commit of consumes: the charges queued at the same time are applied together, in one
 //! transaction with one commit (on PostgreSQL one statement, `points_consume_batch`, so one
-//! round trip too), by at most [`Batcher::writers`] groups at once.
+//! round trip too). Each writer has a queue of its own and a user's charges always go to the
+//! same one ([`POSTGRES_WRITERS`] on PostgreSQL, one on SQLite), so the queued charges of a
+//! busy user coalesce into one group rather than wait on each other's row lock in several.
 //!
 //! Invariants:
 //! - A charge is answered only after the group holding it is committed: an acknowledged charge
@@ -11,7 +13,7 @@
 //!   again one by one, each in a transaction of its own: one failing charge fails only itself,
 //!   and none is applied twice (a charge that did land answers its replay).
 //! - No waiting for company: a writer takes whatever is queued (at most [`MAX_GROUP`]) as soon
-//!   as it is free, so a charge waits at most for the groups ahead of it; the queue holds at
+//!   as it is free, so a charge waits at most for the groups ahead of it; the queues hold at
 //!   most [`MAX_QUEUED`] charges (later ones wait for room).
 //! - On PostgreSQL a group locks its users' rows in user order, so two groups (of this instance
 //!   or another) never deadlock; a serialization failure or a deadlock is retried as a whole.
@@ -35,8 +37,10 @@ use crate::db::{Backend, Db};
 pub const MAX_GROUP: usize = 128;
 /// The most charges waiting for a writer; past it, a consume waits for room.
 pub const MAX_QUEUED: usize = 4096;
-/// Groups applied at once on PostgreSQL (SQLite has one writer).
-pub const POSTGRES_WRITERS: usize = 4;
+/// Writers (queues, groups applied at once) on PostgreSQL; SQLite has one. Measured on the
+/// 2-core benchmark machine (`BENCHMARKS.md`): 2 gave the largest groups without leaving the
+/// server idle; 1 left it half idle, 4 and 8 made groups of 2 to 3 charges.
+pub const POSTGRES_WRITERS: usize = 2;
 
 /// What the groups applied so far add up to (see [`crate::Ledger::group_stats`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -69,15 +73,16 @@ struct Job {
 #[derive(Default)]
 struct Queue {
     jobs: VecDeque<Job>,
-    /// Writer tasks running.
+    /// Writer tasks running on this queue: 0 or 1.
     writers: usize,
 }
 
-/// The queue of charges and the writers that apply them in groups.
+/// The queues of charges and the writers that apply them in groups: one queue per writer, a
+/// user's charges always in the same queue (so one user's queued charges coalesce into one
+/// group instead of waiting on each other's row lock in several).
 pub(super) struct Batcher {
-    queue: Arc<Mutex<Queue>>,
+    queues: Vec<Arc<Mutex<Queue>>>,
     room: Arc<Semaphore>,
-    writers: usize,
     db: Db,
     clock: Arc<dyn Clock>,
     counters: Arc<Counters>,
@@ -86,7 +91,7 @@ pub(super) struct Batcher {
 impl std::fmt::Debug for Batcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Batcher")
-            .field("writers", &self.writers)
+            .field("writers", &self.queues.len())
             .finish_non_exhaustive()
     }
 }
@@ -99,9 +104,8 @@ impl Batcher {
             Backend::Postgres => POSTGRES_WRITERS,
         };
         Self {
-            queue: Arc::default(),
+            queues: (0..writers).map(|_| Arc::default()).collect(),
             room: Arc::new(Semaphore::new(MAX_QUEUED)),
-            writers,
             db,
             clock,
             counters: Arc::default(),
@@ -130,23 +134,24 @@ impl Batcher {
             .await
             .map_err(|_| sqlx::Error::PoolClosed)?;
         let (reply, answer) = oneshot::channel();
+        let queue = &self.queues[charge.user.as_u128() as usize % self.queues.len()];
         let start_writer = {
-            let mut queue = self.queue.lock().expect("consume queue lock");
+            let mut queue = queue.lock().expect("consume queue lock");
             queue.jobs.push_back(Job {
                 charge,
                 reply,
                 in_flight,
                 _room: room,
             });
-            let start = queue.writers < self.writers;
+            let start = queue.writers == 0;
             if start {
-                queue.writers += 1;
+                queue.writers = 1;
             }
             start
         };
         if start_writer {
             tokio::spawn(write_groups(
-                self.queue.clone(),
+                queue.clone(),
                 self.db.clone(),
                 self.clock.clone(),
                 self.counters.clone(),
