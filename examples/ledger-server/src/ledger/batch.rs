@@ -26,7 +26,7 @@ use std::time::Instant;
 use sqlx::Row;
 use tokio::sync::{oneshot, Semaphore};
 
-use super::consume::{charge_in_transaction, Charge};
+use super::charge::{charge_in_transaction, Charge};
 use super::write::to_micros;
 use super::{retrying, InFlight, LedgerError, Receipt};
 use crate::amount::MAX_AMOUNT;

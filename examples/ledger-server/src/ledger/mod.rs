@@ -1,6 +1,9 @@
 //! The money rules: recharge, consume, expire, and the reads that show them. Nothing here knows
-//! HTTP. One module per operation: [`consume`], [`recharge`], [`expire`], [`reads`]; the steps
-//! every write transaction shares are in `write`, amounts and their bounds in [`crate::amount`].
+//! HTTP. One module per operation: [`consume`], [`recharge`], [`expire`], [`reads`]; a consume's
+//! charge inside a transaction is in `charge`, the group commit of consumes in `batch`, the
+//! steps every write transaction shares in `write`, amounts and their bounds in
+//! [`crate::amount`]. Modules import in one direction: consume → batch → charge → expire →
+//! write.
 //!
 //! Invariants every operation keeps (the model test, `tests/model.rs`, checks them on SQLite and
 //! on PostgreSQL, whose consume is the `points_consume` function of `migrations-postgres/`):
@@ -16,6 +19,7 @@
 //! - Nothing is acknowledged before it is committed.
 
 mod batch;
+mod charge;
 pub use batch::{GroupStats, MAX_GROUP, MAX_QUEUED};
 pub mod consume;
 pub mod expire;
