@@ -284,7 +284,8 @@ async fn apply_on_postgres(
     let fingerprints = column(&|c| Some(c.fingerprint.clone()));
     let services = column(&|c| Some(c.request.service.clone()));
     let references = column(&|c| c.request.reference.clone());
-    let ids = column(&|_| Some(uuid::Uuid::new_v4().to_string()));
+    // Time-ordered ids (UUIDv7): new journal entries go to the end of its primary key index.
+    let ids = column(&|_| Some(uuid::Uuid::now_v7().to_string()));
     let points: Vec<i64> = order.iter().map(|&i| charges[i].required).collect();
     let allow_debt: Vec<bool> = order
         .iter()

@@ -191,7 +191,8 @@ pub(super) async fn append_entry(
     entry: NewEntry<'_>,
 ) -> Result<String, LedgerError> {
     account.summary.seq += 1;
-    let id = Uuid::new_v4().to_string();
+    // Time-ordered (UUIDv7): new entries go to the end of the primary key index.
+    let id = Uuid::now_v7().to_string();
     sqlx::query(
         "INSERT INTO journal (id, user_id, seq, kind, points, balance_after, service, batch_id, \
          idempotency_key, request_fingerprint, reference, created_at) \
