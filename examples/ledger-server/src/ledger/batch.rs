@@ -163,15 +163,24 @@ impl Batcher {
     }
 }
 
-/// Counts a writer out if its task ends without doing so itself (a panic).
+/// Counts a writer out if its task ends without doing so itself (a panic), and answers the
+/// charges still queued for it with an error: none of them was applied, and none is left
+/// waiting for a writer that will not come.
 struct Running(Option<Arc<Mutex<Queue>>>);
 
 impl Drop for Running {
     fn drop(&mut self) {
         if let Some(queue) = self.0.take() {
-            if let Ok(mut queue) = queue.lock() {
-                queue.writers -= 1;
-            }
+            let stranded = match queue.lock() {
+                Ok(mut queue) => {
+                    queue.writers -= 1;
+                    std::mem::take(&mut queue.jobs)
+                }
+                Err(_) => VecDeque::new(),
+            };
+            // Dropped outside the lock: each job's reply channel closes (its consume answers
+            // an error) and its key is no longer in flight.
+            drop(stranded);
         }
     }
 }
