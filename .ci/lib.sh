@@ -69,8 +69,12 @@ start_throwaway_postgres() {
   local port
   port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 55432)"
   "${run[@]}" "$bindir/initdb" -D "$PG_DIR/data" -U points --auth=trust -E UTF8 >/dev/null
+  # Throwaway means no flush to disk, unless THROWAWAY_PG_DURABLE=1 (a benchmark of a durable
+  # server: fsync=on, synchronous_commit=on).
+  local durability="-c fsync=off -c synchronous_commit=off"
+  [ "${THROWAWAY_PG_DURABLE:-0}" = 1 ] && durability="-c fsync=on -c synchronous_commit=on"
   "${run[@]}" "$bindir/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w \
-    -o "-c listen_addresses=127.0.0.1 -p $port -k $PG_DIR -c max_connections=300 -c fsync=off -c synchronous_commit=off" start >/dev/null
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $PG_DIR -c max_connections=300 $durability" start >/dev/null
   PG_STOP=("${run[@]}" "$bindir/pg_ctl" -D "$PG_DIR/data" -m fast stop)
   trap 'stop_throwaway_postgres' EXIT
   "${run[@]}" "$bindir/createdb" -h 127.0.0.1 -p "$port" -U points points

@@ -174,8 +174,10 @@ async fn run(args: Args) {
             (latencies_us, failures)
         });
     }
+    let groups_before = ledger.ledger().group_stats();
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
     stop.store(true, Ordering::Relaxed);
+    let groups_after = ledger.ledger().group_stats();
     let mut latencies = Vec::new();
     let mut failures = 0;
     for (l, f) in tasks.join_all().await {
@@ -192,15 +194,29 @@ async fn run(args: Args) {
             / 1000.0
     };
     let tps = latencies.len() as f64 / elapsed;
+    // The groups applied during the run: how many charges each held on average, and how long
+    // one took to apply (the most a charge waits for the group ahead of it).
+    let groups = groups_after.groups - groups_before.groups;
+    let charges = groups_after.charges - groups_before.charges;
+    let busy = groups_after.busy_micros - groups_before.busy_micros;
+    let per_group = |n: u64| {
+        if groups == 0 {
+            0.0
+        } else {
+            n as f64 / groups as f64
+        }
+    };
     println!(
-        "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {} |",
+        "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {} | {:.1} | {:.2} |",
         args.label,
         users.len(),
         args.clients,
         tps,
         pct(0.50),
         pct(0.99),
-        failures
+        failures,
+        per_group(charges),
+        per_group(busy) / 1000.0,
     );
     ledger.shutdown().await;
 }

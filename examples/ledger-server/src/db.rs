@@ -29,7 +29,7 @@ pub struct Db {
     statements: Option<std::sync::Arc<StatementPool>>,
 }
 
-/// Connections for single statements in autocommit on PostgreSQL (the one-statement consume),
+/// Connections for single statements in autocommit on PostgreSQL (the batched consume),
 /// outside sqlx's pool: that pool pings every connection it takes back, one more round trip
 /// per request, as long as the consume itself. A connection goes back only after its
 /// statement ran to the end (a server error leaves it usable: the implicit transaction is
@@ -57,11 +57,12 @@ impl StatementPool {
         Ok(conn)
     }
 
-    /// Runs `query` on an idle connection (or a new one) and answers its one row.
-    pub async fn fetch_one<'q>(
+    /// Runs `query` on an idle connection (or a new one) and answers its rows, once the
+    /// server said the statement is over (in autocommit: committed).
+    pub async fn fetch_all<'q>(
         &self,
         query: sqlx::query::Query<'q, Postgres, PgArguments>,
-    ) -> Result<PgRow, sqlx::Error> {
+    ) -> Result<Vec<PgRow>, sqlx::Error> {
         let _permit = self
             .permits
             .acquire()
@@ -72,7 +73,7 @@ impl StatementPool {
             Some(conn) => conn,
             None => self.connect().await?,
         };
-        let result = query.fetch_one(&mut conn).await;
+        let result = query.fetch_all(&mut conn).await;
         match &result {
             Ok(_) | Err(sqlx::Error::Database(_)) => {
                 self.idle.lock().expect("statement pool lock").push(conn)
@@ -250,6 +251,13 @@ impl Db {
                 Ok(tx)
             }
         }
+    }
+
+    /// Starts the transaction of a group of consumes on SQLite: `BEGIN IMMEDIATE` on the one
+    /// write connection (the database's write lock, held until the group commits). PostgreSQL
+    /// applies a group in one statement instead (`points_consume_batch`).
+    pub async fn begin_group(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        self.write_pool.begin_with("BEGIN IMMEDIATE").await
     }
 
     /// The statement that takes a user's summary row lock (`$1`: the user) inside a write
