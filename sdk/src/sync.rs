@@ -16,7 +16,9 @@
 //!   waited out up to the policy's `max_delay`, and [`ChargeSync::shutdown`] interrupts it;
 //!   passes never overlap, a request for one made while one runs is served by a pass that starts
 //!   after it, and a pass sends only charges still journaled when their turn comes; a pass
-//!   serves up to `accounts_at_once` accounts at once, one charge of an account at a time.
+//!   serves up to `accounts_at_once` accounts at once, one charge of an account at a time;
+//!   charges with no token at hand are looked at again every `max_delay`, and a token the ledger
+//!   could not be asked about is a failure (backoff), not a charge waiting for a token.
 //!
 //! Nothing here knows Tauri: [`ChargeSync`] runs in any tokio program.
 
@@ -425,8 +427,14 @@ impl ChargeSync {
                 Some(self.inner.policy.delay_after(failures))
             } else {
                 failures = 0;
-                // Charges being sent by their first send are looked at again soon.
-                (report.busy > 0).then_some(self.inner.policy.min_delay)
+                if report.busy > 0 {
+                    // Charges being sent by their first send are looked at again soon.
+                    Some(self.inner.policy.min_delay)
+                } else {
+                    // Charges with no token at hand are looked at again now and then: the
+                    // host's provider may hand one later.
+                    (report.waiting > 0).then_some(self.inner.policy.max_delay)
+                }
             };
             let sleep = async {
                 match delay {
@@ -614,11 +622,25 @@ impl ChargeSync {
             state.update(|report| report.failed += 1);
             return;
         }
-        let tokens = self.tokens_for(charge, verified).await;
-        if tokens.is_empty() {
-            state.update(|report| report.waiting += 1);
-            return;
-        }
+        let tokens = match self.tokens_for(charge, verified).await {
+            Ok(tokens) if tokens.is_empty() => {
+                state.update(|report| report.waiting += 1);
+                return;
+            }
+            Ok(tokens) => tokens,
+            Err(failure) => {
+                // The ledger could not say whose a token is: tried again after the backoff.
+                let unavailable = policy::ledger_unavailable(&failure);
+                if unavailable {
+                    state.unavailable_in_a_row.fetch_add(1, Ordering::SeqCst);
+                }
+                state.update(|report| {
+                    report.failed += 1;
+                    report.unavailable |= unavailable;
+                });
+                return;
+            }
+        };
         match self.send(charge, tokens).await {
             Ok(receipt) => {
                 state.unavailable_in_a_row.store(0, Ordering::SeqCst);
@@ -674,11 +696,13 @@ impl ChargeSync {
     /// hands for its account. Where the charge carries the ledger's account, a token is used
     /// only once the ledger has stated the same account for it (`verified` remembers, per pass,
     /// what the ledger said of each token asked).
+    ///
+    /// An error when no token is usable yet because the ledger could not be asked about one.
     async fn tokens_for(
         &self,
         charge: &PendingCharge,
         verified: &mut HashMap<String, Option<String>>,
-    ) -> Vec<String> {
+    ) -> Result<Vec<String>> {
         let mut candidates = Vec::new();
         let captured = self
             .inner
@@ -724,6 +748,7 @@ impl ChargeSync {
             }
         }
         let mut tokens: Vec<String> = Vec::new();
+        let mut unasked = None;
         for token in candidates {
             if tokens.contains(&token) {
                 continue;
@@ -742,7 +767,10 @@ impl ChargeSync {
                             verified.insert(token.clone(), stated.user_id);
                         }
                         // Not known yet: try again next pass.
-                        Err(_) => continue,
+                        Err(error) => {
+                            unasked = Some(error);
+                            continue;
+                        }
                     }
                 }
                 match verified.get(&token) {
@@ -757,7 +785,10 @@ impl ChargeSync {
             }
             tokens.push(token);
         }
-        tokens
+        match unasked {
+            Some(error) if tokens.is_empty() => Err(error),
+            _ => Ok(tokens),
+        }
     }
 
     /// Whether a charge of `account` other than the one settling now is being sent.

@@ -418,3 +418,115 @@ async fn a_pass_serves_several_accounts_at_once_and_one_account_at_a_time() {
     }
     test.ledger.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_token_the_ledger_could_not_be_asked_about_is_a_failure_tried_again() {
+    let test = TestLedger::start(10).await;
+    let proxy = FaultProxy::start(&test.ledger.base_url()).await;
+    let dir = tempfile::tempdir().unwrap();
+    // A charge bound to its ledger account, of an account not signed in: the host hands its
+    // token, and the ledger must say whose it is before it is used.
+    let mut charge = PendingCharge::new(
+        &account_of(&test.token),
+        &IdempotencyKey::parse("bound-job").unwrap(),
+        debt_charge("compose"),
+    );
+    charge.ledger_user = Some(test.user.to_string());
+    Journal::open(dir.path()).unwrap().record(&charge).unwrap();
+    let tokens = std::collections::HashMap::from([(account_of(&test.token), test.token.clone())]);
+    let sessions = Arc::new(Sessions::new(Some(Arc::new(TokensOf(tokens)))));
+    let client = LedgerClient::builder(&proxy.base_url)
+        .retry(fast_retry())
+        .request_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let journal = Arc::new(Journal::open(dir.path()).unwrap());
+    let sync = ChargeSync::new(client, journal, sessions, fast_sync(), Arc::new(()));
+
+    // The balance read that would say whose the token is cannot reach the ledger.
+    proxy.choose(|line| {
+        if line.starts_with("GET") {
+            Fault::Refuse
+        } else {
+            Fault::Pass
+        }
+    });
+    let report = sync.sync_now().await;
+    assert_eq!(
+        (report.failed, report.waiting, report.acknowledged.len()),
+        (1, 0, 0),
+        "a failure (the loop's backoff tries again), not a charge waiting for a token: {report:?}"
+    );
+    proxy.set(Fault::Pass);
+    let report = sync.sync_now().await;
+    assert_eq!(report.acknowledged.len(), 1, "{report:?}");
+    assert_eq!(test.client().balance().await.unwrap().balance, 5);
+    test.ledger.shutdown().await;
+}
+
+/// A host whose tokens for other accounts become available later (a refresh it makes).
+struct LaterTokens {
+    account: String,
+    token: String,
+    ready: std::sync::atomic::AtomicBool,
+    asked: std::sync::atomic::AtomicUsize,
+}
+
+impl TokenProvider for LaterTokens {
+    fn token(&self) -> Option<String> {
+        None
+    }
+    fn token_for(&self, account: &str) -> Option<String> {
+        use std::sync::atomic::Ordering;
+        self.asked.fetch_add(1, Ordering::SeqCst);
+        (account == self.account && self.ready.load(Ordering::SeqCst)).then(|| self.token.clone())
+    }
+}
+
+#[tokio::test]
+async fn a_charge_waiting_for_a_token_is_looked_at_again_without_a_wake() {
+    use std::sync::atomic::Ordering;
+    let test = TestLedger::start(10).await;
+    let dir = tempfile::tempdir().unwrap();
+    record(dir.path(), &test.token, "later-job", "compose");
+    let provider = Arc::new(LaterTokens {
+        account: account_of(&test.token),
+        token: test.token.clone(),
+        ready: Default::default(),
+        asked: Default::default(),
+    });
+    let sessions = Arc::new(Sessions::new(Some(provider.clone())));
+    let client = LedgerClient::builder(test.ledger.base_url())
+        .retry(fast_retry())
+        .build()
+        .unwrap();
+    let journal = Arc::new(Journal::open(dir.path()).unwrap());
+    let sync = ChargeSync::new(client, journal, sessions, fast_sync(), Arc::new(()));
+    let looping = tokio::spawn(sync.clone().run());
+    // The first pass finds no token for it.
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while provider.asked.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the first pass asked the host for a token");
+    assert_eq!(sync.journal().len(), 1);
+    // The host has one now; nothing wakes the sync.
+    provider.ready.store(true, Ordering::SeqCst);
+    let sent = tokio::time::timeout(Duration::from_secs(10), async {
+        while !sync.journal().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        sent.is_ok(),
+        "a charge waiting for a token was never looked at again (asked {} times)",
+        provider.asked.load(Ordering::SeqCst)
+    );
+    assert_eq!(test.client().balance().await.unwrap().balance, 5);
+    sync.shutdown();
+    looping.await.unwrap();
+    test.ledger.shutdown().await;
+}
