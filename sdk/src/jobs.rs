@@ -71,6 +71,16 @@ pub struct JobSpec {
 }
 
 impl JobSpec {
+    /// The consume request its charge sends.
+    pub fn request(&self) -> ConsumeRequest {
+        ConsumeRequest {
+            duration: self.duration,
+            allow_debt: self.allow_debt,
+            reference: self.reference.clone(),
+            ..ConsumeRequest::new(self.service.clone())
+        }
+    }
+
     /// A job of `service` under `key`, charged with debt allowed.
     pub fn new(service: impl Into<String>, key: IdempotencyKey) -> Self {
         Self {
@@ -151,10 +161,13 @@ impl Jobs {
     pub async fn charge(&self, spec: JobSpec) -> Result<ChargeOutcome> {
         let session = self.session()?;
         let journal = self.inner.sync.journal();
-        if journal.contains(session.account(), spec.key.as_str()) {
-            return Ok(ChargeOutcome::Pending {
-                idempotency_key: spec.key.as_str().to_owned(),
-            });
+        if let Some(pending) = journal.get(session.account(), spec.key.as_str()) {
+            if pending.request == spec.request() {
+                return Ok(ChargeOutcome::Pending {
+                    idempotency_key: spec.key.as_str().to_owned(),
+                });
+            }
+            // Another charge is pending under this key: the first send refuses this one.
         }
         let started = self.start(&session, &spec).await?;
         self.finish(&session, &spec, started).await
@@ -277,13 +290,7 @@ impl Jobs {
         spec: &JobSpec,
         started: Started,
     ) -> Result<ChargeOutcome> {
-        let request = ConsumeRequest {
-            duration: spec.duration,
-            allow_debt: spec.allow_debt,
-            reference: spec.reference.clone(),
-            ..ConsumeRequest::new(spec.service.clone())
-        };
-        let mut charge = PendingCharge::new(session.account(), &spec.key, request);
+        let mut charge = PendingCharge::new(session.account(), &spec.key, spec.request());
         charge.ledger_user = started.ledger_user.clone();
         charge.price = Some(started.price);
         let first = self.inner.sync.charge(session, charge).await;

@@ -22,7 +22,8 @@
 //!
 //! Nothing here knows Tauri: [`ChargeSync`] runs in any tokio program.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,7 +32,7 @@ use futures_util::StreamExt;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::client::{Failure, IdempotencyKey, LedgerClient, RetryPolicy};
+use crate::client::{ConsumeRequest, Failure, IdempotencyKey, LedgerClient, RetryPolicy};
 use crate::journal::{Journal, PendingCharge};
 use crate::models::{ChargeOutcome, ChargeReceipt, PendingStatus, RefusedCharge};
 use crate::policy::{self, Verdict};
@@ -159,7 +160,8 @@ struct Inner {
     /// Account → the token captured when one of its jobs started (memory only).
     captured: Mutex<HashMap<String, Captured>>,
     /// Charges being sent right now (by their first send or a pass): never sent twice at once.
-    in_flight: Mutex<HashSet<(String, String)>>,
+    /// (account, key) → the request being sent under it.
+    in_flight: Mutex<HashMap<(String, String), ConsumeRequest>>,
     /// Serialises passes.
     pass_lock: tokio::sync::Mutex<()>,
     /// Passes started so far.
@@ -240,22 +242,9 @@ impl ChargeSync {
         // forgets it meanwhile (see `forget`).
         let claimed = InFlight::claim(&self.inner, &charge);
         self.capture(session);
-        let Some(sending) = claimed else {
-            let pending = self
-                .inner
-                .journal
-                .get(&charge.account, &charge.idempotency_key);
-            if pending.is_some_and(|pending| pending.request != charge.request) {
-                // Another charge is pending under this key: this one can never apply.
-                let error = conflict();
-                self.record_refusal(&charge, &error).await;
-                return FirstSend::Outcome(ChargeOutcome::Refused {
-                    idempotency_key,
-                    error: error.to_points_error(),
-                });
-            }
-            // This very charge is being sent (the same job reported twice): that send settles it.
-            return FirstSend::Outcome(ChargeOutcome::Pending { idempotency_key });
+        let sending = match claimed {
+            Ok(sending) => sending,
+            Err(being_sent) => return self.already_sending(charge, being_sent).await,
         };
         let recorded = {
             let journal = self.inner.journal.clone();
@@ -330,6 +319,26 @@ impl ChargeSync {
                 }
             },
         }
+    }
+
+    /// The first send of `charge` while a charge under its key is being sent (`being_sent` is
+    /// that one's request): the same job reported twice is settled by that send; a different
+    /// charge under the key can never apply.
+    async fn already_sending(
+        &self,
+        charge: PendingCharge,
+        being_sent: ConsumeRequest,
+    ) -> FirstSend {
+        let idempotency_key = charge.idempotency_key.clone();
+        if being_sent != charge.request {
+            let error = conflict();
+            self.record_refusal(&charge, &error).await;
+            return FirstSend::Outcome(ChargeOutcome::Refused {
+                idempotency_key,
+                error: error.to_points_error(),
+            });
+        }
+        FirstSend::Outcome(ChargeOutcome::Pending { idempotency_key })
     }
 
     /// Stops the background loop (interrupting any wait) and releases the journal (the app is
@@ -605,7 +614,7 @@ impl ChargeSync {
         verified: &mut HashMap<String, Option<String>>,
         state: &PassState,
     ) {
-        let Some(_sending) = InFlight::claim(&self.inner, charge) else {
+        let Ok(_sending) = InFlight::claim(&self.inner, charge) else {
             // Being sent by its first send: if that fails, it wakes the loop again.
             state.update(|report| report.busy += 1);
             return;
@@ -797,7 +806,7 @@ impl ChargeSync {
             .in_flight
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .iter()
+            .keys()
             .filter(|(owner, _)| owner == account)
             .count()
             > 1
@@ -897,14 +906,20 @@ struct InFlight<'a> {
 }
 
 impl<'a> InFlight<'a> {
-    fn claim(inner: &'a Inner, charge: &PendingCharge) -> Option<Self> {
+    /// The claim, or the request of the charge being sent under the same key.
+    fn claim(
+        inner: &'a Inner,
+        charge: &PendingCharge,
+    ) -> std::result::Result<Self, ConsumeRequest> {
         let id = (charge.account.clone(), charge.idempotency_key.clone());
-        let fresh = inner
-            .in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.clone());
-        fresh.then_some(Self { inner, id })
+        let mut in_flight = inner.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        match in_flight.entry(id.clone()) {
+            Entry::Occupied(being_sent) => Err(being_sent.get().clone()),
+            Entry::Vacant(free) => {
+                free.insert(charge.request.clone());
+                Ok(Self { inner, id })
+            }
+        }
     }
 }
 

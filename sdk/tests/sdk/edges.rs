@@ -585,6 +585,32 @@ async fn a_no_debt_charge_is_pending_when_its_answer_is_lost_and_the_same_key_is
 }
 
 #[tokio::test]
+async fn another_webview_charge_under_a_pending_key_is_refused_not_pending() {
+    let test = TestLedger::start(20).await;
+    let proxy = FaultProxy::start(&test.ledger.base_url()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let stack = Stack::new(&proxy.base_url, dir.path(), fast_sync());
+    stack.sign_in(&test.token, None);
+    proxy.fault_charges(Fault::DropAnswer);
+    let mut first = spec("compose", "click-1");
+    first.allow_debt = false;
+    assert!(stack.jobs.charge(first).await.unwrap().is_pending());
+    let mut other = spec("cover_design", "click-1");
+    other.allow_debt = false;
+    let conflicting = stack.jobs.charge(other).await.unwrap();
+    assert!(
+        matches!(conflicting, ChargeOutcome::Refused { .. }),
+        "another charge under a pending key can never apply: {conflicting:?}"
+    );
+    proxy.set(Fault::Pass);
+    stack.sync.sync_now().await;
+    assert!(stack.sync.journal().is_empty());
+    let charged = consumes(&test.ledger.base_url(), &test.token).await;
+    assert_eq!(charged.len(), 1, "{charged:?}");
+    test.ledger.shutdown().await;
+}
+
+#[tokio::test]
 async fn bare_4xx_pages_hold_a_charge_and_a_known_code_refuses_it_once() {
     let test = TestLedger::start(40).await;
     let proxy = FaultProxy::start(&test.ledger.base_url()).await;

@@ -530,3 +530,53 @@ async fn a_charge_waiting_for_a_token_is_looked_at_again_without_a_wake() {
     looping.await.unwrap();
     test.ledger.shutdown().await;
 }
+
+#[tokio::test]
+async fn another_charge_under_a_key_being_sent_is_refused_not_left_pending() {
+    let test = TestLedger::start(10).await;
+    let proxy = FaultProxy::start(&test.ledger.base_url()).await;
+    // The first charge's answer is held a while: it is being sent when the second one comes.
+    proxy.fault_charges(Fault::Delay(Duration::from_millis(500)));
+    let dir = tempfile::tempdir().unwrap();
+    let (sync, sessions) = sync_for(&proxy.base_url, dir.path(), Some(&test.token));
+    let session = sessions.current().unwrap();
+    let key = IdempotencyKey::parse("job-1").unwrap();
+    let first = tokio::spawn({
+        let (sync, session, key) = (sync.clone(), session.clone(), key.clone());
+        async move {
+            let charge = PendingCharge::new(session.account(), &key, debt_charge("compose"));
+            sync.charge(&session, charge).await
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while proxy.stats.charges_at_once.lock().unwrap().peak == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the first charge is under way");
+
+    // Another job's charge under the same key, with another service: it can never apply.
+    let second = sync
+        .charge(
+            &session,
+            PendingCharge::new(session.account(), &key, debt_charge("cover_design")),
+        )
+        .await;
+    assert!(
+        matches!(second.outcome(), Some(ChargeOutcome::Refused { .. })),
+        "refused, not pending (nothing would ever send it): {second:?}"
+    );
+    let refused = sync.journal().refused_of(session.account());
+    assert_eq!(refused.len(), 1, "on record once: {refused:?}");
+    assert_eq!(refused[0].service, "cover_design");
+
+    let first = first.await.unwrap();
+    assert!(first.receipt().is_some(), "{first:?}");
+    assert!(sync.journal().is_empty());
+    assert_eq!(
+        consumes(&test.client()).await,
+        [(Some("compose".into()), -5)]
+    );
+    test.ledger.shutdown().await;
+}
