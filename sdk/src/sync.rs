@@ -639,14 +639,7 @@ impl ChargeSync {
             Ok(tokens) => tokens,
             Err(failure) => {
                 // The ledger could not say whose a token is: tried again after the backoff.
-                let unavailable = policy::ledger_unavailable(&failure);
-                if unavailable {
-                    state.unavailable_in_a_row.fetch_add(1, Ordering::SeqCst);
-                }
-                state.update(|report| {
-                    report.failed += 1;
-                    report.unavailable |= unavailable;
-                });
+                state.held(None, policy::ledger_unavailable(&failure));
                 return;
             }
         };
@@ -665,18 +658,7 @@ impl ChargeSync {
                 Verdict::Hold {
                     not_before,
                     unavailable,
-                } => {
-                    if unavailable {
-                        state.unavailable_in_a_row.fetch_add(1, Ordering::SeqCst);
-                    } else {
-                        state.unavailable_in_a_row.store(0, Ordering::SeqCst);
-                    }
-                    state.update(|report| {
-                        report.failed += 1;
-                        report.retry_after = report.retry_after.max(not_before);
-                        report.unavailable |= unavailable;
-                    });
-                }
+                } => state.held(not_before, unavailable),
             },
         }
     }
@@ -945,6 +927,21 @@ struct PassState {
 impl PassState {
     fn update(&self, change: impl FnOnce(&mut SyncReport)) {
         change(&mut self.report.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    /// A charge kept for a later pass: `unavailable` when the failure said the ledger cannot
+    /// take requests, `not_before` the ledger's `Retry-After` (capped).
+    fn held(&self, not_before: Option<Duration>, unavailable: bool) {
+        if unavailable {
+            self.unavailable_in_a_row.fetch_add(1, Ordering::SeqCst);
+        } else {
+            self.unavailable_in_a_row.store(0, Ordering::SeqCst);
+        }
+        self.update(|report| {
+            report.failed += 1;
+            report.retry_after = report.retry_after.max(not_before);
+            report.unavailable |= unavailable;
+        });
     }
 }
 
