@@ -68,8 +68,10 @@ pub async fn open(
     let mut live = Live {
         ledger: context.ledger.clone(),
         subscription,
+        // Below any seq: the first snapshot is always sent, seq 0 included.
         last: Summary {
             user_id: user,
+            seq: -1,
             ..Summary::default()
         },
         pending: VecDeque::new(),
