@@ -106,9 +106,9 @@ fn low_balance_fires_once_per_crossing_rearms_and_survives_a_restart() {
     let alert = app.events_named(LOW_BALANCE)[0].clone();
     assert_eq!(alert["balance"], last_balance(&app).unwrap());
     assert_eq!(alert["session"], 1);
-    backend_spends(&ledger, 1, "tts:spend-2");
     let low = last_balance(&app).unwrap();
-    app.wait_until("the next figure", || last_balance(&app) != Some(low));
+    backend_spends(&ledger, 1, "tts:spend-2");
+    app.wait_until("the next figure", || last_balance(&app) == Some(low - 1));
     assert_eq!(thresholds_fired(&app), [50], "still under 50: not again");
     drop(app);
 
@@ -117,10 +117,10 @@ fn low_balance_fires_once_per_crossing_rearms_and_survives_a_restart() {
     app.wait_until("the first figure after the restart", || {
         last_balance(&app).is_some()
     });
-    backend_spends(&ledger, 1, "tts:spend-3");
     let low = last_balance(&app).unwrap();
+    backend_spends(&ledger, 1, "tts:spend-3");
     app.wait_until("the figure after the restart's spend", || {
-        last_balance(&app) != Some(low)
+        last_balance(&app) == Some(low - 1)
     });
     assert!(
         thresholds_fired(&app).is_empty(),

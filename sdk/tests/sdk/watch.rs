@@ -217,7 +217,7 @@ async fn a_change_of_account_or_a_sign_out_lets_no_figure_of_the_old_account_thr
     for figure in seen_after.iter().filter(|s| s.generation == generation) {
         assert_eq!(
             figure.account,
-            other.to_string(),
+            format!("sub:{other}"),
             "a figure of the session now is of its account"
         );
         assert!(
