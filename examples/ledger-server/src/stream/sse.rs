@@ -246,11 +246,17 @@ impl Live {
                 }
             }
         }
-        let user = self.last.user_id;
-        let changes = self
-            .ledger
-            .changes_since(user, self.last.seq, self.replay_limit)
-            .await?;
+        let (ledger, user, after, limit) = (
+            self.ledger.clone(),
+            self.last.user_id,
+            self.last.seq,
+            self.replay_limit,
+        );
+        // In a task of its own: a reader that goes away drops this body, and a query dropped
+        // half-way closes its pooled connection (on SQLite in memory, the whole database).
+        let changes = tokio::spawn(async move { ledger.changes_since(user, after, limit).await })
+            .await
+            .map_err(|_| LedgerError::Database(sqlx::Error::WorkerCrashed))??;
         match changes.events {
             Some(events) => events.into_iter().for_each(|event| self.push(event)),
             None => self.push(snapshot(changes.current)),
