@@ -424,7 +424,8 @@ async fn a_slow_reader_is_dropped(backend: Backend) {
 }
 
 async fn shutdown_ends_open_streams(backend: Backend) {
-    let Some(f) = start(backend, same).await else {
+    // A buffer so large that the stuck reader below is never dropped as a slow reader.
+    let Some(f) = start(backend, limits(|l| l.buffer = 100_000)).await else {
         return;
     };
     let l = &f.l;
@@ -436,7 +437,8 @@ async fn shutdown_ends_open_streams(backend: Backend) {
     let (stuck_user, stuck_token) = l.user_with(10).await;
     let mut stuck = sse::open_with(addr, &stuck_token, None, Some(4096)).await;
     stuck.balance(WAIT).await;
-    burst(l, stuck_user, 1024, "stuck").await;
+    // About 4 MB of events: more than the socket buffers and the server's write buffer hold.
+    burst(l, stuck_user, 128 * 150, "stuck").await;
     let f_running = f;
     let started = Instant::now();
     tokio::time::timeout(Duration::from_secs(5), f_running.finish())
