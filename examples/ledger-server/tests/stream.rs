@@ -452,11 +452,15 @@ async fn shutdown_ends_open_streams(backend: Backend) {
 
 async fn streams_are_not_cut_by_the_request_timeout_nor_counted_in_flight(backend: Backend) {
     let config = |c: LedgerConfig| {
-        let mut http = points_ledger::http::HttpLimits::default();
-        http.request_timeout = Duration::from_millis(500);
-        http.max_in_flight = 2;
-        let mut stream = StreamLimits::default();
-        stream.heartbeat = Duration::from_millis(200);
+        let http = points_ledger::http::HttpLimits {
+            request_timeout: Duration::from_millis(500),
+            max_in_flight: 2,
+            ..Default::default()
+        };
+        let stream = StreamLimits {
+            heartbeat: Duration::from_millis(200),
+            ..Default::default()
+        };
         c.with_http_limits(http).with_stream_limits(stream)
     };
     let Some(f) = start(backend, config).await else {
