@@ -140,6 +140,14 @@ impl Hub {
             if let Some(end) = slot.end.take() {
                 let _ = end.send(EndReason::TooManyStreams);
             }
+            // Its end event goes out when its reader reads; a reader that does not is closed
+            // (the stream itself may not even be polled again to notice its end).
+            if let Some(connection) = slot.connection.take() {
+                tokio::spawn(async move {
+                    tokio::time::sleep(super::END_GRACE).await;
+                    connection.close();
+                });
+            }
         }
         Ok(Subscription {
             hub: self.clone(),

@@ -79,6 +79,7 @@ pub async fn open(
         expires_at,
         expiry: Box::pin(tokio::time::sleep(until(expires_at))),
         stopped: context.stopped.clone(),
+        connection: connection.clone(),
         done: false,
     };
     match last_event_id {
@@ -157,6 +158,7 @@ struct Live {
     expires_at: i64,
     expiry: Pin<Box<Sleep>>,
     stopped: watch::Receiver<bool>,
+    connection: Option<Connection>,
     done: bool,
 }
 
@@ -215,6 +217,14 @@ impl Live {
             match wake {
                 Wake::End(reason) => {
                     self.done = true;
+                    // An ended stream (evicted, expired) no longer counts against any cap: its
+                    // connection must not outlive it for long if the reader stopped reading.
+                    if let Some(connection) = self.connection.clone() {
+                        tokio::spawn(async move {
+                            tokio::time::sleep(super::END_GRACE).await;
+                            connection.close();
+                        });
+                    }
                     return Some(end_event(reason));
                 }
                 Wake::Notice(notice) => {
