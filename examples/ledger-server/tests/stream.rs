@@ -333,6 +333,46 @@ async fn a_user_past_the_cap_ends_the_oldest_stream(backend: Backend) {
     f.finish().await;
 }
 
+async fn an_ended_stream_stuck_on_its_reader_is_closed(backend: Backend) {
+    // Two connections at most; never dropped as a slow reader; one stream per user.
+    let config = |c: LedgerConfig| {
+        let http = points_ledger::http::HttpLimits {
+            max_connections: 2,
+            ..Default::default()
+        };
+        let stream = StreamLimits {
+            buffer: 100_000,
+            max_per_user: 1,
+            ..Default::default()
+        };
+        c.with_http_limits(http).with_stream_limits(stream)
+    };
+    let Some(f) = start(backend, config).await else {
+        return;
+    };
+    let l = &f.l;
+    let (user, token) = l.user_with(10).await;
+    let stuck = {
+        let mut stuck = sse::open_with(l.running.addr(), &token, None, Some(4096)).await;
+        stuck.balance(WAIT).await;
+        stuck
+    };
+    // About 4 MB of events the reader does not read, then a newer stream ends this one.
+    burst(l, user, 128 * 150, "stuck").await;
+    let mut newer = sse::open(l.running.addr(), &token, None).await;
+    newer.balance(WAIT).await;
+    assert_eq!(l.running.open_streams(), 1);
+    // The ended stream's connection is closed within the end grace, though its reader never
+    // read its end event: the second connection is free again for a request.
+    tokio::time::sleep(points_ledger::stream::END_GRACE + Duration::from_secs(1)).await;
+    let answered = tokio::time::timeout(Duration::from_secs(3), l.get(&token, "/points/balance"))
+        .await
+        .expect("a connection was free: the ended stream's was closed");
+    assert_eq!(answered.status(), 200);
+    drop(stuck);
+    f.finish().await;
+}
+
 async fn limits_and_refusals_are_typed(backend: Backend) {
     let Some(f) = start(backend, limits(|l| l.max_streams = 2)).await else {
         return;
@@ -424,7 +464,8 @@ async fn a_slow_reader_is_dropped(backend: Backend) {
 }
 
 async fn shutdown_ends_open_streams(backend: Backend) {
-    let Some(f) = start(backend, same).await else {
+    // A buffer so large that the stuck reader below is never dropped as a slow reader.
+    let Some(f) = start(backend, limits(|l| l.buffer = 100_000)).await else {
         return;
     };
     let l = &f.l;
@@ -436,7 +477,8 @@ async fn shutdown_ends_open_streams(backend: Backend) {
     let (stuck_user, stuck_token) = l.user_with(10).await;
     let mut stuck = sse::open_with(addr, &stuck_token, None, Some(4096)).await;
     stuck.balance(WAIT).await;
-    burst(l, stuck_user, 1024, "stuck").await;
+    // About 4 MB of events: more than the socket buffers and the server's write buffer hold.
+    burst(l, stuck_user, 128 * 150, "stuck").await;
     let f_running = f;
     let started = Instant::now();
     tokio::time::timeout(Duration::from_secs(5), f_running.finish())
@@ -450,11 +492,15 @@ async fn shutdown_ends_open_streams(backend: Backend) {
 
 async fn streams_are_not_cut_by_the_request_timeout_nor_counted_in_flight(backend: Backend) {
     let config = |c: LedgerConfig| {
-        let mut http = points_ledger::http::HttpLimits::default();
-        http.request_timeout = Duration::from_millis(500);
-        http.max_in_flight = 2;
-        let mut stream = StreamLimits::default();
-        stream.heartbeat = Duration::from_millis(200);
+        let http = points_ledger::http::HttpLimits {
+            request_timeout: Duration::from_millis(500),
+            max_in_flight: 2,
+            ..Default::default()
+        };
+        let stream = StreamLimits {
+            heartbeat: Duration::from_millis(200),
+            ..Default::default()
+        };
         c.with_http_limits(http).with_stream_limits(stream)
     };
     let Some(f) = start(backend, config).await else {
@@ -555,6 +601,7 @@ on_both_backends!(
     heartbeat_comments_keep_the_stream_alive,
     the_stream_ends_when_the_token_expires,
     a_user_past_the_cap_ends_the_oldest_stream,
+    an_ended_stream_stuck_on_its_reader_is_closed,
     limits_and_refusals_are_typed,
     a_slow_reader_is_dropped,
     shutdown_ends_open_streams,

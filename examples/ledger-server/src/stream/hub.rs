@@ -3,13 +3,15 @@
 //! publishes the user's new journal sequence number here.
 //!
 //! Invariants: each stream has a bounded channel, and a notice never waits: a stream whose
-//! channel is full is dropped (its connection closed), never buffered without bound. A user holds
+//! channel is full is dropped (its connection closed), never buffered without bound. A notice of
+//! a `seq` the stream already sent is not queued (a backlog of old notices does not fill the
+//! channel of a stream that just started). A user holds
 //! at most `max_per_user` streams (a new one ends the oldest with `too_many_streams`), the hub at
 //! most `max_streams` (a new one past it is refused). Nothing is called under the lock but
 //! non-blocking channel sends.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
@@ -52,6 +54,8 @@ pub struct HubFull;
 
 struct Slot {
     id: u64,
+    /// The last `seq` the stream sent.
+    sent: Arc<AtomicI64>,
     notices: mpsc::Sender<Notice>,
     end: Option<oneshot::Sender<EndReason>>,
     connection: Option<Connection>,
@@ -88,6 +92,14 @@ pub struct Subscription {
     /// Why the hub ended this stream (`too_many_streams`); closed without a value when it was
     /// dropped as a slow reader.
     pub end: oneshot::Receiver<EndReason>,
+    sent: Arc<AtomicI64>,
+}
+
+impl Subscription {
+    /// Records that the stream sent `seq`: notices up to it are no longer queued for it.
+    pub fn sent(&self, seq: i64) {
+        self.sent.fetch_max(seq, Ordering::Relaxed);
+    }
 }
 
 impl Drop for Subscription {
@@ -107,14 +119,17 @@ impl Drop for Subscription {
 }
 
 impl Hub {
-    /// Registers a stream of `user`. Past `limits.max_per_user` the user's oldest stream is
-    /// told `too_many_streams` and leaves the hub; past `limits.max_streams`, [`HubFull`].
+    /// Registers a stream of `user` that has sent up to `sent`. Past `limits.max_per_user` the
+    /// user's oldest stream is told `too_many_streams` and leaves the hub; past
+    /// `limits.max_streams`, [`HubFull`].
     pub fn subscribe(
         self: &Arc<Self>,
         user: Uuid,
+        sent: i64,
         limits: &HubLimits,
         connection: Option<Connection>,
     ) -> Result<Subscription, HubFull> {
+        let sent = Arc::new(AtomicI64::new(sent));
         let (notices_tx, notices) = mpsc::channel(limits.buffer.max(1));
         let (end_tx, end) = oneshot::channel();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -130,6 +145,7 @@ impl Hub {
             }
             slots.push(Slot {
                 id,
+                sent: sent.clone(),
                 notices: notices_tx,
                 end: Some(end_tx),
                 connection,
@@ -140,6 +156,14 @@ impl Hub {
             if let Some(end) = slot.end.take() {
                 let _ = end.send(EndReason::TooManyStreams);
             }
+            // Its end event goes out when its reader reads; a reader that does not is closed
+            // (the stream itself may not even be polled again to notice its end).
+            if let Some(connection) = slot.connection.take() {
+                tokio::spawn(async move {
+                    tokio::time::sleep(super::END_GRACE).await;
+                    connection.close();
+                });
+            }
         }
         Ok(Subscription {
             hub: self.clone(),
@@ -147,6 +171,7 @@ impl Hub {
             id,
             notices,
             end,
+            sent,
         })
     }
 
@@ -158,9 +183,13 @@ impl Hub {
             let Some(slots) = streams.by_user.get_mut(&user) else {
                 return;
             };
+            let stale = |slot: &Slot| match &notice {
+                Notice::Committed { seq, .. } => *seq <= slot.sent.load(Ordering::Relaxed),
+                Notice::Resync => false,
+            };
             let mut at = 0;
             while at < slots.len() {
-                if slots[at].notices.try_send(notice.clone()).is_ok() {
+                if stale(&slots[at]) || slots[at].notices.try_send(notice.clone()).is_ok() {
                     at += 1;
                 } else {
                     dropped.push(slots.remove(at));
@@ -212,6 +241,11 @@ impl Hub {
         self.streams.lock().expect("stream hub lock").total
     }
 
+    /// Whether the hub holds `limits.max_streams` streams already.
+    pub fn is_full(&self, limits: &HubLimits) -> bool {
+        self.len() >= limits.max_streams.max(1)
+    }
+
     /// Whether no stream is registered.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -241,13 +275,13 @@ mod tests {
     async fn caps_end_the_oldest_and_refuse_past_the_total() {
         let hub = Arc::new(Hub::default());
         let user = Uuid::new_v4();
-        let mut first = hub.subscribe(user, &LIMITS, None).unwrap();
-        let _second = hub.subscribe(user, &LIMITS, None).unwrap();
-        let _third = hub.subscribe(user, &LIMITS, None).unwrap();
+        let mut first = hub.subscribe(user, 0, &LIMITS, None).unwrap();
+        let _second = hub.subscribe(user, 0, &LIMITS, None).unwrap();
+        let _third = hub.subscribe(user, 0, &LIMITS, None).unwrap();
         assert_eq!(first.end.try_recv(), Ok(EndReason::TooManyStreams));
         assert_eq!(hub.len(), 2);
-        let _other = hub.subscribe(Uuid::new_v4(), &LIMITS, None).unwrap();
-        assert!(hub.subscribe(Uuid::new_v4(), &LIMITS, None).is_err());
+        let _other = hub.subscribe(Uuid::new_v4(), 0, &LIMITS, None).unwrap();
+        assert!(hub.subscribe(Uuid::new_v4(), 0, &LIMITS, None).is_err());
         drop(first);
         assert_eq!(hub.len(), 3, "the evicted stream was already gone");
     }
@@ -256,7 +290,7 @@ mod tests {
     async fn a_full_channel_drops_the_stream() {
         let hub = Arc::new(Hub::default());
         let user = Uuid::new_v4();
-        let mut slow = hub.subscribe(user, &LIMITS, None).unwrap();
+        let mut slow = hub.subscribe(user, 0, &LIMITS, None).unwrap();
         for seq in 1..=3 {
             hub.publish(user, committed(seq));
         }
@@ -266,5 +300,21 @@ mod tests {
         assert_eq!(slow.notices.recv().await, Some(committed(2)));
         assert_eq!(slow.notices.recv().await, None);
         assert!(slow.end.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn notices_a_stream_already_sent_are_not_queued() {
+        let hub = Arc::new(Hub::default());
+        let user = Uuid::new_v4();
+        let mut caught_up = hub.subscribe(user, 10, &LIMITS, None).unwrap();
+        for seq in 1..=10 {
+            hub.publish(user, committed(seq));
+        }
+        assert_eq!(hub.len(), 1, "a backlog of old notices does not drop it");
+        hub.publish(user, committed(11));
+        assert_eq!(caught_up.notices.recv().await, Some(committed(11)));
+        caught_up.sent(12);
+        hub.publish(user, committed(12));
+        assert!(caught_up.notices.try_recv().is_err());
     }
 }

@@ -59,6 +59,11 @@ pub struct StreamLimits {
     pub replay_limit: u32,
 }
 
+/// How long a stream's connection may stay open after the stream ended (evicted, expired) when
+/// its reader does not read: then it is closed. An ended stream no longer counts against the
+/// caps, so its connection must not outlive it for long.
+pub const END_GRACE: Duration = Duration::from_secs(5);
+
 /// Entries replayed at most after `Last-Event-ID`, by default.
 pub const DEFAULT_REPLAY_LIMIT: u32 = 1000;
 

@@ -2,9 +2,10 @@
 //! `Last-Event-ID`), then one `balance` event per journal change, heartbeat comments, and an
 //! `end` event before the server closes it.
 //!
-//! Invariants: the stream registers with the hub before it reads the journal, so no change
-//! committed after that read is missed; an event is sent only for a `seq` above the last one
-//! sent; a live notice that does not follow the last event (a jump, no entry, a resync) is filled
+//! Invariants: the stream registers with the hub after its first read and then reads the journal
+//! once more, so no change committed around the registration is missed; the hub is told the last
+//! `seq` sent, so old notices do not fill the stream's channel; an event is sent only for a `seq`
+//! above the last one sent; a live notice that does not follow the last event (a jump, no entry, a resync) is filled
 //! from the journal, bounded by the replay limit (past it, a snapshot of the summary now).
 
 use std::collections::VecDeque;
@@ -60,45 +61,62 @@ pub async fn open(
     last_event_id: Option<i64>,
     connection: Option<Connection>,
 ) -> Result<Response, Problem> {
-    let subscription = context
-        .ledger
-        .hub()
-        .subscribe(user, &context.limits.hub(), connection.clone())
+    let hub_limits = context.limits.hub();
+    let hub = context.ledger.hub();
+    if hub.is_full(&hub_limits) {
+        return Err(Problem::too_many_streams());
+    }
+    // Below any seq: the first snapshot is always sent, seq 0 included.
+    let mut last = Summary {
+        user_id: user,
+        seq: -1,
+        ..Summary::default()
+    };
+    let mut pending = Vec::new();
+    // At or past the current seq, nothing is replayed: the stream goes on from the summary now.
+    let mut caught_up = None;
+    match last_event_id {
+        None => {
+            let summary = context.ledger.summary(user).await?;
+            pending.push(snapshot(summary));
+        }
+        Some(after) => {
+            let changes = context
+                .ledger
+                .resume_changes(user, after, context.limits.replay_limit)
+                .await?;
+            last.seq = after;
+            if changes.current.seq <= after {
+                caught_up = Some(changes.current);
+            }
+            match changes.events {
+                Some(events) => pending.extend(events),
+                None => pending.push(snapshot(changes.current)),
+            }
+        }
+    }
+    if let Some(current) = caught_up {
+        last = current;
+    }
+    let first_seq = pending.last().map_or(last.seq, |event| event.summary.seq);
+    let subscription = hub
+        .subscribe(user, first_seq, &hub_limits, connection.clone())
         .map_err(|_| Problem::too_many_streams())?;
     let mut live = Live {
         ledger: context.ledger.clone(),
         subscription,
-        // Below any seq: the first snapshot is always sent, seq 0 included.
-        last: Summary {
-            user_id: user,
-            seq: -1,
-            ..Summary::default()
-        },
+        last,
         pending: VecDeque::new(),
         replay_limit: context.limits.replay_limit,
         expires_at,
         expiry: Box::pin(tokio::time::sleep(until(expires_at))),
         stopped: context.stopped.clone(),
+        connection: connection.clone(),
         done: false,
     };
-    match last_event_id {
-        None => {
-            let summary = context.ledger.summary(user).await?;
-            live.push(snapshot(summary));
-        }
-        Some(after) => {
-            let changes = context
-                .ledger
-                .resume_changes(user, after, live.replay_limit)
-                .await?;
-            live.last.seq = after;
-            match changes.events {
-                Some(events) => events.into_iter().for_each(|event| live.push(event)),
-                None => live.push(snapshot(changes.current)),
-            }
-            live.last = changes.current;
-        }
-    }
+    pending.into_iter().for_each(|event| live.push(event));
+    // What was committed between the first read and the registration.
+    live.apply(Notice::Resync).await?;
     if let Some(connection) = &connection {
         connection.mark_streaming();
     }
@@ -157,6 +175,7 @@ struct Live {
     expires_at: i64,
     expiry: Pin<Box<Sleep>>,
     stopped: watch::Receiver<bool>,
+    connection: Option<Connection>,
     done: bool,
 }
 
@@ -181,6 +200,7 @@ impl Live {
                 .data(data),
         );
         self.last = event.summary;
+        self.subscription.sent(self.last.seq);
     }
 
     /// The next event to send, `None` once the stream is over.
@@ -215,6 +235,14 @@ impl Live {
             match wake {
                 Wake::End(reason) => {
                     self.done = true;
+                    // An ended stream (evicted, expired) no longer counts against any cap: its
+                    // connection must not outlive it for long if the reader stopped reading.
+                    if let Some(connection) = self.connection.clone() {
+                        tokio::spawn(async move {
+                            tokio::time::sleep(super::END_GRACE).await;
+                            connection.close();
+                        });
+                    }
                     return Some(end_event(reason));
                 }
                 Wake::Notice(notice) => {
