@@ -1,6 +1,6 @@
 // The plugin's types, generated from the Rust crate by ts-rs (one file per type in this package's
 // `bindings/` folder). They are re-exported as they are: this package never redefines them.
-export type { BalanceChanged } from "../bindings/BalanceChanged";
+export type { BalanceChanged, LowBalance } from "./stream-bindings";
 export type { Batch } from "../bindings/Batch";
 export type { ChargeOutcome } from "../bindings/ChargeOutcome";
 export type { ChargeReceipt } from "../bindings/ChargeReceipt";
