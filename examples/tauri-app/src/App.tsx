@@ -75,7 +75,9 @@ export function App() {
   }, [follow]);
 
   const signedIn = session?.user != null;
-  const current = signedIn && pluginSession !== null && pointState.session !== null && pointState.session >= pluginSession;
+  // Only the figures of that session: neither a previous user's, nor (while the app's own
+  // announcement is on its way) the next user's under this one's name.
+  const current = signedIn && pluginSession !== null && pointState.session === pluginSession;
   const balance = current ? pointState.balance : null;
   const lowBalance = current ? pointState.lowBalance : null;
 
