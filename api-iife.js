@@ -939,10 +939,12 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
         function onBalance(change) {
             if (!ofCurrentSession(change.session, true, false))
                 return;
-            const summary = change.summary;
-            // A plugin without whole summaries sends none: its figure is fetched whole instead.
+            // A plugin of contract v1.1 sends `details` (a fetch's summary, else null) instead of
+            // `summary`: a figure without its summary is fetched whole.
+            const old = change;
+            const summary = old.summary ?? old.details;
             if (typeof summary === "object" && summary !== null)
-                showSummary(change.summary);
+                showSummary(summary);
             else
                 sawFigure(change.balance, change.seq);
         }

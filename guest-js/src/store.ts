@@ -577,9 +577,11 @@ export function createPointStore(options: PointStoreOptions = {}): PointStore {
 
   function onBalance(change: BalanceChanged): void {
     if (!ofCurrentSession(change.session, true, false)) return;
-    const summary: unknown = change.summary;
-    // A plugin without whole summaries sends none: its figure is fetched whole instead.
-    if (typeof summary === "object" && summary !== null) showSummary(change.summary);
+    // A plugin of contract v1.1 sends `details` (a fetch's summary, else null) instead of
+    // `summary`: a figure without its summary is fetched whole.
+    const old = change as unknown as { summary?: unknown; details?: unknown };
+    const summary = old.summary ?? old.details;
+    if (typeof summary === "object" && summary !== null) showSummary(summary as PointBalance);
     else sawFigure(change.balance, change.seq);
   }
 

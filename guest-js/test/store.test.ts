@@ -822,6 +822,10 @@ describe("createPointStore: ordered balances", () => {
     await emit("points://balance-changed", { balance: 95, details: null, seq: 8, session: 1 });
     await vi.waitFor(() => expect(store.getSnapshot().balance).toEqual(newer));
     expect(calls.filter((c) => c.cmd === "plugin:points|get_balance")).toHaveLength(2);
+    // Its fetch's event carries the summary as `details`: shown as it is.
+    await emit("points://balance-changed", { balance: 90, details: summaryOf(90, 9), seq: 9, session: 1 });
+    expect(store.getSnapshot().balance).toEqual(summaryOf(90, 9));
+    expect(calls.filter((c) => c.cmd === "plugin:points|get_balance")).toHaveLength(2);
   });
 });
 
