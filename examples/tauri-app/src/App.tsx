@@ -35,7 +35,8 @@ type Say = { readonly say: (t: AppTexts, locale: Locale) => string } | null;
 const failure = (e: unknown): Say => ({ say: (_, locale) => describeError(e, locale) });
 
 export function App() {
-  const pointState = usePoints({ fetchOnMount: false });
+  // Fetches the balance on mount and after every change of session (the store empties itself then).
+  const pointState = usePoints();
   const [session, setSession] = useState<app.SessionView | null>(null);
   // The plugin's session of the user shown: the store's figures count once it is there (never a
   // previous user's, whichever of the app's and the plugin's announcements comes first).
