@@ -16,13 +16,19 @@ use tokio::sync::{mpsc, watch};
 use crate::session::Session;
 use crate::sync::ChargeSync;
 
+use crate::alerts::LowBalanceAlerts;
 use crate::models::{
-    BalanceChanged, InsufficientPoints, PendingCharges, RefusedCharge, SessionChanged,
+    BalanceChanged, ChargeReceipt, InsufficientPoints, LowBalance, PendingCharges, PointBalance,
+    RefusedCharge, SessionChanged,
 };
 
 /// Payload [`BalanceChanged`]: after a balance fetch, a charge or a re-sent charge of the
-/// signed-in account.
+/// signed-in account, and whenever its balance changes elsewhere (the ledger's stream, or polls
+/// of a backend without it). Always a whole summary, in `seq` order.
 pub const BALANCE_CHANGED: &str = "points://balance-changed";
+/// Payload [`LowBalance`]: the signed-in account's balance fell below a threshold of
+/// `plugins.points.lowBalance`; once per downward crossing, even across restarts.
+pub const LOW_BALANCE: &str = "points://low-balance";
 /// Payload [`InsufficientPoints`]: on every 402 and every failed pre-check, naming the window
 /// whose action was refused.
 pub const INSUFFICIENT: &str = "points://insufficient";
@@ -42,6 +48,7 @@ const QUEUE_CAPACITY: usize = 4096;
 #[derive(Debug)]
 enum Event {
     Balance(BalanceChanged),
+    LowBalance(LowBalance),
     Insufficient(InsufficientPoints),
     Pending(PendingCharges),
     Session(SessionChanged),
@@ -56,6 +63,8 @@ struct Order {
     session: u64,
     /// The highest `seq` emitted in that session.
     seq: Option<i64>,
+    /// The last summary emitted in that session (after a charge, the new one is derived from it).
+    summary: Option<PointBalance>,
     /// The pending count last emitted in that session.
     pending: Option<u32>,
 }
@@ -64,16 +73,18 @@ struct Order {
 pub(crate) struct EventQueue {
     order: Mutex<Order>,
     sender: mpsc::Sender<Event>,
+    alerts: Arc<LowBalanceAlerts>,
 }
 
 impl EventQueue {
     /// A queue whose events `app` emits, from a task on Tauri's async runtime.
-    pub(crate) fn start<R: Runtime>(app: AppHandle<R>) -> Self {
+    pub(crate) fn start<R: Runtime>(app: AppHandle<R>, alerts: Arc<LowBalanceAlerts>) -> Self {
         let (sender, mut receiver) = mpsc::channel(QUEUE_CAPACITY);
         tauri::async_runtime::spawn(async move {
             while let Some(event) = receiver.recv().await {
                 match event {
                     Event::Balance(payload) => emit(&app, BALANCE_CHANGED, payload),
+                    Event::LowBalance(payload) => emit(&app, LOW_BALANCE, payload),
                     Event::Insufficient(payload) => emit(&app, INSUFFICIENT, payload),
                     Event::Pending(payload) => emit(&app, PENDING_CHANGED, payload),
                     Event::Session(payload) => emit(&app, SESSION_CHANGED, payload),
@@ -88,9 +99,11 @@ impl EventQueue {
             order: Mutex::new(Order {
                 session: 0,
                 seq: None,
+                summary: None,
                 pending: None,
             }),
             sender,
+            alerts,
         }
     }
 
@@ -114,28 +127,88 @@ impl EventQueue {
         *order = Order {
             session,
             seq: None,
+            summary: None,
             pending: Some(payload.count),
         };
         self.queue(Event::Session(SessionChanged { signed_in, session }));
         self.queue(Event::Pending(payload));
     }
 
-    /// Emits a balance of session `payload.session`, unless another session is announced or a
-    /// newer figure (higher `seq`) of it was emitted already.
-    pub(crate) fn balance_changed(&self, payload: BalanceChanged) {
+    /// Emits a whole summary of session `payload.session` (of `account`), unless another session
+    /// is announced or a newer figure (higher `seq`) of it was emitted already; then emits
+    /// `points://low-balance` for every threshold it has just fallen below.
+    pub(crate) fn balance_changed(&self, payload: BalanceChanged, account: &str) {
         let mut order = self.order();
         if payload.session != order.session {
             return;
         }
         if let (Some(seq), Some(newest)) = (payload.seq, order.seq) {
-            if seq < newest {
+            if seq < newest || (seq == newest && order.summary.as_ref() == Some(&payload.summary)) {
                 return;
             }
         }
         if payload.seq.is_some() {
             order.seq = payload.seq;
         }
+        order.summary = Some(payload.summary.clone());
+        let (balance, session) = (payload.balance, payload.session);
         self.queue(Event::Balance(payload));
+        for threshold in self.alerts.observe(account, balance) {
+            self.queue(Event::LowBalance(LowBalance {
+                threshold,
+                balance,
+                session,
+            }));
+        }
+    }
+
+    /// A charge of session `session` (of `account`) was acknowledged with `receipt`: emits the
+    /// whole summary after it when the last one emitted is the one just before it (same totals
+    /// but the consumed points). `false` when it cannot be derived: the caller fetches it.
+    pub(crate) fn charge_acknowledged(
+        &self,
+        session: u64,
+        account: &str,
+        receipt: &ChargeReceipt,
+    ) -> bool {
+        let derived = {
+            let order = self.order();
+            if session != order.session {
+                return true;
+            }
+            let (Some(last), Some(seq)) = (order.summary.as_ref(), receipt.seq) else {
+                return false;
+            };
+            match last.seq {
+                // The stream or a fetch already showed this charge or a later figure.
+                Some(last_seq) if seq <= last_seq => return true,
+                Some(last_seq) if seq == last_seq + 1 => {}
+                _ => return false,
+            }
+            let consumed = last.total_consumed.checked_add(receipt.points);
+            let balance = last.balance.checked_sub(receipt.points);
+            match (consumed, balance) {
+                (Some(total_consumed), Some(balance)) if balance == receipt.balance => {
+                    PointBalance {
+                        balance,
+                        total_consumed,
+                        seq: Some(seq),
+                        ..last.clone()
+                    }
+                }
+                _ => return false,
+            }
+        };
+        self.balance_changed(
+            BalanceChanged {
+                balance: derived.balance,
+                seq: derived.seq,
+                summary: derived,
+                session,
+            },
+            account,
+        );
+        true
     }
 
     /// Emits the pending count of session `session`, computed by `count` in order with the
@@ -151,6 +224,13 @@ impl EventQueue {
         }
         order.pending = Some(payload.count);
         self.queue(Event::Pending(payload));
+    }
+
+    /// Saves the low-balance state now (at exit).
+    pub(crate) fn save_alerts(&self) {
+        if let Err(error) = self.alerts.save_now() {
+            tracing::warn!(%error, "the low-balance state could not be saved");
+        }
     }
 
     /// Returns once every event queued so far was emitted.
@@ -286,5 +366,36 @@ impl<R: Runtime> crate::jobs::JobListener for Notices<R> {
         if let Some(points) = crate::points::points_of(&self.app) {
             points.insufficient(refusal);
         }
+    }
+}
+
+impl<R: Runtime> crate::watch::WatchListener for Notices<R> {
+    fn figure(
+        &self,
+        generation: u64,
+        session: &Session,
+        figure: &PointBalance,
+        _source: crate::watch::FigureSource,
+    ) {
+        if let Some(points) = crate::points::points_of(&self.app) {
+            points.events().balance_changed(
+                BalanceChanged {
+                    balance: figure.balance,
+                    summary: figure.clone(),
+                    seq: figure.seq,
+                    session: generation,
+                },
+                session.account(),
+            );
+        }
+    }
+
+    fn foreground(&self) -> bool {
+        use tauri::Manager;
+        let windows = self.app.webview_windows();
+        windows.is_empty()
+            || windows.values().any(|window| {
+                window.is_visible().unwrap_or(true) && !window.is_minimized().unwrap_or(false)
+            })
     }
 }

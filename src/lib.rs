@@ -16,7 +16,7 @@ pub mod config;
 pub mod events;
 mod points;
 
-pub use points_sdk::{client, jobs, journal, models, policy, session, sync};
+pub use points_sdk::{alerts, client, jobs, journal, models, policy, session, sync, watch};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,6 +34,7 @@ pub use points_sdk::jobs::{Charged, JobSpec, Jobs};
 pub use points_sdk::models::{ChargeOutcome, DesktopService};
 pub use points_sdk::session::{Session, Sessions};
 pub use points_sdk::sync::{ChargeSync, SyncPolicy};
+pub use points_sdk::watch::{BalanceWatch, WatchPolicy};
 pub use points_sdk::{Error, PointsError, Result};
 
 /// How long jobs past their pre-check may run on at exit to journal their charge, by default.
@@ -43,6 +44,8 @@ pub const MAX_EXIT_GRACE: Duration = Duration::from_secs(60);
 
 /// The name of the journal directory inside the app's data directory.
 const JOURNAL_DIR_NAME: &str = "points-journal";
+/// The name of the low-balance alerts' folder inside the journal directory.
+const ALERTS_DIR_NAME: &str = "alerts";
 
 /// Builds the `points` plugin. Values set here win over `tauri.conf.json > plugins.points`.
 ///
@@ -61,6 +64,9 @@ pub struct Builder {
     journal_dir: Option<PathBuf>,
     sync: Option<SyncPolicy>,
     exit_grace: Option<Duration>,
+    low_balance: Option<Vec<i64>>,
+    watch: Option<WatchPolicy>,
+    live_balance: Option<bool>,
 }
 
 impl Builder {
@@ -122,6 +128,28 @@ impl Builder {
         self
     }
 
+    /// Balances under which `points://low-balance` is sent, once per downward crossing; wins
+    /// over `plugins.points.lowBalance` (at most 16 thresholds).
+    pub fn low_balance(mut self, thresholds: impl IntoIterator<Item = i64>) -> Self {
+        self.low_balance = Some(thresholds.into_iter().collect());
+        self
+    }
+
+    /// How the live balance reconnects its stream and polls a backend without one; wins over
+    /// `plugins.points.pollIntervalMs` and `hiddenPollIntervalMs`.
+    pub fn watch_policy(mut self, policy: WatchPolicy) -> Self {
+        self.watch = Some(policy);
+        self
+    }
+
+    /// Whether the plugin follows the signed-in account's balance by itself (default `true`):
+    /// the ledger's stream, or polls of a backend without it. Off, figures come only from the
+    /// app's own fetches and charges. Wins over `plugins.points.liveBalance`.
+    pub fn live_balance(mut self, live: bool) -> Self {
+        self.live_balance = Some(live);
+        self
+    }
+
     /// Builds the plugin.
     pub fn build<R: Runtime>(self) -> TauriPlugin<R, Option<Config>> {
         PluginBuilder::<R, Option<Config>>::new("points")
@@ -141,10 +169,15 @@ impl Builder {
             ])
             .setup(move |app, api| {
                 let config = api.config().clone().unwrap_or_default();
+                let live = self.live_balance.or(config.live_balance).unwrap_or(true);
                 let points = self.into_points(app.clone(), config)?;
                 let sync = points.sync().clone();
+                let watch = points.watch().clone();
                 app.manage(points);
                 tauri::async_runtime::spawn(sync.run());
+                if live {
+                    tauri::async_runtime::spawn(watch.run());
+                }
                 Ok(())
             })
             .on_event(|app, event| match event {
@@ -212,9 +245,22 @@ impl Builder {
             Some(dir) => dir,
             None => app.path().app_data_dir()?.join(JOURNAL_DIR_NAME),
         };
-        let events = Arc::new(events::EventQueue::start(app.clone()));
         let journal = Arc::new(journal::Journal::open(journal_dir)?);
+        let thresholds = self.low_balance.or(config.low_balance).unwrap_or_default();
+        let alerts = Arc::new(alerts::LowBalanceAlerts::open(
+            journal.dir().join(ALERTS_DIR_NAME),
+            &thresholds,
+        )?);
+        let events = Arc::new(events::EventQueue::start(app.clone(), alerts));
         let notices = Arc::new(events::Notices { app: app.clone() });
+        let watch = watch::BalanceWatch::new(
+            client.clone(),
+            sessions.clone(),
+            self.watch.unwrap_or_else(|| {
+                watch_policy(config.poll_interval_ms, config.hidden_poll_interval_ms)
+            }),
+            notices.clone(),
+        );
         let sync = ChargeSync::new(
             client.clone(),
             journal,
@@ -230,11 +276,29 @@ impl Builder {
             jobs,
             events,
             watcher,
+            watch,
             self.exit_grace
                 .or(config.exit_grace_ms.map(Duration::from_millis))
                 .unwrap_or(DEFAULT_EXIT_GRACE)
                 .min(MAX_EXIT_GRACE),
         ))
+    }
+}
+
+/// The watch policy of `plugins.points` (poll intervals in milliseconds, at least 1 s).
+fn watch_policy(poll_ms: Option<u64>, hidden_ms: Option<u64>) -> WatchPolicy {
+    let default = WatchPolicy::default();
+    let poll_interval = poll_ms
+        .map(|ms| Duration::from_millis(ms.max(1000)))
+        .unwrap_or(default.poll_interval);
+    let hidden_poll_interval = hidden_ms
+        .map(Duration::from_millis)
+        .unwrap_or(default.hidden_poll_interval)
+        .max(poll_interval);
+    WatchPolicy {
+        poll_interval,
+        hidden_poll_interval,
+        ..default
     }
 }
 

@@ -19,6 +19,7 @@ use crate::models::{
 };
 use crate::session::{Session, Sessions};
 use crate::sync::ChargeSync;
+use crate::watch::BalanceWatch;
 use crate::{Error, Result};
 
 pub use crate::jobs::Charged;
@@ -35,6 +36,8 @@ struct Shared<R: Runtime> {
     jobs: Jobs,
     events: Arc<EventQueue>,
     watcher: Watcher,
+    /// The live balance of the signed-in account (the ledger's stream, or polls).
+    watch: BalanceWatch,
     /// How long jobs past their pre-check may run on at exit to journal their charge.
     exit_grace: Duration,
     /// Counts the receipts that moved the balance: a fetch that overlapped one may predate it
@@ -57,6 +60,7 @@ impl<R: Runtime> Points<R> {
         jobs: Jobs,
         events: Arc<EventQueue>,
         watcher: Watcher,
+        watch: BalanceWatch,
         exit_grace: Duration,
     ) -> Self {
         Self {
@@ -67,6 +71,7 @@ impl<R: Runtime> Points<R> {
                 jobs,
                 events,
                 watcher,
+                watch,
                 exit_grace,
                 balance_moves: AtomicU64::new(0),
             }),
@@ -101,6 +106,7 @@ impl<R: Runtime> Points<R> {
             return Ok(());
         }
         self.sync().wake();
+        self.shared.watch.wake();
         if self.shared.sessions.current().is_some() {
             let points = self.clone();
             tauri::async_runtime::spawn(async move {
@@ -139,6 +145,7 @@ impl<R: Runtime> Points<R> {
         let session = Session::new(token, account_id)?;
         self.shared.sessions.sign_in(session);
         self.sync().wake();
+        self.shared.watch.wake();
         Ok(())
     }
 
@@ -152,12 +159,21 @@ impl<R: Runtime> Points<R> {
     pub fn follow_token_provider(&self) {
         self.shared.sessions.follow_provider();
         self.sync().wake();
+        self.shared.watch.wake();
     }
 
     /// Stops the background sync and releases the journal at once; called when the app exits.
     /// [`Points::shutdown_gracefully`] lets running jobs journal their charge first.
     pub fn shutdown(&self) {
+        self.shared.watch.shutdown();
         self.sync().shutdown();
+        self.shared.events.save_alerts();
+    }
+
+    /// The live balance: the ledger's stream of the signed-in account, or polls of a backend
+    /// without it. Call [`BalanceWatch::wake`] when the network is back to reconnect at once.
+    pub fn watch(&self) -> &BalanceWatch {
+        &self.shared.watch
     }
 
     /// Stops new jobs, lets the running ones finish and journal their charge (up to the
@@ -189,12 +205,15 @@ impl<R: Runtime> Points<R> {
             }
         };
         if !overlapped {
-            self.shared.events.balance_changed(BalanceChanged {
-                balance: balance.balance,
-                details: Some(balance.clone()),
-                seq: balance.seq,
-                session: generation,
-            });
+            self.shared.events.balance_changed(
+                BalanceChanged {
+                    balance: balance.balance,
+                    summary: balance.clone(),
+                    seq: balance.seq,
+                    session: generation,
+                },
+                session.account(),
+            );
         }
         Ok(balance)
     }
@@ -334,23 +353,25 @@ impl<R: Runtime> Points<R> {
     /// A receipt of `charge` moved the balance: emits it when the charge's account is signed in.
     pub(crate) fn receipt_acknowledged(&self, charge: &PendingCharge, receipt: &ChargeReceipt) {
         self.shared.balance_moves.fetch_add(1, Ordering::SeqCst);
-        let Some(generation) = self.owner_session(charge) else {
+        let (Some(session), generation) = self.shared.sessions.snapshot() else {
             return;
         };
-        if receipt.replayed {
-            // A replay's balance is the historical one: fetch today's instead.
+        if !session.owns(&charge.account, charge.ledger_user.as_deref()) {
+            return;
+        }
+        // A replay's balance is the historical one; a receipt that does not follow the last
+        // summary shown cannot be made whole: fetch the summary instead.
+        if receipt.replayed
+            || !self
+                .shared
+                .events
+                .charge_acknowledged(generation, session.account(), receipt)
+        {
             let points = self.clone();
             tauri::async_runtime::spawn(async move {
                 let _ = points.balance().await;
             });
-            return;
         }
-        self.shared.events.balance_changed(BalanceChanged {
-            balance: receipt.balance,
-            details: None,
-            seq: receipt.seq,
-            session: generation,
-        });
     }
 
     /// Whether the session now owns `charge`, and its number.

@@ -6,6 +6,8 @@
 //! - [`journal`]: durable storage of charges not yet acknowledged, bound to their account;
 //! - [`policy`]: the one place deciding retry / hold / refuse for every error;
 //! - [`sync`]: first sends and background re-sends with capped backoff;
+//! - [`watch`]: the live balance of the signed-in account (the ledger's stream, or polls);
+//! - [`alerts`]: low-balance thresholds crossed, once per crossing, per account;
 //! - [`jobs`]: the charged-job flow (reserve + pre-check → work → journal → send);
 //! - [`models`]: the types answered to callers (the Tauri plugin's TypeScript surface).
 //!
@@ -32,6 +34,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod alerts;
 pub mod client;
 mod error;
 pub mod jobs;
@@ -40,6 +43,7 @@ pub mod models;
 pub mod policy;
 pub mod session;
 pub mod sync;
+pub mod watch;
 
 pub use client::{LedgerClient, RetryPolicy, SessionToken, TokenProvider};
 pub use error::{Error, PointsError, Result};
@@ -47,3 +51,4 @@ pub use jobs::{Charged, JobListener, JobSpec, Jobs};
 pub use models::{ChargeOutcome, DesktopService};
 pub use session::{Session, Sessions};
 pub use sync::{ChargeSync, SyncListener, SyncPolicy};
+pub use watch::{BalanceWatch, WatchListener, WatchPolicy};

@@ -264,13 +264,29 @@ pub struct Batch {
 #[serde(rename_all = "camelCase")]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct BalanceChanged {
-    /// The new balance.
+    /// The new balance (`summary.balance`).
     pub balance: i64,
-    /// The whole summary after a fetch; `null` after a charge (only the balance is known).
-    pub details: Option<PointBalance>,
+    /// The whole summary the balance belongs to: balance and totals of one moment, never a new
+    /// balance beside old totals (after a fetch, a charge, a stream event or a poll alike).
+    pub summary: PointBalance,
     /// The ledger's ordering number of `balance`; a figure with a lower `seq` than one already
     /// shown is older and must not replace it. `null` when the backend does not send it.
     pub seq: Option<i64>,
+    /// The session the figure belongs to (see [`SessionChanged::session`]).
+    pub session: u64,
+}
+
+/// Payload of `points://low-balance`: the balance of the account signed in now has fallen below
+/// a configured threshold. Sent once per downward crossing (the threshold re-arms when a balance
+/// at or above it is seen), remembered per account across restarts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
+pub struct LowBalance {
+    /// The threshold crossed.
+    pub threshold: i64,
+    /// The balance that crossed it.
+    pub balance: i64,
     /// The session the figure belongs to (see [`SessionChanged::session`]).
     pub session: u64,
 }

@@ -40,6 +40,9 @@ pub enum Fault {
     /// Forwards it, lets the ledger commit, and holds the answer this long before returning it
     /// (past the client's timeout, the answer is lost after the commit).
     Delay(Duration),
+    /// Forwards it and passes the answer on as it comes (a long-lived stream), cutting both
+    /// connections after this long (`None`: never).
+    Stream { cut_after: Option<Duration> },
 }
 
 type Chooser = Box<dyn FnMut(&str) -> Fault + Send>;
@@ -55,6 +58,8 @@ pub struct ProxyStats {
     pub stalled: AtomicU64,
     pub unavailable: AtomicU64,
     pub delayed: AtomicU64,
+    /// Streams cut.
+    pub cut: AtomicU64,
     /// Charges (`POST`s) forwarded to the ledger and not answered yet, at most, all tokens
     /// together and per bearer token.
     pub charges_at_once: Mutex<AtOnce>,
@@ -91,7 +96,7 @@ impl AtOnce {
 impl ProxyStats {
     fn count(&self, fault: Fault) {
         let kind = match fault {
-            Fault::Pass => return,
+            Fault::Pass | Fault::Stream { .. } => return,
             Fault::Refuse => &self.refused,
             Fault::Reset => &self.reset,
             Fault::DropAnswer => &self.dropped_answers,
@@ -244,6 +249,25 @@ async fn serve(
             );
             client.write_all(answer.as_bytes()).await?;
             return client.shutdown().await;
+        }
+        Fault::Stream { cut_after } => {
+            let head = rewrite_head(&request.head, tokens);
+            let mut ledger = TcpStream::connect(upstream).await?;
+            ledger.write_all(&head).await?;
+            ledger.write_all(&request.body).await?;
+            let copy = tokio::io::copy(&mut ledger, &mut client);
+            match cut_after {
+                Some(after) => {
+                    if tokio::time::timeout(after, copy).await.is_err() {
+                        stats.cut.fetch_add(1, Ordering::SeqCst);
+                        reset(&client);
+                    }
+                }
+                None => {
+                    copy.await?;
+                }
+            }
+            return Ok(());
         }
         Fault::Pass | Fault::DropAnswer | Fault::Delay(_) => {}
     }

@@ -190,6 +190,7 @@ impl TestApp {
             events::PENDING_CHANGED,
             events::SESSION_CHANGED,
             events::CHARGE_REFUSED,
+            events::LOW_BALANCE,
         ] {
             let events = events.clone();
             app.listen_any(name, move |event| {

@@ -11,5 +11,6 @@ mod base_url;
 mod commands;
 mod edges;
 mod lifecycle;
+mod live;
 mod props;
 mod run_charged;

@@ -100,7 +100,7 @@ fn a_finished_job_is_charged_once_per_job_key_with_debt_allowed() {
     app.wait_until("balance-changed", || {
         app.events_named(BALANCE_CHANGED)
             .iter()
-            .any(|event| event["balance"] == -3 && event["details"].is_null())
+            .any(|event| event["balance"] == -3 && event["summary"]["totalConsumed"] == 8)
     });
     app.wait_until("pending back to 0", || {
         app.events_named(PENDING_CHANGED).ends_with(&[

@@ -152,6 +152,11 @@ impl Auth {
 
     /// The user named by a valid token, or `None`.
     pub fn user_of(&self, token: &str) -> Option<Uuid> {
+        self.user_and_expiry_of(token).map(|(user, _)| user)
+    }
+
+    /// The user named by a valid token and the token's `exp` (Unix seconds), or `None`.
+    pub fn user_and_expiry_of(&self, token: &str) -> Option<(Uuid, i64)> {
         let header = jsonwebtoken::decode_header(token).ok()?;
         if let Some(typ) = &header.typ {
             if !typ.eq_ignore_ascii_case("jwt") && !is_access_type(typ) {
@@ -174,7 +179,9 @@ impl Auth {
                 return None;
             }
         }
-        Uuid::parse_str(&claims.sub).ok()
+        Uuid::parse_str(&claims.sub)
+            .ok()
+            .map(|user| (user, claims.exp))
     }
 
     fn validation(&self, algorithm: Algorithm) -> Validation {
@@ -200,11 +207,17 @@ impl Auth {
 
     /// The user named by an `Authorization: Bearer <token>` header value, or `None`.
     pub fn user_of_header(&self, header: &str) -> Option<Uuid> {
+        self.user_and_expiry_of_header(header).map(|(user, _)| user)
+    }
+
+    /// The user named by an `Authorization: Bearer <token>` header value and the token's `exp`
+    /// (Unix seconds), or `None`.
+    pub fn user_and_expiry_of_header(&self, header: &str) -> Option<(Uuid, i64)> {
         let (scheme, token) = header.trim().split_once(' ')?;
         if !scheme.eq_ignore_ascii_case("bearer") {
             return None;
         }
-        self.user_of(token.trim())
+        self.user_and_expiry_of(token.trim())
     }
 
     /// Whether `key` is the admin key (compared in constant time).

@@ -8,6 +8,7 @@ use crate::auth::JwtSettings;
 use crate::clock::{Clock, SystemClock};
 use crate::http::HttpLimits;
 use crate::pricing::PriceTable;
+use crate::stream::StreamLimits;
 
 /// How often the expiry sweep runs by default (the seed's scheduler: every 5 minutes).
 pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(300);
@@ -39,6 +40,8 @@ pub struct LedgerConfig {
     pub cors_any_origin: bool,
     /// Timeouts and limits of the HTTP server (see [`HttpLimits`] for the defaults).
     pub http: HttpLimits,
+    /// Limits and heartbeat of the balance stream (see [`StreamLimits`] for the defaults).
+    pub stream: StreamLimits,
 }
 
 impl std::fmt::Debug for LedgerConfig {
@@ -55,6 +58,7 @@ impl std::fmt::Debug for LedgerConfig {
             .field("max_connections", &self.max_connections)
             .field("cors_any_origin", &self.cors_any_origin)
             .field("http", &self.http)
+            .field("stream", &self.stream)
             .finish()
     }
 }
@@ -95,6 +99,7 @@ impl LedgerConfig {
             max_connections: 16,
             cors_any_origin: false,
             http: HttpLimits::default(),
+            stream: StreamLimits::default(),
         }
     }
 
@@ -154,6 +159,12 @@ impl LedgerConfig {
     /// The same, with other HTTP timeouts and limits.
     pub fn with_http_limits(mut self, limits: HttpLimits) -> Self {
         self.http = limits;
+        self
+    }
+
+    /// The same, with other balance stream limits.
+    pub fn with_stream_limits(mut self, limits: StreamLimits) -> Self {
+        self.stream = limits;
         self
     }
 

@@ -11,8 +11,16 @@
 //!   connections wait in the listen backlog until one closes.
 //! - A body holds at most [`HttpLimits::max_body_bytes`], else 413 `payload_too_large`.
 //!
+//! The request timeout and the in-flight limit cover a request until its response's head is
+//! sent: a balance stream (`GET /points/stream`) answers its head at once and then streams its
+//! body for as long as it is open, so it is neither cut by the timeout nor counted in flight. That
+//! is deliberate, not an oversight: streams have limits of their own (`StreamLimits`: per user,
+//! in all, per-stream buffer), and each holds one connection of [`HttpLimits::max_connections`].
+//!
 //! On stop the listener closes at once, idle connections close, and requests in flight finish
-//! (each within its request timeout).
+//! (each within its request timeout). Streams send their `end` event and finish; a connection
+//! still carrying a stream [`STREAM_STOP_GRACE`] after the stop (a reader that does not read) is
+//! closed, so no stream holds the stop.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,10 +35,58 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 use tower::ServiceBuilder;
 
 use crate::problem::Problem;
+
+/// How long after a stop a connection still carrying a stream may stay open.
+pub const STREAM_STOP_GRACE: Duration = Duration::from_secs(1);
+
+/// The connection a request came on (a request extension), so that a stream can have it closed.
+#[derive(Debug, Clone, Default)]
+pub struct Connection(Arc<ConnectionState>);
+
+#[derive(Debug, Default)]
+struct ConnectionState {
+    close: Notify,
+    streaming: std::sync::atomic::AtomicBool,
+}
+
+impl Connection {
+    /// Closes the connection now, whatever it is sending (a stream whose reader fell behind).
+    pub fn close(&self) {
+        self.0.close.notify_one();
+    }
+
+    /// Marks the connection as carrying a stream: it is closed [`STREAM_STOP_GRACE`] after a
+    /// stop if still open.
+    pub fn mark_streaming(&self) {
+        self.0
+            .streaming
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn is_streaming(&self) -> bool {
+        self.0.streaming.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Resolves when `connection` should be closed: on [`Connection::close`], or once the server
+/// stopped [`STREAM_STOP_GRACE`] ago while the connection still carries a stream.
+async fn closing(connection: &Connection, mut stopped: watch::Receiver<bool>) {
+    let stop_grace = async {
+        stop_signal(&mut stopped).await;
+        tokio::time::sleep(STREAM_STOP_GRACE).await;
+        if !connection.is_streaming() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        _ = connection.0.close.notified() => {}
+        _ = stop_grace => {}
+    }
+}
 
 /// What one client may hold of the server. [`HttpLimits::default`] gives the documented
 /// defaults.
@@ -163,11 +219,28 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        let handle = Connection::default();
+        let service = ServiceBuilder::new()
+            .map_request({
+                let handle = handle.clone();
+                move |mut request: Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(handle.clone());
+                    request
+                }
+            })
+            .service(app.clone());
+        let service = TowerToHyperService::new(service);
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let stopped = stopped.clone();
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "connection ended with an error");
+            tokio::select! {
+                result = connection => {
+                    if let Err(error) = result {
+                        tracing::debug!(%error, "connection ended with an error");
+                    }
+                }
+                // Dropping the connection closes it (and counts it out of the graceful stop).
+                _ = closing(&handle, stopped) => tracing::debug!("connection closed by its stream"),
             }
             drop(permit);
         });

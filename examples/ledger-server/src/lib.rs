@@ -26,6 +26,7 @@ pub mod openapi;
 pub mod pricing;
 pub mod problem;
 pub mod routes;
+pub mod stream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -71,6 +72,7 @@ pub struct RunningLedger {
     stop: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
     sweeper: JoinHandle<()>,
+    listener: Option<stream::listen::Listener>,
 }
 
 /// Opens the database (running migrations), binds the address and serves the API, with the
@@ -95,11 +97,24 @@ pub async fn serve(config: LedgerConfig) -> Result<RunningLedger, StartError> {
         source,
     })?;
     let (stop, stopped) = watch::channel(false);
+    // On PostgreSQL, listening before the first request: a stream never misses a commit.
+    let journal_listener = match ledger.db().backend() {
+        db::Backend::Postgres => Some(
+            stream::listen::start(&config.database_url, ledger.hub().clone(), stopped.clone())
+                .await?,
+        ),
+        db::Backend::Sqlite => None,
+    };
 
     let mut app = routes::router(AppState {
         ledger: ledger.clone(),
         auth: auth.clone(),
         openapi,
+        stream: stream::sse::StreamContext {
+            ledger: ledger.clone(),
+            limits: config.stream,
+            stopped: stopped.clone(),
+        },
     });
     if config.cors_any_origin {
         app = app.layer(tower_http::cors::CorsLayer::very_permissive());
@@ -115,6 +130,7 @@ pub async fn serve(config: LedgerConfig) -> Result<RunningLedger, StartError> {
         stop,
         server,
         sweeper,
+        listener: journal_listener,
     })
 }
 
@@ -203,15 +219,29 @@ impl RunningLedger {
         self.ledger.recharge_once(user, &request, &key).await
     }
 
+    /// The server process id of the PostgreSQL connection the balance streams listen on
+    /// (`None` on SQLite, 0 while it reconnects).
+    pub fn stream_listener_pid(&self) -> Option<i32> {
+        self.listener.as_ref().map(|l| l.backend_pid())
+    }
+
+    /// Balance streams open now.
+    pub fn open_streams(&self) -> usize {
+        self.ledger.hub().len()
+    }
+
     /// The ledger itself, for direct calls.
     pub fn ledger(&self) -> &Arc<Ledger> {
         &self.ledger
     }
 
-    /// Stops accepting connections, lets in-flight requests finish, stops the sweep and closes
-    /// the database.
+    /// Stops accepting connections, ends the balance streams (`end` event `shutdown`), lets
+    /// in-flight requests finish, stops the sweep and closes the database.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
+        if let Some(listener) = self.listener {
+            listener.join().await;
+        }
         match self.server.await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::warn!(%error, "server stopped with an error"),

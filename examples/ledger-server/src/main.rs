@@ -110,6 +110,30 @@ struct ServeArgs {
     /// Largest request body in bytes (past it, 413 `payload_too_large`).
     #[arg(long, env = "POINTS_LEDGER_MAX_BODY_BYTES", default_value_t = 65536)]
     max_body_bytes: usize,
+    /// Seconds between heartbeat comments of a balance stream without events (at most 15).
+    #[arg(
+        long,
+        env = "POINTS_LEDGER_STREAM_HEARTBEAT_SECONDS",
+        default_value_t = 10.0
+    )]
+    stream_heartbeat_seconds: f64,
+    /// Balance streams one user may hold (a new one past it ends the oldest).
+    #[arg(long, env = "POINTS_LEDGER_MAX_STREAMS_PER_USER", default_value_t = 8)]
+    max_streams_per_user: usize,
+    /// Balance streams held in all (past it, 503 `too_many_streams`); each holds one HTTP
+    /// connection.
+    #[arg(long, env = "POINTS_LEDGER_MAX_STREAMS", default_value_t = 512)]
+    max_streams: usize,
+    /// Events a balance stream may leave unread before it is dropped as a slow reader.
+    #[arg(long, env = "POINTS_LEDGER_STREAM_BUFFER", default_value_t = 64)]
+    stream_buffer: usize,
+    /// Journal entries a balance stream replays at most after Last-Event-ID.
+    #[arg(
+        long,
+        env = "POINTS_LEDGER_STREAM_REPLAY_LIMIT",
+        default_value_t = 1000
+    )]
+    stream_replay_limit: u32,
 }
 
 /// `seconds` as a duration, when it is finite, positive and at most a day.
@@ -190,6 +214,23 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         max_connections: args.max_http_connections,
         max_body_bytes: args.max_body_bytes,
     };
+    if args.stream_heartbeat_seconds > 15.0 {
+        return Err("--stream-heartbeat-seconds must be at most 15".into());
+    }
+    if args.max_streams_per_user == 0
+        || args.max_streams == 0
+        || args.stream_buffer == 0
+        || args.stream_replay_limit == 0
+    {
+        return Err("--max-streams-per-user, --max-streams, --stream-buffer and --stream-replay-limit must be 1 or more".into());
+    }
+    let stream = points_ledger::stream::StreamLimits {
+        heartbeat: seconds("stream-heartbeat-seconds", args.stream_heartbeat_seconds)?,
+        max_per_user: args.max_streams_per_user,
+        max_streams: args.max_streams,
+        buffer: args.stream_buffer,
+        replay_limit: args.stream_replay_limit,
+    };
     let pricing = match &args.prices {
         Some(path) => PriceTable::from_file(path).map_err(|e| e.to_string())?,
         None => PriceTable::shipped(),
@@ -202,7 +243,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .with_pricing(pricing)
         .with_sweep_interval(Duration::from_secs(args.sweep_seconds))
         .with_max_connections(args.max_connections)
-        .with_http_limits(http);
+        .with_http_limits(http)
+        .with_stream_limits(stream);
     let running = points_ledger::serve(config)
         .await
         .map_err(|e| e.to_string())?;

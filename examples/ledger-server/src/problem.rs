@@ -87,6 +87,26 @@ impl Problem {
         )
     }
 
+    /// 503 `too_many_streams`: the ledger holds as many balance streams as it may.
+    pub fn too_many_streams() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_streams",
+            "Too many streams",
+            "this ledger holds as many balance streams as it may: try again shortly, or poll GET /points/balance",
+        )
+    }
+
+    /// 400 `invalid_last_event_id`: a `Last-Event-ID` that is not a sequence number.
+    pub fn invalid_last_event_id() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_last_event_id",
+            "Invalid Last-Event-ID",
+            "Last-Event-ID must be a decimal sequence number from 0 to 2^63 - 1",
+        )
+    }
+
     /// 404 `not_found`.
     pub fn not_found() -> Self {
         Self::new(

@@ -43,6 +43,8 @@ pub struct AppState {
     /// price table in use; handed in, so that this module does not depend on the one that
     /// documents it).
     pub openapi: Arc<serde_json::Value>,
+    /// What the balance streams share.
+    pub stream: crate::stream::sse::StreamContext,
 }
 
 /// The whole API.
@@ -54,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .route("/points/prices", get(prices))
         .route("/points/transactions", get(transactions))
         .route("/points/batches", get(batches))
+        .route("/points/stream", get(stream))
         .route("/admin/recharge", post(admin_recharge))
         .route("/admin/expire", post(admin_expire))
         .route("/openapi.json", get(openapi))
@@ -127,6 +130,28 @@ impl FromRequestParts<AppState> for User {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        TokenUser::from_request_parts(parts, state)
+            .await
+            .map(|token| User(token.user))
+    }
+}
+
+/// The user named by the request's bearer token, with the token's expiry.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenUser {
+    /// The token's `sub`.
+    pub user: Uuid,
+    /// The token's `exp`, in Unix seconds.
+    pub expires_at: i64,
+}
+
+impl FromRequestParts<AppState> for TokenUser {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let header = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -134,8 +159,8 @@ impl FromRequestParts<AppState> for User {
         header
             .to_str()
             .ok()
-            .and_then(|value| state.auth.user_of_header(value))
-            .map(User)
+            .and_then(|value| state.auth.user_and_expiry_of_header(value))
+            .map(|(user, expires_at)| TokenUser { user, expires_at })
             .ok_or_else(|| Problem::unauthorized("the bearer token is invalid or expired"))
     }
 }
@@ -388,6 +413,72 @@ pub async fn batches(
     User(user): User,
 ) -> Result<Json<BatchList>, Problem> {
     Ok(Json(state.ledger.batches(user).await?))
+}
+
+/// The user's balance as Server-Sent Events: one event per journal change, resumable.
+///
+/// Answers `200 text/event-stream` (`Cache-Control: no-cache`, `X-Accel-Buffering: no`).
+/// Events (UTF-8, `\n` line ends), the SSE `id` being the `seq`:
+///
+/// ```text
+/// id: 42
+/// event: balance
+/// data: {"user_id":"…","balance":10,"total_recharged":100,"total_consumed":85,"total_expired":5,"seq":42,"change":{"kind":"consume","points":5,"service":"tts"}}
+/// ```
+///
+/// `data` is a `BalanceEvent`: the summary of `GET /points/balance` as of `seq`, and `change`, the
+/// journal entry that produced `seq` (`points` its magnitude, `service` for a consume), or `null`
+/// for a snapshot.
+///
+/// - First events: without `Last-Event-ID`, one snapshot (`change: null`, id = the current seq;
+///   seq 0 and zeros for a user without an entry). With `Last-Event-ID: s`, every entry with
+///   `seq > s` in order, each with the summary as of it, at most 1000 (the replay limit); if more
+///   were missed, one snapshot of the current summary instead (a seq jump: the figure is whole).
+///   If `s` is the current seq or later, nothing is replayed.
+/// - Then one `balance` event per journal change of the user from any writer (this process,
+///   another ledger process on the same database, the expiry sweep), strictly increasing `seq`,
+///   never twice.
+/// - Heartbeat: a comment line `: ping` after 10 s without an event (configurable; at most 15 s).
+/// - `event: end` with `data: {"reason": R}`, then the server closes: `token_expired` at the
+///   token's `exp` (reconnect with a new token); `too_many_streams` to the oldest stream of a user
+///   who opens more than 8 (configurable); `shutdown` when the server stops; `slow_reader`, best
+///   effort: a reader that leaves 64 events unread is simply disconnected. Clients reconnect with
+///   `Last-Event-ID` after any end but `token_expired`.
+/// - Limits: at most 512 streams in all (configurable; past it 503 `too_many_streams`, try again
+///   later or poll); `Last-Event-ID` at most 19 digits.
+///
+/// A backend without this route answers 404, 405 or 501: clients then poll `GET /points/balance`.
+#[utoipa::path(get, path = "/points/stream", tag = "points", security(("bearer" = [])),
+    params(("Last-Event-ID" = Option<String>, Header, description = "The `id` (seq) of the last event received: resume after it. A decimal integer 0 to 2^63 − 1; anything else is 400 `invalid_last_event_id`",
+        min_length = 1, max_length = 19, pattern = "^[0-9]{1,19}$")),
+    responses(
+        (status = 200, description = "The stream: `balance` events (data: `BalanceEvent`), `: ping` heartbeats, an `end` event (data: `StreamEnd`) before the server closes", content_type = "text/event-stream", body = String,
+            headers(("Cache-Control" = String, description = "`no-cache`"), ("X-Accel-Buffering" = String, description = "`no`"))),
+        (status = 400, description = "`invalid_last_event_id`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`too_many_streams`: the ledger holds as many streams as it may; retry later or poll `GET /points/balance`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn stream(
+    State(state): State<AppState>,
+    token: TokenUser,
+    headers: HeaderMap,
+    connection: Option<axum::Extension<crate::http::Connection>>,
+) -> Result<Response, Problem> {
+    let last_event_id = match headers.get(crate::stream::sse::LAST_EVENT_ID) {
+        None => None,
+        Some(value) => Some(
+            crate::stream::sse::parse_last_event_id(value.as_bytes())
+                .ok_or_else(Problem::invalid_last_event_id)?,
+        ),
+    };
+    crate::stream::sse::open(
+        &state.stream,
+        token.user,
+        token.expires_at,
+        last_event_id,
+        connection.map(|axum::Extension(connection)| connection),
+    )
+    .await
 }
 
 /// Body of `POST /admin/recharge`.

@@ -10,6 +10,7 @@
 
 mod key;
 pub mod retry;
+pub mod stream;
 mod token;
 pub mod wire;
 
@@ -449,6 +450,48 @@ impl LedgerClient {
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
+    /// `GET /points/stream` (contract v1.2): the user's balance stream, resumed after `last_seq`
+    /// when given (`Last-Event-ID`). Not retried: the caller reconnects. A backend without the
+    /// stream answers [`Error::Backend`] with status 404, 405 or 501. An open stream lives at most
+    /// [`MAX_STREAM_LIFETIME`], then ends as if the server had closed it.
+    pub async fn open_stream(&self, last_seq: Option<i64>) -> Result<stream::BalanceStream> {
+        let endpoint = self.endpoint()?;
+        let token = self.tokens.token().ok_or(Error::Unauthorized)?;
+        let url = endpoint
+            .base_url
+            .join("points/stream")
+            .map_err(|error| Error::protocol(error.to_string()))?;
+        let mut request = endpoint
+            .http
+            .get(url)
+            .bearer_auth(&token)
+            .timeout(MAX_STREAM_LIFETIME)
+            .header(ACCEPT, HeaderValue::from_static("text/event-stream"));
+        if let Some(seq) = last_seq {
+            request = request.header("Last-Event-ID", seq.to_string());
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|error| transport_error(&error))?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            let body = read_bounded(response).await?;
+            return Err(wire::error_from_answer(status, &body, None));
+        }
+        let event_stream = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.trim_start().starts_with("text/event-stream"));
+        if !event_stream {
+            return Err(Error::protocol(
+                "the stream's answer is not text/event-stream".into(),
+            ));
+        }
+        Ok(stream::BalanceStream::new(response))
+    }
+
     /// `GET /points/cost`: the price of one use of `service` (for `duration` seconds of media,
     /// for services priced by duration) and whether the balance covers it.
     pub async fn cost(&self, service: &str, duration: Option<f64>) -> Result<CostCheck> {
@@ -651,6 +694,10 @@ fn bounded_id(id: Option<String>) -> Option<String> {
         !id.is_empty() && id.len() <= 255 && id.bytes().all(|byte| (0x21..=0x7e).contains(&byte))
     })
 }
+
+/// The longest an open balance stream is read before it is opened again (a bound on any one
+/// request, as every request of the client has).
+pub const MAX_STREAM_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// The largest answer body read from the ledger; a longer one is a [`Error::Protocol`] error.
 pub const MAX_ANSWER_BYTES: usize = 1 << 20;

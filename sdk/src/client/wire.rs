@@ -41,6 +41,32 @@ impl From<WireBalance> for PointBalance {
     }
 }
 
+/// The largest magnitude of an amount the contract allows (2^53 − 1).
+pub const MAX_AMOUNT: i64 = 9_007_199_254_740_991;
+
+/// Checks that a summary is whole: amounts within ±[`MAX_AMOUNT`], totals not negative, and
+/// `balance == total_recharged - total_consumed - total_expired`.
+pub fn check_summary(summary: &PointBalance) -> Result<(), Error> {
+    let totals = [
+        summary.total_recharged,
+        summary.total_consumed,
+        summary.total_expired,
+    ];
+    if summary.balance.abs() > MAX_AMOUNT || totals.iter().any(|t| !(0..=MAX_AMOUNT).contains(t)) {
+        return Err(Error::protocol("a summary amount is out of bounds".into()));
+    }
+    if summary.seq.is_some_and(|seq| seq < 0) {
+        return Err(Error::protocol("a summary with a negative `seq`".into()));
+    }
+    let expected = summary.total_recharged - summary.total_consumed - summary.total_expired;
+    if summary.balance != expected {
+        return Err(Error::protocol(
+            "a summary whose balance is not recharged - consumed - expired".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// `GET /points/cost`.
 #[derive(Debug, Deserialize)]
 pub struct WireCost {

@@ -8,3 +8,4 @@ mod edges;
 mod faults;
 mod ledger;
 mod sync;
+mod watch;

@@ -32,6 +32,7 @@ use super::{retrying, InFlight, LedgerError, Receipt};
 use crate::amount::MAX_AMOUNT;
 use crate::clock::Clock;
 use crate::db::{Backend, Db};
+use crate::stream::{Hub, Notice};
 
 /// The most charges one group holds.
 pub const MAX_GROUP: usize = 128;
@@ -86,6 +87,7 @@ pub(super) struct Batcher {
     db: Db,
     clock: Arc<dyn Clock>,
     counters: Arc<Counters>,
+    hub: Arc<Hub>,
 }
 
 impl std::fmt::Debug for Batcher {
@@ -98,7 +100,7 @@ impl std::fmt::Debug for Batcher {
 
 impl Batcher {
     /// A batcher over `db`: one writer on SQLite, [`POSTGRES_WRITERS`] on PostgreSQL.
-    pub(super) fn new(db: Db, clock: Arc<dyn Clock>) -> Self {
+    pub(super) fn new(db: Db, clock: Arc<dyn Clock>, hub: Arc<Hub>) -> Self {
         let writers = match db.backend() {
             Backend::Sqlite => 1,
             Backend::Postgres => POSTGRES_WRITERS,
@@ -109,6 +111,7 @@ impl Batcher {
             db,
             clock,
             counters: Arc::default(),
+            hub,
         }
     }
 
@@ -155,6 +158,7 @@ impl Batcher {
                 self.db.clone(),
                 self.clock.clone(),
                 self.counters.clone(),
+                self.hub.clone(),
             ));
         }
         answer
@@ -191,6 +195,7 @@ async fn write_groups(
     db: Db,
     clock: Arc<dyn Clock>,
     counters: Arc<Counters>,
+    hub: Arc<Hub>,
 ) {
     let mut running = Running(Some(queue.clone()));
     loop {
@@ -208,7 +213,7 @@ async fn write_groups(
         };
         let charges: Vec<&Charge> = jobs.iter().map(|job| &job.charge).collect();
         let started = Instant::now();
-        let answers = apply(&db, &*clock, &charges).await;
+        let answers = apply(&db, &*clock, &hub, &charges).await;
         counters.groups.fetch_add(1, Ordering::Relaxed);
         counters
             .charges
@@ -231,6 +236,31 @@ async fn write_groups(
 
 /// Applies `charges` as one group (see the module's invariants); answers them in their order.
 pub(super) async fn apply(
+    db: &Db,
+    clock: &dyn Clock,
+    hub: &Hub,
+    charges: &[&Charge],
+) -> Vec<Result<Receipt, LedgerError>> {
+    let answers = apply_all(db, clock, charges).await;
+    if db.backend() == Backend::Sqlite {
+        // Committed: tell the streams (PostgreSQL's journal trigger does it there).
+        for receipt in answers.iter().flatten() {
+            if !receipt.replayed && receipt.transaction_id.is_some() {
+                hub.publish(
+                    receipt.user_id,
+                    Notice::Committed {
+                        seq: receipt.seq,
+                        entry: None,
+                    },
+                );
+            }
+        }
+    }
+    answers
+}
+
+/// [`apply`], before the streams are told.
+async fn apply_all(
     db: &Db,
     clock: &dyn Clock,
     charges: &[&Charge],

@@ -88,7 +88,7 @@ impl Ledger {
         }
         for group in charges.chunks(super::batch::MAX_GROUP) {
             let list: Vec<&Charge> = group.iter().map(|(_, c)| c).collect();
-            let results = super::batch::apply(&self.db, &*self.clock, &list).await;
+            let results = super::batch::apply(&self.db, &*self.clock, &self.hub, &list).await;
             for ((i, _), result) in group.iter().zip(results) {
                 answers[*i] = Some(result);
             }

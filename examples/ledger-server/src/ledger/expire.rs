@@ -130,6 +130,9 @@ impl Ledger {
             save_account(&mut tx, user, &account).await?;
         }
         tx.commit().await?;
+        if expired.0 > 0 {
+            self.committed(user, account.summary.seq);
+        }
         Ok(expired)
     }
 

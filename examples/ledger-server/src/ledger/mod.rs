@@ -19,8 +19,10 @@
 //! - Nothing is acknowledged before it is committed.
 
 mod batch;
+pub mod changes;
 mod charge;
 pub use batch::{GroupStats, MAX_GROUP, MAX_QUEUED};
+pub use changes::{BalanceEvent, Change, Changes, JournalEntry};
 pub mod consume;
 pub mod expire;
 pub mod reads;
@@ -38,6 +40,7 @@ use uuid::Uuid;
 use crate::clock::Clock;
 use crate::db::Db;
 use crate::pricing::{PriceTable, PricingError, PricingMode};
+use crate::stream::{Hub, Notice};
 
 pub use crate::amount::MAX_AMOUNT;
 pub use consume::MAX_REFERENCE_CHARS;
@@ -380,6 +383,8 @@ pub struct Ledger {
     batcher: batch::Batcher,
     /// Held by the sweep running in this instance.
     sweeping: tokio::sync::Mutex<()>,
+    /// The balance streams open on this instance.
+    hub: Arc<Hub>,
 }
 
 /// Marks an idempotency key as being applied until dropped.
@@ -397,13 +402,29 @@ impl Drop for InFlight {
 impl Ledger {
     /// A ledger over a migrated database.
     pub fn new(db: Db, pricing: PriceTable, clock: Arc<dyn Clock>) -> Self {
+        let hub = Arc::new(Hub::default());
         Self {
-            batcher: batch::Batcher::new(db.clone(), clock.clone()),
+            batcher: batch::Batcher::new(db.clone(), clock.clone(), hub.clone()),
+            hub,
             db,
             pricing,
             clock,
             in_flight: KeysInFlight::default(),
             sweeping: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The balance streams open on this instance, which every commit is published to.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// Tells the streams of `user` that its journal reached `seq`, once committed. Only on
+    /// SQLite: on PostgreSQL the journal trigger notifies every process, this one included.
+    pub(crate) fn committed(&self, user: Uuid, seq: i64) {
+        if self.db.backend() == crate::db::Backend::Sqlite {
+            self.hub
+                .publish(user, Notice::Committed { seq, entry: None });
         }
     }
 

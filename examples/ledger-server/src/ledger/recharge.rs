@@ -163,6 +163,7 @@ impl Ledger {
         .await?;
         save_account(&mut tx, user, &account).await?;
         tx.commit().await?;
+        self.committed(user, account.summary.seq);
         Ok(RechargeReceipt {
             transaction_id,
             batch_id,

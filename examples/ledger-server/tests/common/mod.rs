@@ -2,6 +2,8 @@
 //! a manual clock, and an HTTP client.
 #![allow(dead_code)]
 
+pub mod sse;
+
 use std::sync::Arc;
 
 use points_ledger::{LedgerConfig, ManualClock, RunningLedger};
@@ -94,6 +96,29 @@ pub async fn start_with_pricing(url: String, pricing: points_ledger::PriceTable)
         .with_database_url(url.clone())
         .with_pricing(pricing)
         .with_clock(Arc::new(clock.clone()));
+    let running = points_ledger::serve(config)
+        .await
+        .expect("the ledger starts");
+    TestLedger {
+        running,
+        clock,
+        http: reqwest::Client::new(),
+        database_url: url,
+    }
+}
+
+/// A ledger on the database at `url` with a manual clock at [`start_time`], its configuration
+/// changed by `configure`.
+pub async fn start_configured(
+    url: String,
+    configure: impl FnOnce(LedgerConfig) -> LedgerConfig,
+) -> TestLedger {
+    let clock = ManualClock::new(start_time());
+    let config = configure(
+        LedgerConfig::ephemeral()
+            .with_database_url(url.clone())
+            .with_clock(Arc::new(clock.clone())),
+    );
     let running = points_ledger::serve(config)
         .await
         .expect("the ledger starts");
