@@ -6,13 +6,14 @@ import type { PointBalance } from "./PointBalance";
  */
 export type BalanceChanged = { 
 /**
- * The new balance.
+ * The new balance (`summary.balance`).
  */
 balance: number, 
 /**
- * The whole summary after a fetch; `null` after a charge (only the balance is known).
+ * The whole summary the balance belongs to: balance and totals of one moment, never a new
+ * balance beside old totals (after a fetch, a charge, a stream event or a poll alike).
  */
-details: PointBalance | null, 
+summary: PointBalance, 
 /**
  * The ledger's ordering number of `balance`; a figure with a lower `seq` than one already
  * shown is older and must not replace it. `null` when the backend does not send it.

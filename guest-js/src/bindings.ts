@@ -1,6 +1,6 @@
 // The plugin's types, generated from the Rust crate by ts-rs (one file per type in this package's
 // `bindings/` folder). They are re-exported as they are: this package never redefines them.
-export type { BalanceChanged, LowBalance } from "./stream-bindings";
+export type { BalanceChanged } from "../bindings/BalanceChanged";
 export type { Batch } from "../bindings/Batch";
 export type { ChargeOutcome } from "../bindings/ChargeOutcome";
 export type { ChargeReceipt } from "../bindings/ChargeReceipt";
@@ -8,6 +8,7 @@ export type { CostCheck } from "../bindings/CostCheck";
 export type { DesktopService } from "../bindings/DesktopService";
 export type { InsufficientPoints } from "../bindings/InsufficientPoints";
 export type { KnownService } from "../bindings/KnownService";
+export type { LowBalance } from "../bindings/LowBalance";
 export type { PendingCharges } from "../bindings/PendingCharges";
 export type { PendingStatus } from "../bindings/PendingStatus";
 export type { PointBalance } from "../bindings/PointBalance";

@@ -79,9 +79,9 @@ describe("the bindings type test", { timeout: 60_000 }, () => {
   it("fails when seq or session is lost or retyped", () => {
     expectAssertionFailure(typeErrors(altered("PointBalance", /seq\?: number/, "seq: number | null")));
     expectAssertionFailure(typeErrors(altered("ChargeReceipt", /seq: number \| null/, "seq: bigint | null")));
-    // The hand-written payloads of contract v1.2 until the generated bindings carry them.
-    expectAssertionFailure(typeErrors(altered("../src/stream-bindings", /seq: number \| null;/, "")));
-    expectAssertionFailure(typeErrors(altered("../src/stream-bindings", /threshold: number;/, "threshold: bigint;")));
+    expectAssertionFailure(typeErrors(altered("BalanceChanged", /session: number,/, "")));
+    expectAssertionFailure(typeErrors(altered("BalanceChanged", /summary: PointBalance,/, "summary: PointBalance | null,")));
+    expectAssertionFailure(typeErrors(altered("LowBalance", /threshold: number,/, "threshold: bigint,")));
     expectAssertionFailure(typeErrors(altered("PendingStatus", /session: number,/, "session: bigint,")));
   });
 
