@@ -106,9 +106,9 @@ fn low_balance_fires_once_per_crossing_rearms_and_survives_a_restart() {
     let alert = app.events_named(LOW_BALANCE)[0].clone();
     assert_eq!(alert["balance"], last_balance(&app).unwrap());
     assert_eq!(alert["session"], 1);
-    backend_spends(&ledger, 1, "tts:spend-2");
     let low = last_balance(&app).unwrap();
-    app.wait_until("the next figure", || last_balance(&app) != Some(low));
+    backend_spends(&ledger, 1, "tts:spend-2");
+    app.wait_until("the next figure", || last_balance(&app) == Some(low - 1));
     assert_eq!(thresholds_fired(&app), [50], "still under 50: not again");
     drop(app);
 
@@ -117,10 +117,10 @@ fn low_balance_fires_once_per_crossing_rearms_and_survives_a_restart() {
     app.wait_until("the first figure after the restart", || {
         last_balance(&app).is_some()
     });
-    backend_spends(&ledger, 1, "tts:spend-3");
     let low = last_balance(&app).unwrap();
+    backend_spends(&ledger, 1, "tts:spend-3");
     app.wait_until("the figure after the restart's spend", || {
-        last_balance(&app) != Some(low)
+        last_balance(&app) == Some(low - 1)
     });
     assert!(
         thresholds_fired(&app).is_empty(),
@@ -136,4 +136,166 @@ fn low_balance_fires_once_per_crossing_rearms_and_survives_a_restart() {
     app.wait_until("both crossed at once", || {
         thresholds_fired(&app) == [50, 10]
     });
+}
+
+/// One change the driver made: its `seq`, the balance after it, and when its answer came.
+struct Change {
+    seq: i64,
+    balance: i64,
+    at: std::time::Instant,
+}
+
+/// The stream cut by a proxy every 0.5 to 4 s (seeded) while the balance wanders around a
+/// low-balance threshold, for `POINTS_LIVE_FAULT_SECS` (default 15; the long run: 600): every
+/// change reaches the windows, in `seq` order, within the stated bound, and the alert fires once
+/// per downward crossing of the ledger's own sequence of balances.
+#[test]
+fn a_stream_cut_every_few_seconds_loses_no_figure_shows_none_out_of_order_and_fires_no_alert_twice()
+{
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+    use tauri::Listener;
+
+    use crate::common::proxy::{Fault, FaultProxy};
+
+    /// The longest a committed change may take to reach the windows across a cut: the first
+    /// reconnect backoff (at most 500 ms) plus the reconnection and the replay.
+    const BOUND: Duration = Duration::from_secs(2);
+    const THRESHOLD: i64 = 500;
+
+    let seconds: u64 = std::env::var("POINTS_LIVE_FAULT_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(15);
+    let seed: u64 = std::env::var("POINTS_LIVE_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
+    let ledger = ledger(THRESHOLD + 100);
+    let proxy = tauri::async_runtime::block_on(FaultProxy::start(&ledger.ledger.base_url()));
+    let mut rng = fastrand::Rng::with_seed(seed);
+    proxy.choose(move |line| {
+        if line.starts_with("GET /points/stream") {
+            Fault::Stream {
+                cut_after: Some(Duration::from_millis(rng.u64(500..4000))),
+            }
+        } else {
+            Fault::Pass
+        }
+    });
+    let app = TestApp::start(Setup {
+        token: Some(ledger.token.clone()),
+        plugin_config: Some(json!({"lowBalance": [THRESHOLD]})),
+        ..Setup::new(proxy.base_url.clone())
+    });
+    let seen: Arc<Mutex<Vec<(Instant, i64)>>> = Arc::default();
+    {
+        let seen = seen.clone();
+        app.app.listen_any(BALANCE_CHANGED, move |event| {
+            let payload: Value = serde_json::from_str(event.payload()).unwrap();
+            let seq = payload["seq"]
+                .as_i64()
+                .expect("the reference ledger sends seq");
+            seen.lock().unwrap().push((Instant::now(), seq));
+        });
+    }
+    app.wait_until("the first figure", || !seen.lock().unwrap().is_empty());
+
+    // The driver: the balance wanders between 350 and 650, crossing the threshold often.
+    let backend = client_for(&ledger.ledger.base_url(), Some(&ledger.token));
+    let mut walk = fastrand::Rng::with_seed(seed ^ 0x5eed);
+    let mut changes: Vec<Change> = Vec::new();
+    let mut balance = THRESHOLD + 100;
+    let started = Instant::now();
+    tauri::async_runtime::block_on(async {
+        let mut n = 0;
+        while started.elapsed() < Duration::from_secs(seconds) {
+            n += 1;
+            let step = walk.i64(5..60);
+            let down = balance - step >= 350 && (balance + step > 650 || walk.bool());
+            let (seq, after) = if down {
+                let request = ConsumeRequest {
+                    duration: Some(step as f64),
+                    allow_debt: true,
+                    ..ConsumeRequest::new("tts")
+                };
+                let key = IdempotencyKey::parse(format!("tts:walk-{n}")).unwrap();
+                let receipt = backend.consume(&request, &key).await.expect("consume");
+                (receipt.seq.unwrap(), receipt.balance)
+            } else {
+                let receipt = ledger
+                    .ledger
+                    .recharge_once(ledger.user, step, in_days(30), &format!("walk-{n}"))
+                    .await
+                    .expect("recharge");
+                (receipt.seq, receipt.balance)
+            };
+            balance = after;
+            changes.push(Change {
+                seq,
+                balance: after,
+                at: Instant::now(),
+            });
+            tokio::time::sleep(Duration::from_millis(walk.u64(5..40))).await;
+        }
+    });
+    let last_seq = changes.last().unwrap().seq;
+    app.wait_until("the last change", || {
+        seen.lock()
+            .unwrap()
+            .last()
+            .is_some_and(|(_, seq)| *seq >= last_seq)
+    });
+    app.flush_events();
+
+    let seen = seen.lock().unwrap().clone();
+    let seqs: Vec<i64> = seen.iter().map(|(_, seq)| *seq).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "no figure out of order (nor twice)"
+    );
+    let mut delays: Vec<Duration> = changes
+        .iter()
+        .map(|change| {
+            let (shown, _) = seen
+                .iter()
+                .find(|(_, seq)| *seq >= change.seq)
+                .expect("every change is shown");
+            shown.saturating_duration_since(change.at)
+        })
+        .collect();
+    let every_seq = changes.iter().all(|change| seqs.contains(&change.seq));
+    delays.sort();
+    let p = |q: f64| delays[((delays.len() - 1) as f64 * q) as usize];
+    let worst = *delays.last().unwrap();
+
+    // The ledger's own sequence of balances decides the crossings.
+    let mut crossings = 0;
+    let mut previous = THRESHOLD + 100;
+    for change in &changes {
+        if change.balance < THRESHOLD && previous >= THRESHOLD {
+            crossings += 1;
+        }
+        previous = change.balance;
+    }
+    let alerts = app.events_named(LOW_BALANCE).len();
+    let cuts = proxy.stats.cut.load(std::sync::atomic::Ordering::SeqCst);
+    println!(
+        "live faults: seed {seed}, {seconds} s, {} changes, {cuts} cuts, every seq shown: \
+         {every_seq}, delay p50 {:?} p99 {:?} max {worst:?} (bound {BOUND:?}), \
+         {crossings} crossings, {alerts} alerts",
+        changes.len(),
+        p(0.5),
+        p(0.99),
+    );
+    assert!(cuts >= seconds / 4, "the stream was cut every few seconds");
+    assert!(
+        every_seq,
+        "every change was shown (the replay fills each cut)"
+    );
+    assert!(
+        worst <= BOUND,
+        "no change shown later than {BOUND:?}: {worst:?}"
+    );
+    assert_eq!(alerts, crossings, "one alert per downward crossing");
 }

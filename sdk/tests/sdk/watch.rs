@@ -27,9 +27,16 @@ struct Seen {
     source: FigureSource,
 }
 
-struct Collect(mpsc::UnboundedSender<Seen>);
+struct Collect(
+    mpsc::UnboundedSender<Seen>,
+    Arc<std::sync::atomic::AtomicBool>,
+);
 
 impl WatchListener for Collect {
+    fn foreground(&self) -> bool {
+        self.1.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn figure(
         &self,
         generation: u64,
@@ -59,6 +66,20 @@ fn fast_watch() -> WatchPolicy {
 
 /// A watch of `base_url` with its sessions and the figures it reports.
 fn watch_of(base_url: &str) -> (BalanceWatch, Arc<Sessions>, mpsc::UnboundedReceiver<Seen>) {
+    let (watch, sessions, figures, _) = watch_shown(base_url, fast_watch());
+    (watch, sessions, figures)
+}
+
+/// [`watch_of`] with `policy`, and the switch of whether the app is shown.
+fn watch_shown(
+    base_url: &str,
+    policy: WatchPolicy,
+) -> (
+    BalanceWatch,
+    Arc<Sessions>,
+    mpsc::UnboundedReceiver<Seen>,
+    Arc<std::sync::atomic::AtomicBool>,
+) {
     let sessions = Arc::new(Sessions::new(None));
     let client = LedgerClient::builder(base_url)
         .retry(fast_retry())
@@ -70,14 +91,15 @@ fn watch_of(base_url: &str) -> (BalanceWatch, Arc<Sessions>, mpsc::UnboundedRece
         .build()
         .unwrap();
     let (sender, receiver) = mpsc::unbounded_channel();
+    let shown = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let watch = BalanceWatch::new(
         client,
         sessions.clone(),
-        fast_watch(),
-        Arc::new(Collect(sender)),
+        policy,
+        Arc::new(Collect(sender, shown.clone())),
     );
     tokio::spawn(watch.clone().run());
-    (watch, sessions, receiver)
+    (watch, sessions, receiver, shown)
 }
 
 /// The next figure, within 10 s.
@@ -217,7 +239,7 @@ async fn a_change_of_account_or_a_sign_out_lets_no_figure_of_the_old_account_thr
     for figure in seen_after.iter().filter(|s| s.generation == generation) {
         assert_eq!(
             figure.account,
-            other.to_string(),
+            format!("sub:{other}"),
             "a figure of the session now is of its account"
         );
         assert!(
@@ -280,4 +302,78 @@ async fn a_backend_without_the_stream_is_polled() {
         (3..=8).contains(&polls),
         "about one poll per 100 ms, and no stream request between them: {polls}"
     );
+}
+
+#[tokio::test]
+async fn polls_slow_down_while_nothing_is_shown() {
+    let ledger = TestLedger::start(100).await;
+    let proxy = FaultProxy::start(&ledger.ledger.base_url()).await;
+    proxy.choose(|line| {
+        if line.starts_with("GET /points/stream") {
+            Fault::Answer {
+                status: 501,
+                retry_after: None,
+                body: "{}",
+            }
+        } else {
+            Fault::Pass
+        }
+    });
+    let policy = WatchPolicy {
+        hidden_poll_interval: Duration::from_millis(400),
+        ..fast_watch()
+    };
+    let (_watch, sessions, mut figures, shown) = watch_shown(&proxy.base_url, policy);
+    sessions.sign_in(Session::new(ledger.token.clone(), None).unwrap());
+    next(&mut figures).await;
+    let requests = || {
+        proxy
+            .stats
+            .requests
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    let count_during = |wait: Duration| async move {
+        let before = requests();
+        tokio::time::sleep(wait).await;
+        requests() - before
+    };
+    let shown_polls = count_during(Duration::from_millis(1000)).await;
+    shown.store(false, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let hidden_polls = count_during(Duration::from_millis(1000)).await;
+    assert!(
+        shown_polls >= 7 && hidden_polls <= 4,
+        "every 100 ms while shown ({shown_polls}), every 400 ms while hidden ({hidden_polls})"
+    );
+}
+
+#[tokio::test]
+async fn a_stream_of_another_account_is_never_reported() {
+    let ledger = TestLedger::start(100).await;
+    let other = Uuid::new_v4();
+    ledger.ledger.recharge(other, 7, in_days(30)).await.unwrap();
+    let proxy = FaultProxy::start(&ledger.ledger.base_url()).await;
+    proxy.choose(|line| {
+        if line.starts_with("GET /points/stream") {
+            Fault::Stream {
+                cut_after: Some(Duration::from_millis(300)),
+            }
+        } else {
+            Fault::Pass
+        }
+    });
+    let (_watch, sessions, mut figures) = watch_of(&proxy.base_url);
+    sessions.sign_in(Session::new(ledger.token.clone(), None).unwrap());
+    assert_eq!(next(&mut figures).await.figure.balance, 100);
+    // A gateway gone wrong: from the next connection on, the stream is another user's.
+    proxy.exchange_token(&ledger.token, &ledger.ledger.token_for(other));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    ledger.ledger.recharge(other, 1, in_days(30)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    while let Ok(seen) = figures.try_recv() {
+        assert_eq!(
+            seen.figure.balance, 100,
+            "never another account's figure: {seen:?}"
+        );
+    }
 }
