@@ -96,13 +96,24 @@ try {
         // When each seq's balance-changed reached the page, and who waits for which seq.
         const arrived = new Map();
         const waiters = new Map();
+        const wall = new Map();
         const unlisten = await listen("points://balance-changed", (event) => {
           const at = performance.now();
           const seq = event.payload.seq;
           if (typeof seq !== "number" || arrived.has(seq)) return;
           arrived.set(seq, at);
+          wall.set(seq, Date.now());
           waiters.get(seq)?.(at);
         });
+        /** Milliseconds since the epoch of an RFC 3339 time of the ledger (any number of decimals). */
+        const epochMs = (text) => {
+          const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})$/.exec(text);
+          if (!m) throw new Error(`not an RFC 3339 time: ${text}`);
+          const fraction = m[7] ? Number(`0.${m[7]}`) * 1000 : 0;
+          let offset = 0;
+          if (m[8] !== "Z") offset = (m[8][0] === "-" ? -1 : 1) * (Number(m[8].slice(1, 3)) * 60 + Number(m[8].slice(4, 6))) * 60000;
+          return Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6]) + fraction - offset;
+        };
         const eventOf = (seq) =>
           arrived.has(seq)
             ? Promise.resolve(arrived.get(seq))
@@ -115,6 +126,7 @@ try {
               });
         const fromStart = [];
         const fromAnswer = [];
+        const fromEntry = [];
         const floor = [];
         try {
           for (let i = 0; i < warmup + changes; i++) {
@@ -142,11 +154,18 @@ try {
             floor.push(n1 - n0);
             fromStart.push(at - start);
             fromAnswer.push(at - answered);
+            // The journal entry's own time (written before its commit), read after the timing.
+            const page = await fetch(`${target.baseUrl}/points/transactions?limit=1`, {
+              headers: { authorization: `Bearer ${target.token}` },
+            }).then((r) => r.json());
+            const entry = page.items?.[0];
+            if (entry?.id !== receipt.transaction_id) throw new Error(`the latest entry is not the consume's: ${JSON.stringify(page)}`);
+            fromEntry.push(wall.get(receipt.seq) - epochMs(entry.created_at));
           }
         } finally {
           unlisten();
         }
-        return { fromStart, fromAnswer, floor };
+        return { fromStart, fromAnswer, fromEntry, floor };
       })().then(
         (value) => done({ ok: true, value }),
         (failure) => done({ ok: false, failure: String(failure?.message ?? JSON.stringify(failure)) }),
@@ -158,6 +177,7 @@ try {
   if (!latency.ok) throw new Error(latency.failure);
   const change = stats(latency.value.fromStart);
   const afterAnswer = stats(latency.value.fromAnswer);
+  const afterEntry = stats(latency.value.fromEntry);
   const ipc = stats(latency.value.floor);
   console.log(
     `\n${CHANGES} changes on the ledger (after ${WARMUP} warm-up ones): a tts consume committed by fetch() from the page, to its points://balance-changed in the page, milliseconds:\n`,
@@ -166,10 +186,13 @@ try {
   console.log("| --- | ---: | ---: | ---: |");
   console.log(`| no-op app command (IPC floor), same rounds | ${ipc.p50.toFixed(2)} | ${ipc.p99.toFixed(2)} | ${ipc.mean.toFixed(2)} |`);
   console.log(`| request sent → balance-changed (bounds commit → event) | ${change.p50.toFixed(2)} | ${change.p99.toFixed(2)} | ${change.mean.toFixed(2)} |`);
+  console.log(`| journal entry's created_at → balance-changed (wall clock; bounds commit → event) | ${afterEntry.p50.toFixed(2)} | ${afterEntry.p99.toFixed(2)} | ${afterEntry.mean.toFixed(2)} |`);
   console.log(`| answer received → balance-changed | ${afterAnswer.p50.toFixed(2)} | ${afterAnswer.p99.toFixed(2)} | ${afterAnswer.mean.toFixed(2)} |`);
-  const met = change.p99 <= LATENCY_P99_TARGET;
+  // The tighter of the two upper bounds of commit → event: from the entry's own time.
+  const bound = afterEntry.p99 <= change.p99 ? afterEntry : change;
+  const met = bound.p99 <= LATENCY_P99_TARGET;
   console.log(
-    `\ncommit → balance-changed p99 ≤ ${change.p99.toFixed(2)} ms (${(change.p99 / Math.max(ipc.p99, 1)).toFixed(1)} × the no-op p99; p50 ${(change.p50 / Math.max(ipc.p50, 1)).toFixed(1)} × the no-op p50) — target p99 ≤ ${LATENCY_P99_TARGET} ms: ${met ? "met" : "NOT met"}`,
+    `\ncommit → balance-changed: p50 ≤ ${bound.p50.toFixed(2)} ms, p99 ≤ ${bound.p99.toFixed(2)} ms; the no-op floor of the same rounds p50 ${ipc.p50.toFixed(2)}, p99 ${ipc.p99.toFixed(2)} (p99 = the floor's + ${(bound.p99 - ipc.p99).toFixed(2)} ms) — target p99 ≤ ${LATENCY_P99_TARGET} ms: ${met ? "met" : "NOT met"}`,
   );
   if (!met) process.exitCode = 1;
 } finally {

@@ -22,6 +22,8 @@ import { LANGUAGE_NAMES, TEXTS, chooseLocale, describeError, nameOf, type AppTex
 import { RechargeModal } from "./RechargeModal";
 
 const store = getPointStore();
+/** How long the balance stays still before the history and batches are read again. */
+const HISTORY_SETTLE_MS = 250;
 const windowLabel = getCurrentWebviewWindow().label;
 
 const JOBS: { service: DesktopService; testid: string }[] = [
@@ -85,20 +87,24 @@ export function App() {
   // A top-up made anywhere that pays for the open dialog's refusal: the store closed it; say so.
   useRecharged(({ summary }) => setStatus({ say: (_, locale) => localizedRecharged(summary, locale) }), store);
 
-  // History and batches follow every balance change.
+  // History and batches follow the balance: read again once it has been still for a moment (a
+  // burst of changes from the ledger is one read, not one per change).
   useEffect(() => {
     if (balance === null) return;
     let stale = false;
-    Promise.all([listBatches(), listTransactions({ limit: 8 })]).then(
-      ([b, t]) => {
-        if (stale) return;
-        setBatches(b);
-        setTransactions(t.items);
-      },
-      () => undefined,
-    );
+    const timer = setTimeout(() => {
+      Promise.all([listBatches(), listTransactions({ limit: 8 })]).then(
+        ([b, t]) => {
+          if (stale) return;
+          setBatches(b);
+          setTransactions(t.items);
+        },
+        () => undefined,
+      );
+    }, HISTORY_SETTLE_MS);
     return () => {
       stale = true;
+      clearTimeout(timer);
     };
   }, [balance]);
 
