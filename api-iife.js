@@ -212,6 +212,12 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
             messageWithoutFigures: "当前积分不足以完成本次操作。",
             confirm: "去充值",
             cancel: "取消",
+            satisfied: "充值已到账，当前余额 {balance} 积分。",
+        },
+        lowBalance: {
+            message: "积分余额不足 {threshold}，当前仅剩 {balance} 积分，请及时充值。",
+            action: "去充值",
+            dismiss: "知道了",
         },
         services: {
             script: "脚本生成",
@@ -255,6 +261,12 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
             messageWithoutFigures: "Your balance is too low for this.",
             confirm: "Top up",
             cancel: "Cancel",
+            satisfied: "Your top-up has arrived: your balance is {balance}.",
+        },
+        lowBalance: {
+            message: "Your balance is below {threshold}: {balance} left. Top up soon.",
+            action: "Top up",
+            dismiss: "Dismiss",
         },
         services: {
             script: "Script writing",
@@ -456,14 +468,39 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
             cancel: table.cancel,
         });
     }
+    /**
+     * The notice shown once a balance covered a refusal and the store closed the recharge dialog
+     * (`recharge.satisfied`), in `locale` (default {@link getLocale}).
+     */
+    function localizedRecharged(figures, locale = getLocale()) {
+        return formatMessage(getMessages(locale).recharge.satisfied, { balance: figures.balance }, locale);
+    }
+    /**
+     * The low-balance banner's texts for a crossing (the store's `lowBalance`), in `locale`
+     * (default {@link getLocale}). `balance` may be the balance shown now rather than the crossing's.
+     */
+    function localizedLowBalance(figures, locale = getLocale()) {
+        const table = getMessages(locale).lowBalance;
+        return Object.freeze({
+            message: formatMessage(table.message, { threshold: figures.threshold, balance: figures.balance }, locale),
+            action: table.action,
+            dismiss: table.dismiss,
+        });
+    }
 
     /** The events the plugin emits to every window. */
     const EVENTS = {
         /**
-         * {@link BalanceChanged}: the signed-in account's balance after a fetch (`details` set), a charge
-         * or a re-sent charge (`details: null`), with its `seq` and `session`.
+         * {@link BalanceChanged}: the signed-in account's whole summary (balance and totals) after a
+         * fetch, a charge, a re-sent charge, a change on the ledger (its stream or a poll), with its
+         * `seq` and `session`, in `seq` order.
          */
         balanceChanged: "points://balance-changed",
+        /**
+         * {@link LowBalance}: the balance went below a configured threshold (once per crossing; again
+         * only after it was back at or above it).
+         */
+        lowBalance: "points://low-balance",
         /** {@link InsufficientPoints}: a refusal for lack of points, naming the window refused. */
         insufficient: "points://insufficient",
         /** {@link PendingCharges}: the signed-in account's unacknowledged charges; also at every change of session. */
@@ -476,6 +513,10 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
     /** Calls `handler` on every balance change; resolves to the function that stops listening. */
     function onBalanceChanged(handler) {
         return event.listen(EVENTS.balanceChanged, (event) => handler(event.payload));
+    }
+    /** Calls `handler` at every crossing below a low-balance threshold; resolves to the function that stops listening. */
+    function onLowBalance(handler) {
+        return event.listen(EVENTS.lowBalance, (event) => handler(event.payload));
     }
     /**
      * Calls `handler` on every refusal for lack of points, in any window (`payload.window` says which
@@ -564,7 +605,14 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
         return insufficientPointsFromBody(body);
     }
 
-    const CLOSED = Object.freeze({ open: false, service: null, required: null, balance: null, texts: null });
+    const CLOSED = Object.freeze({
+        open: false,
+        satisfied: false,
+        service: null,
+        required: null,
+        balance: null,
+        texts: null,
+    });
     const NO_REFUSALS = Object.freeze([]);
     /**
      * How long a refusal seen one way (the rejection of a call, or the plugin's event) waits for the
@@ -626,6 +674,23 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
             return current;
         return Object.freeze([...current, ...added].sort((a, b) => a.refusedAt - b.refusedAt));
     }
+    /** Calls every listener with `value`; one that throws does not stop the others (its error is rethrown apart). */
+    function notify(listeners, value) {
+        for (const listener of [...listeners]) {
+            try {
+                listener(value);
+            }
+            catch (error) {
+                setTimeout(() => {
+                    throw error;
+                });
+            }
+        }
+    }
+    /** Whether a figure of `seq` is newer than one of `than` (when either is unknown: yes, it came later). */
+    function isNewer(seq, than) {
+        return seq == null || than === null || seq > than;
+    }
     /** The label of the current webview, or `null` outside Tauri. */
     function currentWebviewLabel() {
         try {
@@ -644,13 +709,20 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
      * signed in) and the pending charges again; an answer to a call made before the change, or an
      * event of an older session, is not applied.
      *
-     * Balances are ordered by the ledger's `seq`: a figure (a fetch, a charge, a price check, an
-     * event) whose `seq` is lower than the `seq` of the balance shown is older and is dropped. When
-     * either has no `seq` (a backend that does not send it), the figure that arrives last is shown.
+     * Balances are whole summaries ordered by the ledger's `seq`: a summary (a fetch's answer, or the
+     * plugin's `points://balance-changed`) whose `seq` is lower than the `seq` of the one shown is
+     * older and is dropped; when either has no `seq` (a backend that does not send it), the one that
+     * arrives last is shown. A figure of a balance alone (a charge's receipt, a price check) is never
+     * merged into the totals shown: the plugin emits the whole summary of a charge, and a price check
+     * newer than the summary shown has the store fetch the summary.
+     *
+     * A summary is also what ends a low-balance crossing (`lowBalance`) and what closes an open
+     * recharge dialog whose refusal it pays for (`recharge.satisfied`, {@link PointStore.onRecharged}).
      */
     function createPointStore(options = {}) {
         let state = Object.freeze({
             balance: options.initialBalance ? Object.freeze({ ...options.initialBalance }) : null,
+            lowBalance: null,
             loading: false,
             error: null,
             pendingCharges: 0,
@@ -674,6 +746,12 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
         /** Refusals heard by event, with the number of reads started then (a later read lists them). */
         let heard = [];
         let label = options.webviewLabel;
+        /** The crossings below a threshold in force, lowest threshold first (`lowBalance` is the first). */
+        let crossings = [];
+        /** The `seq` shown when the dialog opened: only a newer summary can pay for its refusal. */
+        let dialogSeq = null;
+        const rechargedListeners = new Set();
+        const lowBalanceListeners = new Set();
         let started = null;
         let attachment = 0;
         let unlisteners = [];
@@ -710,37 +788,62 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
             return current !== null && sameFields(current, balance) ? current : Object.freeze({ ...balance });
         }
         /**
-         * The patch showing a figure of the ledger: the whole summary when `details` is given, else
-         * the current summary with its balance (and `seq`) replaced. Empty when the figure is older
-         * than the one shown (a lower `seq`).
+         * Shows a whole summary of the ledger (with `also` in the same change), unless it is older than
+         * the one shown (a lower `seq`): ends the low-balance crossings it is at or above, and closes
+         * the dialog whose refusal it pays for, calling the `onRecharged` listeners after the change.
          */
-        function showFigure(figure, seq, details) {
+        function showSummary(summary, also = {}) {
             const current = state.balance;
-            const next = seq ?? null;
             const shown = current?.seq ?? null;
-            if (current !== null && next !== null && shown !== null && next < shown)
-                return {};
-            if (details !== null)
-                return { balance: replaceBalance(details) };
-            if (current === null || (current.balance === figure && shown === next))
-                return {};
-            const updated = {
-                balance: figure,
-                totalRecharged: current.totalRecharged,
-                totalConsumed: current.totalConsumed,
-                totalExpired: current.totalExpired,
-            };
-            if (next !== null)
-                updated.seq = next;
-            return { balance: Object.freeze(updated) };
+            if (current !== null && summary.seq != null && shown !== null && summary.seq < shown) {
+                set(also);
+                return;
+            }
+            const patch = { ...also, balance: replaceBalance(summary) };
+            const left = crossings.filter((c) => !(summary.balance >= c.low.threshold && isNewer(summary.seq, c.seq)));
+            if (left.length !== crossings.length) {
+                crossings = left;
+                patch.lowBalance = left[0]?.low ?? null;
+            }
+            const dialog = state.recharge;
+            let recharged = null;
+            if (dialog.open && dialog.required !== null && summary.balance >= dialog.required && isNewer(summary.seq, dialogSeq)) {
+                recharged = Object.freeze({ service: dialog.service, required: dialog.required, summary: patch.balance });
+                patch.recharge = Object.freeze({
+                    open: false,
+                    satisfied: true,
+                    service: dialog.service,
+                    required: dialog.required,
+                    balance: summary.balance,
+                    texts: null,
+                });
+            }
+            set(patch);
+            if (recharged !== null)
+                notify(rechargedListeners, recharged);
         }
-        function dialog(info = {}) {
+        /** A balance without its totals (a price check): fetches the summary when it is newer than the one shown. */
+        function sawFigure(balance, seq) {
+            const current = state.balance;
+            if (current === null || current.balance === balance)
+                return;
+            if (seq != null && current.seq != null && seq <= current.seq)
+                return;
+            store.fetchBalance().catch(() => undefined);
+        }
+        /**
+         * The dialog open with `info`'s figures and texts of the current language; a new refusal
+         * (`refusal`, not a change of language) also notes the `seq` shown, which it must be paid after.
+         */
+        function dialog(info = {}, refusal = true) {
             const figures = { service: info.service ?? null, required: info.required ?? null, balance: info.balance ?? null };
             textsOf = { version: messagesVersion(), locale: getLocale() };
+            if (refusal)
+                dialogSeq = state.balance?.seq ?? null;
             const current = state.recharge;
             const texts = localizedRecharge(figures);
             const same = current.texts !== null && sameFields(current.texts, texts);
-            const next = { open: true, ...figures, texts: same ? current.texts : texts };
+            const next = { open: true, satisfied: false, ...figures, texts: same ? current.texts : texts };
             return sameFields(current, next) ? current : Object.freeze(next);
         }
         /** The dialog with texts of the current language and table, when they changed since it was made. */
@@ -748,7 +851,7 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
             const current = state.recharge;
             if (!current.open || (textsOf.version === messagesVersion() && textsOf.locale === getLocale()))
                 return current;
-            return dialog(current);
+            return dialog(current, false);
         }
         /**
          * Whether a refusal reported `from` a call or an event should open the dialog: not when the
@@ -784,9 +887,11 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
             inflight = null;
             seenRefusals = [];
             heard = [];
+            crossings = [];
             shownRead = 0; // the reads are ordered within a session
             set({
                 balance: null,
+                lowBalance: null,
                 loading: false,
                 error: null,
                 pendingCharges: 0,
@@ -834,7 +939,22 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
         function onBalance(change) {
             if (!ofCurrentSession(change.session, true, false))
                 return;
-            set(showFigure(change.balance, change.seq, change.details));
+            // A plugin of contract v1.1 sends `details` (a fetch's summary, else null) instead of
+            // `summary`: a figure without its summary is fetched whole.
+            const old = change;
+            const summary = old.summary ?? old.details;
+            if (typeof summary === "object" && summary !== null)
+                showSummary(summary);
+            else
+                sawFigure(change.balance, change.seq);
+        }
+        function onLow(low) {
+            if (!ofCurrentSession(low.session, true, false))
+                return;
+            const crossing = { low: Object.freeze({ ...low }), seq: state.balance?.seq ?? null };
+            crossings = [...crossings.filter((c) => c.low.threshold !== low.threshold), crossing].sort((a, b) => a.low.threshold - b.low.threshold);
+            set({ lowBalance: crossings[0].low });
+            notify(lowBalanceListeners, crossing.low);
         }
         function onInsufficient(info) {
             const mine = ownLabel();
@@ -904,7 +1024,7 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
                 const request = getBalance().then((balance) => {
                     if (mine === epoch) {
                         inflight = null;
-                        set({ ...showFigure(balance.balance, balance.seq, balance), loading: false, error: null, signedIn: true });
+                        showSummary(balance, { loading: false, error: null, signedIn: true });
                     }
                     return balance;
                 }, (error) => {
@@ -921,8 +1041,10 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
                 const mine = epoch;
                 try {
                     const cost = await checkCost(service, duration);
-                    if (mine === epoch)
-                        set({ ...showFigure(cost.balance, cost.seq, null), error: null });
+                    if (mine === epoch) {
+                        set({ error: null });
+                        sawFigure(cost.balance, cost.seq);
+                    }
                     return cost;
                 }
                 catch (error) {
@@ -939,9 +1061,8 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
                     const outcome = await charge(service, { ...chargeOptions, idempotencyKey });
                     if (mine === epoch) {
                         if (outcome.status === "acknowledged") {
-                            const receipt = outcome.receipt;
-                            // A replay carries the balance of the first charge: the plugin sends today's by event.
-                            set({ ...(receipt.replayed ? {} : showFigure(receipt.balance, receipt.seq, null)), error: null });
+                            // The receipt's balance comes without totals: the plugin's event brings the summary.
+                            set({ error: null });
                         }
                         else {
                             // Journaled (pending) or refused for good: not a failure of the call.
@@ -970,6 +1091,16 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
             clearError() {
                 set({ error: null });
             },
+            onRecharged(listener) {
+                const own = (recharged) => listener(recharged);
+                rechargedListeners.add(own);
+                return () => void rechargedListeners.delete(own);
+            },
+            onLowBalance(listener) {
+                const own = (low) => listener(low);
+                lowBalanceListeners.add(own);
+                return () => void lowBalanceListeners.delete(own);
+            },
             handleError(error) {
                 fail(error);
                 return isInsufficientPoints(error);
@@ -995,6 +1126,7 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
                 const mine = ++attachment;
                 const attaching = [
                     onBalanceChanged(onBalance),
+                    onLowBalance(onLow),
                     onInsufficientPoints(onInsufficient),
                     onPendingChanged((pending) => {
                         if (ofCurrentSession(pending.session, null, true))
@@ -1080,12 +1212,15 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
     exports.listTransactions = listTransactions;
     exports.localeOf = localeOf;
     exports.localizeError = localizeError;
+    exports.localizedLowBalance = localizedLowBalance;
     exports.localizedRecharge = localizedRecharge;
+    exports.localizedRecharged = localizedRecharged;
     exports.messagesVersion = messagesVersion;
     exports.newIdempotencyKey = newIdempotencyKey;
     exports.onBalanceChanged = onBalanceChanged;
     exports.onChargeRefused = onChargeRefused;
     exports.onInsufficientPoints = onInsufficientPoints;
+    exports.onLowBalance = onLowBalance;
     exports.onMessagesChanged = onMessagesChanged;
     exports.onPendingChanged = onPendingChanged;
     exports.onSessionChanged = onSessionChanged;

@@ -8,6 +8,7 @@ export type { CostCheck } from "../bindings/CostCheck";
 export type { DesktopService } from "../bindings/DesktopService";
 export type { InsufficientPoints } from "../bindings/InsufficientPoints";
 export type { KnownService } from "../bindings/KnownService";
+export type { LowBalance } from "../bindings/LowBalance";
 export type { PendingCharges } from "../bindings/PendingCharges";
 export type { PendingStatus } from "../bindings/PendingStatus";
 export type { PointBalance } from "../bindings/PointBalance";

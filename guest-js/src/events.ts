@@ -1,5 +1,12 @@
 import { listen } from "@tauri-apps/api/event";
-import type { BalanceChanged, InsufficientPoints, PendingCharges, RefusedCharge, SessionChanged } from "./bindings";
+import type {
+  BalanceChanged,
+  InsufficientPoints,
+  LowBalance,
+  PendingCharges,
+  RefusedCharge,
+  SessionChanged,
+} from "./bindings";
 
 /** Stops a listener (the same as `UnlistenFn` of `@tauri-apps/api/event`). */
 export type UnlistenFn = () => void;
@@ -7,10 +14,16 @@ export type UnlistenFn = () => void;
 /** The events the plugin emits to every window. */
 export const EVENTS = {
   /**
-   * {@link BalanceChanged}: the signed-in account's balance after a fetch (`details` set), a charge
-   * or a re-sent charge (`details: null`), with its `seq` and `session`.
+   * {@link BalanceChanged}: the signed-in account's whole summary (balance and totals) after a
+   * fetch, a charge, a re-sent charge, a change on the ledger (its stream or a poll), with its
+   * `seq` and `session`, in `seq` order.
    */
   balanceChanged: "points://balance-changed",
+  /**
+   * {@link LowBalance}: the balance went below a configured threshold (once per crossing; again
+   * only after it was back at or above it).
+   */
+  lowBalance: "points://low-balance",
   /** {@link InsufficientPoints}: a refusal for lack of points, naming the window refused. */
   insufficient: "points://insufficient",
   /** {@link PendingCharges}: the signed-in account's unacknowledged charges; also at every change of session. */
@@ -24,6 +37,11 @@ export const EVENTS = {
 /** Calls `handler` on every balance change; resolves to the function that stops listening. */
 export function onBalanceChanged(handler: (payload: BalanceChanged) => void): Promise<UnlistenFn> {
   return listen<BalanceChanged>(EVENTS.balanceChanged, (event) => handler(event.payload));
+}
+
+/** Calls `handler` at every crossing below a low-balance threshold; resolves to the function that stops listening. */
+export function onLowBalance(handler: (payload: LowBalance) => void): Promise<UnlistenFn> {
+  return listen<LowBalance>(EVENTS.lowBalance, (event) => handler(event.payload));
 }
 
 /**

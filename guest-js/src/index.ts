@@ -41,7 +41,9 @@ export {
   getMessages,
   localeOf,
   localizeError,
+  localizedLowBalance,
   localizedRecharge,
+  localizedRecharged,
   messagesVersion,
   onMessagesChanged,
   overrideMessages,
@@ -51,6 +53,8 @@ export {
   type Locale,
   type MessageOverrides,
   type PointsMessages,
+  type LowBalanceMessages,
+  type LowBalanceTexts,
   type RechargeMessages,
   type RechargeTexts,
 } from "./messages";
@@ -59,6 +63,7 @@ export {
   onBalanceChanged,
   onChargeRefused,
   onInsufficientPoints,
+  onLowBalance,
   onPendingChanged,
   onSessionChanged,
   type UnlistenFn,
@@ -77,4 +82,5 @@ export {
   type PointStoreError,
   type PointStoreOptions,
   type RechargeDialog,
+  type Recharged,
 } from "./store";

@@ -27,6 +27,18 @@ export interface RechargeMessages {
   readonly confirm: string;
   /** The button that closes the dialog. */
   readonly cancel: string;
+  /** The notice once a balance covered the refusal and the dialog closed itself: `{balance}`. */
+  readonly satisfied: string;
+}
+
+/** The texts of the low-balance banner. `{balance}` and `{threshold}` are filled in. */
+export interface LowBalanceMessages {
+  /** The banner's text. */
+  readonly message: string;
+  /** The button that leads to the top-up. */
+  readonly action: string;
+  /** The button that hides the banner. */
+  readonly dismiss: string;
 }
 
 /**
@@ -40,6 +52,7 @@ export interface PointsMessages {
   /** A rejection that is not a `PointsError`; `{detail}` is its own text. */
   readonly unexpected: string;
   readonly recharge: RechargeMessages;
+  readonly lowBalance: LowBalanceMessages;
   /** The services' names, put into `{service}` (a service not named here shows its id). */
   readonly services: { readonly [S in KnownService]: string };
   /** The names of the history entries' kinds. */
@@ -69,6 +82,12 @@ const ZH_CN: PointsMessages = {
     messageWithoutFigures: "当前积分不足以完成本次操作。",
     confirm: "去充值",
     cancel: "取消",
+    satisfied: "充值已到账，当前余额 {balance} 积分。",
+  },
+  lowBalance: {
+    message: "积分余额不足 {threshold}，当前仅剩 {balance} 积分，请及时充值。",
+    action: "去充值",
+    dismiss: "知道了",
   },
   services: {
     script: "脚本生成",
@@ -113,6 +132,12 @@ const EN: PointsMessages = {
     messageWithoutFigures: "Your balance is too low for this.",
     confirm: "Top up",
     cancel: "Cancel",
+    satisfied: "Your top-up has arrived: your balance is {balance}.",
+  },
+  lowBalance: {
+    message: "Your balance is below {threshold}: {balance} left. Top up soon.",
+    action: "Top up",
+    dismiss: "Dismiss",
   },
   services: {
     script: "Script writing",
@@ -150,6 +175,12 @@ export interface RechargeTexts {
   readonly cancel: string;
 }
 
+/** What {@link localizedLowBalance} gives: the banner's texts with the figures filled in. */
+export interface LowBalanceTexts {
+  readonly message: string;
+  readonly action: string;
+  readonly dismiss: string;
+}
 
 let chosen: Locale | null = null;
 let tables: { [L in Locale]: PointsMessages } = { ...DEFAULT_MESSAGES };
@@ -333,5 +364,29 @@ export function localizedRecharge(figures: Partial<RefusalFigures>, locale: Loca
     message: formatMessage(template, values, locale),
     confirm: table.confirm,
     cancel: table.cancel,
+  });
+}
+
+/**
+ * The notice shown once a balance covered a refusal and the store closed the recharge dialog
+ * (`recharge.satisfied`), in `locale` (default {@link getLocale}).
+ */
+export function localizedRecharged(figures: { readonly balance: number }, locale: Locale = getLocale()): string {
+  return formatMessage(getMessages(locale).recharge.satisfied, { balance: figures.balance }, locale);
+}
+
+/**
+ * The low-balance banner's texts for a crossing (the store's `lowBalance`), in `locale`
+ * (default {@link getLocale}). `balance` may be the balance shown now rather than the crossing's.
+ */
+export function localizedLowBalance(
+  figures: { readonly threshold: number; readonly balance: number },
+  locale: Locale = getLocale(),
+): LowBalanceTexts {
+  const table = getMessages(locale).lowBalance;
+  return Object.freeze({
+    message: formatMessage(table.message, { threshold: figures.threshold, balance: figures.balance }, locale),
+    action: table.action,
+    dismiss: table.dismiss,
   });
 }

@@ -1,6 +1,7 @@
-import { useEffect, useSyncExternalStore } from "react";
+import { useEffect, useRef, useSyncExternalStore } from "react";
+import type { LowBalance } from "./bindings";
 import { getLocale, onMessagesChanged, type Locale } from "./messages";
-import { getPointStore, type PointState, type PointStore } from "./store";
+import { getPointStore, type PointState, type PointStore, type Recharged } from "./store";
 
 /** The state of `store`, re-rendering on every change. No provider needed. */
 export function usePointStore(store: PointStore): PointState;
@@ -45,6 +46,8 @@ export type UsePoints = PointState &
     | "handleError"
     | "handleBackendResponse"
     | "handleBackendBody"
+    | "onRecharged"
+    | "onLowBalance"
   >;
 
 /**
@@ -86,7 +89,34 @@ export function usePoints(options: UsePointsOptions = {}): UsePoints {
     handleError: store.handleError,
     handleBackendResponse: store.handleBackendResponse,
     handleBackendBody: store.handleBackendBody,
+    onRecharged: store.onRecharged,
+    onLowBalance: store.onLowBalance,
   };
+}
+
+/** Calls the latest `handler` through `subscribe` while the component is mounted. */
+function useListener<T>(subscribe: (listener: (value: T) => void) => () => void, handler: (value: T) => void): void {
+  const latest = useRef(handler);
+  useEffect(() => {
+    latest.current = handler;
+  });
+  useEffect(() => subscribe((value) => latest.current(value)), [subscribe]);
+}
+
+/**
+ * Calls `handler` (the latest one rendered) when the store closes the recharge dialog because a
+ * balance covered its refusal (`recharge.satisfied`), while the component is mounted.
+ */
+export function useRecharged(handler: (recharged: Recharged) => void, store: PointStore = getPointStore()): void {
+  useListener(store.onRecharged, handler);
+}
+
+/**
+ * Calls `handler` (the latest one rendered) at every crossing below a low-balance threshold, while
+ * the component is mounted. The crossing in force is also `lowBalance` of the store's state.
+ */
+export function useLowBalance(handler: (low: LowBalance) => void, store: PointStore = getPointStore()): void {
+  useListener(store.onLowBalance, handler);
 }
 
 /**

@@ -7,6 +7,7 @@ import type {
   CostCheck,
   DesktopService,
   InsufficientPoints,
+  LowBalance,
   PendingCharges,
   PendingStatus,
   PointBalance,
@@ -19,6 +20,7 @@ import {
   onBalanceChanged,
   onChargeRefused,
   onInsufficientPoints,
+  onLowBalance as onLowBalanceEvent,
   onPendingChanged,
   onSessionChanged,
   type UnlistenFn,
@@ -34,9 +36,20 @@ import {
 /**
  * The recharge dialog: whether it is open, the figures of the refusal that opened it, and its
  * texts in the current language (`getLocale()`), with the figures filled in.
+ *
+ * While it is open, a whole summary that arrives (from any window's top-up, the ledger's stream,
+ * a poll or a fetch) with `balance >= required` means the refusal is paid for: the store closes
+ * the dialog itself, with `satisfied: true`, and calls its {@link PointStore.onRecharged}
+ * listeners. The host does not close it for that.
  */
 export interface RechargeDialog {
   readonly open: boolean;
+  /**
+   * `true` on the closed dialog when the store closed it because a balance covered `required`
+   * (then `service` and `required` are the refusal's, `balance` the balance that covered it);
+   * `false` while open, and after any other close. Reset by the next open or close.
+   */
+  readonly satisfied: boolean;
   readonly service: string | null;
   readonly required: number | null;
   readonly balance: number | null;
@@ -54,9 +67,18 @@ export type PointStoreError = PointsError | string | Error;
 export interface PointState {
   /**
    * The signed-in account's balance and totals, or `null` before the first fetch and after a
-   * change of session. After a charge or a price check only `balance.balance` (and `seq`) change.
+   * change of session. Always one whole summary of the ledger (a fetch's answer, or the
+   * `summary` of `points://balance-changed`): `balance`, the totals and `seq` are of the same
+   * moment. A figure that carries a balance only (a charge's receipt, a price check) never
+   * changes it: the plugin's event with the whole summary does.
    */
   readonly balance: PointBalance | null;
+  /**
+   * The latest crossing below a low-balance threshold still in force (`points://low-balance`),
+   * or `null`. Cleared when a newer figure at or above its threshold arrives (the next active
+   * crossing, of a higher threshold, is shown then) and at every change of session.
+   */
+  readonly lowBalance: LowBalance | null;
   /** Whether a balance fetch is in flight. */
   readonly loading: boolean;
   /** The last failure of a store action (cleared by the next success), or `null`. */
@@ -81,6 +103,13 @@ export interface PointState {
    */
   readonly signedIn: boolean | null;
   readonly recharge: RechargeDialog;
+}
+
+/** What {@link PointStore.onRecharged} listeners get: the refusal paid for and the summary that covers it. */
+export interface Recharged {
+  readonly service: string | null;
+  readonly required: number;
+  readonly summary: PointBalance;
 }
 
 /** Options of {@link createPointStore}. */
@@ -159,6 +188,17 @@ export interface PointStore {
   clearError(): void;
 
   /**
+   * Calls `listener` when the store closes the open recharge dialog because a summary with
+   * `balance >= required` arrived (see {@link RechargeDialog}); returns the function that stops it.
+   */
+  onRecharged(listener: (recharged: Recharged) => void): () => void;
+  /**
+   * Calls `listener` at every crossing below a low-balance threshold of the session shown (once
+   * started); returns the function that stops it. `lowBalance` holds the crossing too.
+   */
+  onLowBalance(listener: (low: LowBalance) => void): () => void;
+
+  /**
    * Takes a failure met outside the store (e.g. from a direct command call of this window): keeps
    * it in `error` and, when it is an `insufficientPoints` error, opens the recharge dialog (once
    * for one refusal, though the plugin's `points://insufficient` event reports it too). Returns
@@ -184,7 +224,14 @@ export interface PointStore {
   dispose(): void;
 }
 
-const CLOSED: RechargeDialog = Object.freeze({ open: false, service: null, required: null, balance: null, texts: null });
+const CLOSED: RechargeDialog = Object.freeze({
+  open: false,
+  satisfied: false,
+  service: null,
+  required: null,
+  balance: null,
+  texts: null,
+});
 const NO_REFUSALS: readonly RefusedCharge[] = Object.freeze([]);
 
 /**
@@ -250,6 +297,30 @@ function withRefusals(current: readonly RefusedCharge[], incoming: readonly Refu
   return Object.freeze([...current, ...added].sort((a, b) => a.refusedAt - b.refusedAt));
 }
 
+/** Calls every listener with `value`; one that throws does not stop the others (its error is rethrown apart). */
+function notify<T>(listeners: ReadonlySet<(value: T) => void>, value: T): void {
+  for (const listener of [...listeners]) {
+    try {
+      listener(value);
+    } catch (error) {
+      setTimeout(() => {
+        throw error;
+      });
+    }
+  }
+}
+
+/** Whether a figure of `seq` is newer than one of `than` (when either is unknown: yes, it came later). */
+function isNewer(seq: number | null | undefined, than: number | null): boolean {
+  return seq == null || than === null || seq > than;
+}
+
+/** A low-balance crossing and the `seq` shown when it was heard (only a newer figure ends it). */
+interface Crossing {
+  readonly low: LowBalance;
+  readonly seq: number | null;
+}
+
 /** The label of the current webview, or `null` outside Tauri. */
 function currentWebviewLabel(): string | null {
   try {
@@ -277,13 +348,20 @@ type Patch = { -readonly [K in keyof PointState]?: PointState[K] };
  * signed in) and the pending charges again; an answer to a call made before the change, or an
  * event of an older session, is not applied.
  *
- * Balances are ordered by the ledger's `seq`: a figure (a fetch, a charge, a price check, an
- * event) whose `seq` is lower than the `seq` of the balance shown is older and is dropped. When
- * either has no `seq` (a backend that does not send it), the figure that arrives last is shown.
+ * Balances are whole summaries ordered by the ledger's `seq`: a summary (a fetch's answer, or the
+ * plugin's `points://balance-changed`) whose `seq` is lower than the `seq` of the one shown is
+ * older and is dropped; when either has no `seq` (a backend that does not send it), the one that
+ * arrives last is shown. A figure of a balance alone (a charge's receipt, a price check) is never
+ * merged into the totals shown: the plugin emits the whole summary of a charge, and a price check
+ * newer than the summary shown has the store fetch the summary.
+ *
+ * A summary is also what ends a low-balance crossing (`lowBalance`) and what closes an open
+ * recharge dialog whose refusal it pays for (`recharge.satisfied`, {@link PointStore.onRecharged}).
  */
 export function createPointStore(options: PointStoreOptions = {}): PointStore {
   let state: PointState = Object.freeze({
     balance: options.initialBalance ? Object.freeze({ ...options.initialBalance }) : null,
+    lowBalance: null,
     loading: false,
     error: null,
     pendingCharges: 0,
@@ -308,6 +386,12 @@ export function createPointStore(options: PointStoreOptions = {}): PointStore {
   /** Refusals heard by event, with the number of reads started then (a later read lists them). */
   let heard: { readonly refused: RefusedCharge; readonly reads: number }[] = [];
   let label: string | null | undefined = options.webviewLabel;
+  /** The crossings below a threshold in force, lowest threshold first (`lowBalance` is the first). */
+  let crossings: Crossing[] = [];
+  /** The `seq` shown when the dialog opened: only a newer summary can pay for its refusal. */
+  let dialogSeq: number | null = null;
+  const rechargedListeners = new Set<(recharged: Recharged) => void>();
+  const lowBalanceListeners = new Set<(low: LowBalance) => void>();
 
   let started: Promise<void> | null = null;
   let attachment = 0;
@@ -346,34 +430,60 @@ export function createPointStore(options: PointStoreOptions = {}): PointStore {
   }
 
   /**
-   * The patch showing a figure of the ledger: the whole summary when `details` is given, else
-   * the current summary with its balance (and `seq`) replaced. Empty when the figure is older
-   * than the one shown (a lower `seq`).
+   * Shows a whole summary of the ledger (with `also` in the same change), unless it is older than
+   * the one shown (a lower `seq`): ends the low-balance crossings it is at or above, and closes
+   * the dialog whose refusal it pays for, calling the `onRecharged` listeners after the change.
    */
-  function showFigure(figure: number, seq: number | null | undefined, details: PointBalance | null): Patch {
+  function showSummary(summary: PointBalance, also: Patch = {}): void {
     const current = state.balance;
-    const next = seq ?? null;
     const shown = current?.seq ?? null;
-    if (current !== null && next !== null && shown !== null && next < shown) return {};
-    if (details !== null) return { balance: replaceBalance(details) };
-    if (current === null || (current.balance === figure && shown === next)) return {};
-    const updated: PointBalance = {
-      balance: figure,
-      totalRecharged: current.totalRecharged,
-      totalConsumed: current.totalConsumed,
-      totalExpired: current.totalExpired,
-    };
-    if (next !== null) updated.seq = next;
-    return { balance: Object.freeze(updated) };
+    if (current !== null && summary.seq != null && shown !== null && summary.seq < shown) {
+      set(also);
+      return;
+    }
+    const patch: Patch = { ...also, balance: replaceBalance(summary) };
+    const left = crossings.filter((c) => !(summary.balance >= c.low.threshold && isNewer(summary.seq, c.seq)));
+    if (left.length !== crossings.length) {
+      crossings = left;
+      patch.lowBalance = left[0]?.low ?? null;
+    }
+    const dialog = state.recharge;
+    let recharged: Recharged | null = null;
+    if (dialog.open && dialog.required !== null && summary.balance >= dialog.required && isNewer(summary.seq, dialogSeq)) {
+      recharged = Object.freeze({ service: dialog.service, required: dialog.required, summary: patch.balance! });
+      patch.recharge = Object.freeze({
+        open: false,
+        satisfied: true,
+        service: dialog.service,
+        required: dialog.required,
+        balance: summary.balance,
+        texts: null,
+      });
+    }
+    set(patch);
+    if (recharged !== null) notify(rechargedListeners, recharged);
   }
 
-  function dialog(info: Partial<RefusalFigures> = {}): RechargeDialog {
+  /** A balance without its totals (a price check): fetches the summary when it is newer than the one shown. */
+  function sawFigure(balance: number, seq: number | null | undefined): void {
+    const current = state.balance;
+    if (current === null || current.balance === balance) return;
+    if (seq != null && current.seq != null && seq <= current.seq) return;
+    store.fetchBalance().catch(() => undefined);
+  }
+
+  /**
+   * The dialog open with `info`'s figures and texts of the current language; a new refusal
+   * (`refusal`, not a change of language) also notes the `seq` shown, which it must be paid after.
+   */
+  function dialog(info: Partial<RefusalFigures> = {}, refusal = true): RechargeDialog {
     const figures = { service: info.service ?? null, required: info.required ?? null, balance: info.balance ?? null };
     textsOf = { version: messagesVersion(), locale: getLocale() };
+    if (refusal) dialogSeq = state.balance?.seq ?? null;
     const current = state.recharge;
     const texts = localizedRecharge(figures);
     const same = current.texts !== null && sameFields(current.texts, texts);
-    const next: RechargeDialog = { open: true, ...figures, texts: same ? current.texts : texts };
+    const next: RechargeDialog = { open: true, satisfied: false, ...figures, texts: same ? current.texts : texts };
     return sameFields(current, next) ? current : Object.freeze(next);
   }
 
@@ -381,7 +491,7 @@ export function createPointStore(options: PointStoreOptions = {}): PointStore {
   function relocalized(): RechargeDialog {
     const current = state.recharge;
     if (!current.open || (textsOf.version === messagesVersion() && textsOf.locale === getLocale())) return current;
-    return dialog(current);
+    return dialog(current, false);
   }
 
   /**
@@ -419,9 +529,11 @@ export function createPointStore(options: PointStoreOptions = {}): PointStore {
     inflight = null;
     seenRefusals = [];
     heard = [];
+    crossings = [];
     shownRead = 0; // the reads are ordered within a session
     set({
       balance: null,
+      lowBalance: null,
       loading: false,
       error: null,
       pendingCharges: 0,
@@ -465,7 +577,22 @@ export function createPointStore(options: PointStoreOptions = {}): PointStore {
 
   function onBalance(change: BalanceChanged): void {
     if (!ofCurrentSession(change.session, true, false)) return;
-    set(showFigure(change.balance, change.seq, change.details));
+    // A plugin of contract v1.1 sends `details` (a fetch's summary, else null) instead of
+    // `summary`: a figure without its summary is fetched whole.
+    const old = change as unknown as { summary?: unknown; details?: unknown };
+    const summary = old.summary ?? old.details;
+    if (typeof summary === "object" && summary !== null) showSummary(summary as PointBalance);
+    else sawFigure(change.balance, change.seq);
+  }
+
+  function onLow(low: LowBalance): void {
+    if (!ofCurrentSession(low.session, true, false)) return;
+    const crossing: Crossing = { low: Object.freeze({ ...low }), seq: state.balance?.seq ?? null };
+    crossings = [...crossings.filter((c) => c.low.threshold !== low.threshold), crossing].sort(
+      (a, b) => a.low.threshold - b.low.threshold,
+    );
+    set({ lowBalance: crossings[0]!.low });
+    notify(lowBalanceListeners, crossing.low);
   }
 
   function onInsufficient(info: InsufficientPoints): void {
@@ -533,7 +660,7 @@ export function createPointStore(options: PointStoreOptions = {}): PointStore {
         (balance) => {
           if (mine === epoch) {
             inflight = null;
-            set({ ...showFigure(balance.balance, balance.seq, balance), loading: false, error: null, signedIn: true });
+            showSummary(balance, { loading: false, error: null, signedIn: true });
           }
           return balance;
         },
@@ -553,7 +680,10 @@ export function createPointStore(options: PointStoreOptions = {}): PointStore {
       const mine = epoch;
       try {
         const cost = await api.checkCost(service, duration);
-        if (mine === epoch) set({ ...showFigure(cost.balance, cost.seq, null), error: null });
+        if (mine === epoch) {
+          set({ error: null });
+          sawFigure(cost.balance, cost.seq);
+        }
         return cost;
       } catch (error) {
         if (mine === epoch) fail(error);
@@ -569,9 +699,8 @@ export function createPointStore(options: PointStoreOptions = {}): PointStore {
         const outcome = await api.charge(service, { ...chargeOptions, idempotencyKey });
         if (mine === epoch) {
           if (outcome.status === "acknowledged") {
-            const receipt = outcome.receipt;
-            // A replay carries the balance of the first charge: the plugin sends today's by event.
-            set({ ...(receipt.replayed ? {} : showFigure(receipt.balance, receipt.seq, null)), error: null });
+            // The receipt's balance comes without totals: the plugin's event brings the summary.
+            set({ error: null });
           } else {
             // Journaled (pending) or refused for good: not a failure of the call.
             set({ error: null });
@@ -600,6 +729,17 @@ export function createPointStore(options: PointStoreOptions = {}): PointStore {
       set({ error: null });
     },
 
+    onRecharged(listener) {
+      const own = (recharged: Recharged) => listener(recharged);
+      rechargedListeners.add(own);
+      return () => void rechargedListeners.delete(own);
+    },
+    onLowBalance(listener) {
+      const own = (low: LowBalance) => listener(low);
+      lowBalanceListeners.add(own);
+      return () => void lowBalanceListeners.delete(own);
+    },
+
     handleError(error) {
       fail(error);
       return isInsufficientPoints(error);
@@ -624,6 +764,7 @@ export function createPointStore(options: PointStoreOptions = {}): PointStore {
       const mine = ++attachment;
       const attaching = [
         onBalanceChanged(onBalance),
+        onLowBalanceEvent(onLow),
         onInsufficientPoints(onInsufficient),
         onPendingChanged((pending: PendingCharges) => {
           if (ofCurrentSession(pending.session, null, true)) set({ pendingCharges: pending.count });

@@ -80,6 +80,8 @@ describe("the bindings type test", { timeout: 60_000 }, () => {
     expectAssertionFailure(typeErrors(altered("PointBalance", /seq\?: number/, "seq: number | null")));
     expectAssertionFailure(typeErrors(altered("ChargeReceipt", /seq: number \| null/, "seq: bigint | null")));
     expectAssertionFailure(typeErrors(altered("BalanceChanged", /session: number,/, "")));
+    expectAssertionFailure(typeErrors(altered("BalanceChanged", /summary: PointBalance,/, "summary: PointBalance | null,")));
+    expectAssertionFailure(typeErrors(altered("LowBalance", /threshold: number,/, "threshold: bigint,")));
     expectAssertionFailure(typeErrors(altered("PendingStatus", /session: number,/, "session: bigint,")));
   });
 

@@ -10,6 +10,7 @@ import type {
   DesktopService,
   InsufficientPoints,
   KnownService,
+  LowBalance,
   PendingCharges,
   PendingStatus,
   PointBalance,
@@ -110,7 +111,8 @@ export type ShapesMatchTheIpcDoc = [
   >,
   Expect<Equals<TransactionPage, { items: Array<Transaction>; nextCursor: string | null }>>,
   Expect<Equals<Batch, { id: string; points: number; remaining: number; expiresAt: string; createdAt: string }>>,
-  Expect<Equals<BalanceChanged, { balance: number; details: PointBalance | null; seq: number | null; session: number }>>,
+  Expect<Equals<BalanceChanged, { balance: number; summary: PointBalance; seq: number | null; session: number }>>,
+  Expect<Equals<LowBalance, { threshold: number; balance: number; session: number }>>,
   Expect<
     Equals<
       InsufficientPoints,

@@ -6,10 +6,12 @@ import {
   onBalanceChanged,
   onChargeRefused,
   onInsufficientPoints,
+  onLowBalance,
   onPendingChanged,
   onSessionChanged,
   type BalanceChanged,
   type InsufficientPoints,
+  type LowBalance,
   type PendingCharges,
   type RefusedCharge,
   type SessionChanged,
@@ -22,6 +24,7 @@ describe("event listeners", () => {
   it("use the documented event names", () => {
     expect(EVENTS).toEqual({
       balanceChanged: "points://balance-changed",
+      lowBalance: "points://low-balance",
       insufficient: "points://insufficient",
       pendingChanged: "points://pending-changed",
       sessionChanged: "points://session-changed",
@@ -33,12 +36,12 @@ describe("event listeners", () => {
     mockPlugin();
     const handler = vi.fn();
     const unlisten = await onBalanceChanged(handler);
-    const payload: BalanceChanged = { balance: 120, details: BALANCE, seq: 7, session: 1 };
+    const payload: BalanceChanged = { balance: 120, summary: BALANCE, seq: 7, session: 1 };
     await emit("points://balance-changed", payload);
     await emit("points://insufficient", { service: null, required: null, balance: null, window: "main" });
     expect(handler.mock.calls).toEqual([[payload]]);
     unlisten();
-    await emit("points://balance-changed", { balance: 1, details: null, seq: 8, session: 1 });
+    await emit("points://balance-changed", { balance: 1, summary: { ...BALANCE, balance: 1, seq: 8 }, seq: 8, session: 1 });
     expect(handler).toHaveBeenCalledTimes(1);
   });
 
@@ -51,6 +54,19 @@ describe("event listeners", () => {
     expect(handler.mock.calls).toEqual([[payload]]);
     unlisten();
     await emit("points://insufficient", payload);
+    expect(handler).toHaveBeenCalledTimes(1);
+  });
+
+  it("onLowBalance hands over the payload, until unlistened", async () => {
+    mockPlugin();
+    const handler = vi.fn();
+    const unlisten = await onLowBalance(handler);
+    const payload: LowBalance = { threshold: 50, balance: 42, session: 1 };
+    await emit("points://low-balance", payload);
+    await emit("points://balance-changed", { balance: 42, summary: { ...BALANCE, balance: 42 }, seq: 9, session: 1 });
+    expect(handler.mock.calls).toEqual([[payload]]);
+    unlisten();
+    await emit("points://low-balance", payload);
     expect(handler).toHaveBeenCalledTimes(1);
   });
 

@@ -10,7 +10,9 @@ import {
   getMessages,
   localeOf,
   localizeError,
+  localizedLowBalance,
   localizedRecharge,
+  localizedRecharged,
   overrideMessages,
   resetMessages,
   setLocale,
@@ -47,6 +49,7 @@ describe("the message table", () => {
       const texts = [
         ...Object.values(table.errors),
         ...Object.values(table.recharge),
+        ...Object.values(table.lowBalance),
         ...Object.values(table.services),
         ...Object.values(table.transactionKinds),
         table.unexpected,
@@ -115,6 +118,23 @@ describe("the recharge dialog's texts", () => {
     expect(localizedRecharge({ service: "video", required: null, balance: 4 }, "zh-CN").message).toBe("当前积分不足以完成本次操作。");
     expect(localizedRecharge({}, "en").message).toBe("Your balance is too low for this.");
     expect(localizedRecharge({ service: "lipsync", required: 9, balance: 0 }, "en").message).toBe("lipsync needs 9; your balance is 0.");
+  });
+
+  it("the notice of a paid refusal and the low-balance banner fill their figures", () => {
+    expect(localizedRecharged({ balance: 1050 }, "zh-CN")).toBe("充值已到账，当前余额 1,050 积分。");
+    expect(localizedRecharged({ balance: 52 }, "en")).toBe("Your top-up has arrived: your balance is 52.");
+    expect(localizedLowBalance({ threshold: 10, balance: 8 }, "zh-CN")).toEqual({
+      message: "积分余额不足 10，当前仅剩 8 积分，请及时充值。",
+      action: "去充值",
+      dismiss: "知道了",
+    });
+    expect(localizedLowBalance({ threshold: 50, balance: -2 }, "en")).toEqual({
+      message: "Your balance is below 50: -2 left. Top up soon.",
+      action: "Top up",
+      dismiss: "Dismiss",
+    });
+    overrideMessages("en", { lowBalance: { dismiss: "Hide" } });
+    expect(localizedLowBalance({ threshold: 50, balance: 3 }, "en").dismiss).toBe("Hide");
   });
 
   it("formatMessage fills known placeholders and leaves the others", () => {
@@ -194,6 +214,7 @@ describe("the store's recharge dialog", () => {
     store.handleError(SHORT);
     expect(store.getSnapshot().recharge).toEqual({
       open: true,
+      satisfied: false,
       service: "compose",
       required: 5,
       balance: 2,

@@ -2,9 +2,9 @@ import { act, cleanup, render, screen, waitFor } from "@testing-library/react";
 import { emit } from "@tauri-apps/api/event";
 import { clearMocks, mockWindows } from "@tauri-apps/api/mocks";
 import { StrictMode } from "react";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { createPointStore, getPointStore, resetMessages, type PointStore } from "../src";
-import { setLocale, useLocale, usePointStore, usePoints } from "../src/react";
+import { setLocale, useLocale, useLowBalance, usePointStore, usePoints, useRecharged } from "../src/react";
 import { BALANCE, INSUFFICIENT, OTHER_BALANCE, mockPlugin, pending, refusedCharge } from "./ipc";
 
 let stores: PointStore[] = [];
@@ -90,7 +90,7 @@ describe("usePoints", () => {
 
     // the hook attached the store's listeners itself
     await waitFor(async () => {
-      await act(() => emit("points://balance-changed", { balance: 95, details: null, seq: 8, session: 1 }));
+      await act(() => emit("points://balance-changed", { balance: 95, summary: { ...BALANCE, balance: 95, totalConsumed: 95, seq: 8 }, seq: 8, session: 1 }));
       expect(screen.getByTestId("balance").textContent).toBe("95");
     });
 
@@ -218,5 +218,38 @@ describe("useLocale", () => {
       setLocale("zh-CN");
     });
     expect(screen.getByTestId("dialog").textContent).toBe("zh-CN: 积分不足 / 视频合成需要 5 积分，当前余额 1 积分。");
+  });
+});
+
+describe("useRecharged and useLowBalance", () => {
+  it("call the latest handler rendered while mounted, and stop at unmount", async () => {
+    mockWindows("main");
+    mockPlugin({ "plugin:points|get_balance": () => ({ ...BALANCE, balance: 1 }), "plugin:points|get_pending": () => pending(0, 1) });
+    const store = newStore();
+    const calls: string[] = [];
+    function Banner({ name }: { name: string }) {
+      const { lowBalance } = usePoints({ store });
+      useRecharged((r) => calls.push(`${name} paid ${r.required} with ${r.summary.balance}`), store);
+      useLowBalance((low) => calls.push(`${name} below ${low.threshold}`), store);
+      return <p data-testid="low">{lowBalance ? `below ${lowBalance.threshold}` : "fine"}</p>;
+    }
+    const view = render(<Banner name="first" />);
+    await waitFor(() => expect(store.getSnapshot().balance?.balance).toBe(1));
+    view.rerender(<Banner name="second" />);
+
+    await act(() => emit("points://low-balance", { threshold: 10, balance: 1, session: 1 }));
+    expect(screen.getByTestId("low").textContent).toBe("below 10");
+    act(() => store.openRecharge({ service: "compose", required: 5, balance: 1 }));
+    const paid = { balance: 51, totalRecharged: 250, totalConsumed: 189, totalExpired: 10, seq: 9 };
+    await act(() => emit("points://balance-changed", { balance: 51, summary: paid, seq: 9, session: 1 }));
+    expect(screen.getByTestId("low").textContent).toBe("fine");
+    expect(calls).toEqual(["second below 10", "second paid 5 with 51"]);
+
+    view.unmount();
+    const heard = vi.fn();
+    store.onLowBalance(heard);
+    await emit("points://low-balance", { threshold: 10, balance: 2, session: 1 });
+    expect(heard).toHaveBeenCalledTimes(1);
+    expect(calls).toHaveLength(2);
   });
 });

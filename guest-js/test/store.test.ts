@@ -26,11 +26,11 @@ afterEach(() => {
   clearMocks();
 });
 
-const CLOSED = { open: false, service: null, required: null, balance: null, texts: null };
+const CLOSED = { open: false, satisfied: false, service: null, required: null, balance: null, texts: null };
 
 /** The open dialog with these figures (its texts are tested in messages.test.ts). */
 function opened(figures: { service: string | null; required: number | null; balance: number | null }) {
-  return { open: true, ...figures, texts: expect.objectContaining({ title: expect.any(String), message: expect.any(String) }) };
+  return { open: true, satisfied: false, ...figures, texts: expect.objectContaining({ title: expect.any(String), message: expect.any(String) }) };
 }
 
 /** The payload of points://insufficient for INSUFFICIENT, without its window. */
@@ -63,6 +63,7 @@ describe("createPointStore: snapshots", () => {
     const first = store.getSnapshot();
     expect(first).toEqual({
       balance: null,
+      lowBalance: null,
       loading: false,
       error: null,
       pendingCharges: 0,
@@ -133,8 +134,8 @@ describe("createPointStore: fetchBalance", () => {
     await store.start();
     const settled = store.getSnapshot();
     const counted = seen.count();
-    await emit("points://balance-changed", { balance: BALANCE.balance, details: { ...BALANCE }, seq: 7, session: 1 });
-    await emit("points://balance-changed", { balance: BALANCE.balance, details: null, seq: 7, session: 1 });
+    await emit("points://balance-changed", { balance: BALANCE.balance, summary: { ...BALANCE }, seq: 7, session: 1 });
+    await emit("points://balance-changed", { balance: BALANCE.balance, summary: { ...BALANCE }, seq: 7, session: 1 });
     expect(store.getSnapshot()).toBe(settled);
     expect(seen.count()).toBe(counted);
   });
@@ -162,16 +163,25 @@ describe("createPointStore: fetchBalance", () => {
 });
 
 describe("createPointStore: charge and checkCost", () => {
-  it("a successful charge updates balance.balance only", async () => {
+  it("a successful charge never mixes its receipt's balance with the old totals: the event's summary shows it", async () => {
     const calls = mockPlugin({
       "plugin:points|get_balance": () => BALANCE,
+      "plugin:points|get_pending": () => pending(0, 1),
       "plugin:points|charge": () => receipt(115),
     });
     const store = newStore();
+    await store.start();
     await store.fetchBalance();
     await expect(store.charge("compose", { idempotencyKey: "k-1" })).resolves.toEqual(receipt(115));
-    expect(calls[1]).toEqual({ cmd: "plugin:points|charge", args: { service: "compose", idempotencyKey: "k-1" } });
-    expect(store.getSnapshot().balance).toEqual({ ...BALANCE, balance: 115, seq: 8 });
+    expect(calls.find((c) => c.cmd === "plugin:points|charge")).toEqual({
+      cmd: "plugin:points|charge",
+      args: { service: "compose", idempotencyKey: "k-1" },
+    });
+    // Until the plugin's summary of the charge arrives, the one shown is whole and unchanged.
+    expect(store.getSnapshot().balance).toEqual(BALANCE);
+    const after = { balance: 115, totalRecharged: 200, totalConsumed: 75, totalExpired: 10, seq: 8 };
+    await emit("points://balance-changed", { balance: 115, summary: after, seq: 8, session: 1 });
+    expect(store.getSnapshot().balance).toEqual(after);
   });
 
   it("a replayed charge leaves the balance alone (its figure is the first charge's)", async () => {
@@ -214,18 +224,31 @@ describe("createPointStore: charge and checkCost", () => {
     expect(store.getSnapshot()).toMatchObject({ error: "command charge not allowed by ACL", recharge: CLOSED });
   });
 
-  it("checkCost returns the check and refreshes balance.balance", async () => {
+  it("checkCost returns the check; a newer balance in it has the store fetch the whole summary", async () => {
     const cost = { service: "video", mode: "duration", required: 300, balance: 90, sufficient: false, seq: 9 };
+    const newer = { balance: 90, totalRecharged: 200, totalConsumed: 100, totalExpired: 10, seq: 9 };
+    let summary: PointBalance = BALANCE;
     const calls = mockPlugin({
-      "plugin:points|get_balance": () => BALANCE,
+      "plugin:points|get_balance": () => summary,
       "plugin:points|check_cost": () => cost,
     });
     const store = newStore();
     await store.fetchBalance();
+    summary = newer;
     await expect(store.checkCost("video", 30)).resolves.toEqual(cost);
     expect(calls[1]).toEqual({ cmd: "plugin:points|check_cost", args: { service: "video", duration: 30 } });
-    expect(store.getSnapshot().balance).toEqual({ ...BALANCE, balance: 90, seq: 9 });
+    await vi.waitFor(() => expect(store.getSnapshot().balance).toEqual(newer));
+    expect(calls.map((c) => c.cmd)).toEqual([
+      "plugin:points|get_balance",
+      "plugin:points|check_cost",
+      "plugin:points|get_balance",
+    ]);
     expect(store.getSnapshot().recharge.open).toBe(false);
+
+    // A check of the same figure, or an older one, asks for nothing.
+    await store.checkCost("video", 30);
+    await store.checkCost("video", 30).catch(() => undefined);
+    expect(calls.filter((c) => c.cmd === "plugin:points|get_balance")).toHaveLength(2);
   });
 
   it("handleError opens the dialog for insufficient points only, and keeps the error", () => {
@@ -266,8 +289,8 @@ describe("createPointStore: a charge is a job with one key per user action", () 
     expect([first, second, given].map(idempotencyKeyOf)).toEqual(keys);
   });
 
-  it("an acknowledged charge shows the receipt's figure; a replay of it does not move the balance", async () => {
-    // A backend without seq: the figure that arrives last is shown, except a replay's.
+  it("an acknowledged charge, replayed or not, leaves the summary to the plugin's event", async () => {
+    // A backend without seq: the summary that arrives last is shown.
     let replayed = false;
     mockPlugin({
       "plugin:points|get_balance": () => ({ ...BALANCE, seq: undefined }),
@@ -280,16 +303,17 @@ describe("createPointStore: a charge is a job with one key per user action", () 
     store.handleError({ kind: "timeout", message: "slow" });
     const outcome = await store.charge("compose");
     expect(outcome).toMatchObject({ status: "acknowledged", receipt: { balance: 115 } });
-    expect(store.getSnapshot().balance).toEqual({ ...BALANCE, balance: 115, seq: undefined });
+    expect(store.getSnapshot().balance).toEqual({ ...BALANCE, seq: undefined });
     expect(store.getSnapshot().error).toBeNull();
 
     // Another charge since; then the same action again, under its key: the ledger replays the receipt.
-    await emit("points://balance-changed", { balance: 100, details: null, seq: null, session: 1 });
+    const since = { balance: 100, totalRecharged: 200, totalConsumed: 90, totalExpired: 10 };
+    await emit("points://balance-changed", { balance: 100, summary: since, seq: null, session: 1 });
     replayed = true;
     await expect(store.charge("compose", { idempotencyKey: idempotencyKeyOf(outcome) })).resolves.toMatchObject({
       receipt: { replayed: true, balance: 115 },
     });
-    expect(store.getSnapshot().balance).toEqual({ ...BALANCE, balance: 100, seq: undefined });
+    expect(store.getSnapshot().balance).toEqual(since);
   });
 
   it("a pending charge resolves without error or dialog, and the pending count is read again", async () => {
@@ -460,15 +484,19 @@ describe("createPointStore: plugin events", () => {
     await store.start();
     expect(store.getSnapshot().session).toBe(1);
 
-    await emit("points://balance-changed", { balance: 50, details: null, seq: 3, session: 1 });
-    expect(store.getSnapshot().balance).toBeNull();
+    const first = { balance: 50, totalRecharged: 300, totalConsumed: 240, totalExpired: 10, seq: 3 };
+    await emit("points://balance-changed", { balance: 50, summary: first, seq: 3, session: 1 });
+    expect(store.getSnapshot().balance).toEqual(first);
 
-    const details = { balance: 80, totalRecharged: 300, totalConsumed: 210, totalExpired: 10, seq: 4 };
-    await emit("points://balance-changed", { balance: 80, details, seq: 4, session: 1 });
-    expect(store.getSnapshot().balance).toEqual(details);
-
-    await emit("points://balance-changed", { balance: 75, details: null, seq: 5, session: 1 });
-    expect(store.getSnapshot().balance).toEqual({ ...details, balance: 75, seq: 5 });
+    // A top-up made elsewhere, then a charge: each summary replaces the whole figure.
+    const recharged = { balance: 80, totalRecharged: 330, totalConsumed: 240, totalExpired: 10, seq: 4 };
+    await emit("points://balance-changed", { balance: 80, summary: recharged, seq: 4, session: 1 });
+    expect(store.getSnapshot().balance).toEqual(recharged);
+    const charged = { balance: 75, totalRecharged: 330, totalConsumed: 245, totalExpired: 10, seq: 5 };
+    await emit("points://balance-changed", { balance: 75, summary: charged, seq: 5, session: 1 });
+    expect(store.getSnapshot().balance).toEqual(charged);
+    const { balance, totalRecharged, totalConsumed, totalExpired } = store.getSnapshot().balance!;
+    expect(balance).toBe(totalRecharged - totalConsumed - totalExpired);
 
     await emit("points://pending-changed", { count: 2, session: 1 });
     expect(store.getSnapshot().pendingCharges).toBe(2);
@@ -486,12 +514,12 @@ describe("createPointStore: plugin events", () => {
     const store = newStore();
     await Promise.all([store.start(), store.start()]);
     await store.start();
-    expect(eventCommands().filter((c) => c === "plugin:event|listen")).toHaveLength(5);
+    expect(eventCommands().filter((c) => c === "plugin:event|listen")).toHaveLength(6);
 
     store.dispose();
     await emit("points://pending-changed", { count: 4, session: 1 });
     expect(store.getSnapshot().pendingCharges).toBe(0);
-    await vi.waitFor(() => expect(eventCommands().filter((c) => c === "plugin:event|unlisten")).toHaveLength(5));
+    await vi.waitFor(() => expect(eventCommands().filter((c) => c === "plugin:event|unlisten")).toHaveLength(6));
 
     await store.start();
     await emit("points://pending-changed", { count: 4, session: 1 });
@@ -628,6 +656,7 @@ describe("createPointStore: sessions", () => {
       await vi.waitFor(() => expect(store.getSnapshot().session).toBe(2));
       expect(store.getSnapshot()).toEqual({
         balance: null,
+        lowBalance: null,
         loading: false,
         error: null,
         pendingCharges: 0,
@@ -645,7 +674,7 @@ describe("createPointStore: sessions", () => {
     await expect(stale).resolves.toEqual(BALANCE);
     stalePending.resolve(pending(2, 1, [refusedCharge("compose:job-1", 1_700_000_000)]));
     await pendingRead;
-    await emit("points://balance-changed", { balance: 115, details: { ...BALANCE, balance: 115, seq: 9 }, seq: 9, session: 1 });
+    await emit("points://balance-changed", { balance: 115, summary: { ...BALANCE, balance: 115, seq: 9 }, seq: 9, session: 1 });
     await emit("points://session-changed", { signedIn: true, session: 1 });
     expect(main.getSnapshot()).toBe(settled);
     expect(second.getSnapshot().balance).toBeNull();
@@ -726,54 +755,77 @@ describe("createPointStore: sessions", () => {
 });
 
 describe("createPointStore: ordered balances", () => {
-  it("a figure with an older seq never replaces a newer one, whatever brings it", async () => {
+  /** A whole summary of `balance` at `seq` (10 expired, what is left consumed). */
+  const summaryOf = (balance: number, seq?: number): PointBalance => ({
+    balance,
+    totalRecharged: 200,
+    totalConsumed: 190 - balance,
+    totalExpired: 10,
+    ...(seq === undefined ? {} : { seq }),
+  });
+
+  it("a summary with an older seq never replaces a newer one, whatever brings it", async () => {
     let fetched: PointBalance = BALANCE; // seq 7
-    let cost = { service: "compose", mode: "fixed", required: 5, balance: 130, sufficient: true, seq: 6 };
-    mockPlugin({
+    const cost = { service: "compose", mode: "fixed", required: 5, balance: 130, sufficient: true, seq: 6 };
+    const calls = mockPlugin({
       "plugin:points|get_balance": () => fetched,
       "plugin:points|get_pending": () => pending(0, 1),
-      "plugin:points|charge": () => receipt(115, 9),
       "plugin:points|check_cost": () => cost,
     });
     const store = newStore();
     await store.start();
     await store.fetchBalance();
-    await store.charge("compose");
-    expect(store.getSnapshot().balance).toEqual({ ...BALANCE, balance: 115, seq: 9 });
+    await emit("points://balance-changed", { balance: 115, summary: summaryOf(115, 9), seq: 9, session: 1 });
+    expect(store.getSnapshot().balance).toEqual(summaryOf(115, 9));
 
-    // An event, a fetch and a price check that all predate the charge.
-    await emit("points://balance-changed", { balance: 120, details: BALANCE, seq: 7, session: 1 });
-    fetched = { ...BALANCE, balance: 118, seq: 8 };
+    // An event, a fetch and a price check that all predate it.
+    await emit("points://balance-changed", { balance: 120, summary: BALANCE, seq: 7, session: 1 });
+    fetched = summaryOf(118, 8);
     await store.fetchBalance();
     await store.checkCost("compose");
-    expect(store.getSnapshot()).toMatchObject({ balance: { ...BALANCE, balance: 115, seq: 9 }, loading: false, error: null });
+    expect(store.getSnapshot()).toMatchObject({ balance: summaryOf(115, 9), loading: false, error: null });
+    expect(calls.filter((c) => c.cmd === "plugin:points|get_balance")).toHaveLength(2);
 
-    // Newer figures are shown.
-    await emit("points://balance-changed", { balance: 110, details: null, seq: 10, session: 1 });
-    expect(store.getSnapshot().balance).toEqual({ ...BALANCE, balance: 110, seq: 10 });
-    cost = { ...cost, balance: 108, seq: 11 };
-    await store.checkCost("compose");
-    expect(store.getSnapshot().balance).toEqual({ ...BALANCE, balance: 108, seq: 11 });
-    fetched = { balance: 108, totalRecharged: 200, totalConsumed: 92, totalExpired: 0, seq: 11 };
+    // Newer summaries are shown.
+    await emit("points://balance-changed", { balance: 110, summary: summaryOf(110, 10), seq: 10, session: 1 });
+    expect(store.getSnapshot().balance).toEqual(summaryOf(110, 10));
+    fetched = summaryOf(108, 11);
     await store.fetchBalance();
     expect(store.getSnapshot().balance).toEqual(fetched);
   });
 
-  it("without a seq on either side, the figure that arrives last is shown", async () => {
+  it("without a seq on either side, the summary that arrives last is shown", async () => {
     mockPlugin({
       "plugin:points|get_balance": () => ({ ...BALANCE, seq: undefined }),
       "plugin:points|get_pending": () => pending(0, 1),
-      "plugin:points|charge": () => receipt(115, null),
     });
     const store = newStore();
     await store.start();
     await store.fetchBalance();
-    await store.charge("compose");
-    expect(store.getSnapshot().balance).toEqual({ ...BALANCE, balance: 115, seq: undefined });
-    await emit("points://balance-changed", { balance: 130, details: null, seq: 3, session: 1 });
-    expect(store.getSnapshot().balance).toEqual({ ...BALANCE, balance: 130, seq: 3 });
-    await emit("points://balance-changed", { balance: 125, details: null, seq: null, session: 1 });
-    expect(store.getSnapshot().balance).toEqual({ ...BALANCE, balance: 125, seq: undefined });
+    await emit("points://balance-changed", { balance: 130, summary: summaryOf(130, 3), seq: 3, session: 1 });
+    expect(store.getSnapshot().balance).toEqual(summaryOf(130, 3));
+    await emit("points://balance-changed", { balance: 125, summary: summaryOf(125), seq: null, session: 1 });
+    expect(store.getSnapshot().balance).toEqual(summaryOf(125));
+  });
+
+  it("a figure without its summary (an older plugin's event) is fetched whole, never merged", async () => {
+    const newer = summaryOf(95, 8);
+    let fetched: PointBalance = BALANCE;
+    const calls = mockPlugin({
+      "plugin:points|get_balance": () => fetched,
+      "plugin:points|get_pending": () => pending(0, 1),
+    });
+    const store = newStore();
+    await store.start();
+    await store.fetchBalance();
+    fetched = newer;
+    await emit("points://balance-changed", { balance: 95, details: null, seq: 8, session: 1 });
+    await vi.waitFor(() => expect(store.getSnapshot().balance).toEqual(newer));
+    expect(calls.filter((c) => c.cmd === "plugin:points|get_balance")).toHaveLength(2);
+    // Its fetch's event carries the summary as `details`: shown as it is.
+    await emit("points://balance-changed", { balance: 90, details: summaryOf(90, 9), seq: 9, session: 1 });
+    expect(store.getSnapshot().balance).toEqual(summaryOf(90, 9));
+    expect(calls.filter((c) => c.cmd === "plugin:points|get_balance")).toHaveLength(2);
   });
 });
 

@@ -369,6 +369,17 @@ export async function ledgerProcess() {
       });
       if (!response.ok) throw new Error(`recharge: ${response.status} ${await response.text()}`);
     },
+    /** What the app's own backend does: consumes `service` (for `duration` seconds) with the user's token. */
+    async consume(token, service, duration) {
+      const response = await fetch(`${baseUrl}/points/consume`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${token}`, "idempotency-key": randomUUID() },
+        body: JSON.stringify({ service, duration }),
+        signal: AbortSignal.timeout(5000),
+      });
+      if (!response.ok) throw new Error(`consume: ${response.status} ${await response.text()}`);
+      return response.json();
+    },
     async get(path, token) {
       const response = await fetch(`${baseUrl}${path}`, {
         headers: { authorization: `Bearer ${token}` },
@@ -388,28 +399,37 @@ export async function ledgerProcess() {
 
 /**
  * A user holding `points` on a ledger process of the test's own, and the app signed in as them
- * in external-backend mode, its jobs lasting `jobMs`. `close()` ends both.
+ * in external-backend mode, its jobs lasting `jobMs`. With `otherPoints`, a second user holding
+ * them, whom "sign in as another user" switches to (`other: { user, token }`); with `topUp`, the
+ * app's "Top up" works (it is given the admin key). `close()` ends both.
  */
-export async function appOnLedgerProcess({ points, jobMs }) {
+export async function appOnLedgerProcess({ points, jobMs, otherPoints = null, topUp = false }) {
   const ledger = await ledgerProcess();
   const user = randomUUID();
   let app = null;
   try {
     await ledger.recharge(user, points);
     const token = tokenFor(ledger.secret, user);
-    app = await launchApp({
-      env: {
-        POINTS_API_URL: ledger.baseUrl,
-        POINTS_TOKEN: token,
-        POINTS_ACCOUNT: user,
-        POINTS_EXAMPLE_JOB_MS: String(jobMs),
-      },
-    });
+    let other = null;
+    const env = {
+      POINTS_API_URL: ledger.baseUrl,
+      POINTS_TOKEN: token,
+      POINTS_ACCOUNT: user,
+      POINTS_EXAMPLE_JOB_MS: String(jobMs),
+    };
+    if (otherPoints !== null) {
+      other = { user: randomUUID() };
+      other.token = tokenFor(ledger.secret, other.user);
+      await ledger.recharge(other.user, otherPoints);
+      Object.assign(env, { POINTS_OTHER_TOKEN: other.token, POINTS_OTHER_ACCOUNT: other.user });
+    }
+    if (topUp) env.POINTS_ADMIN_KEY = ledger.adminKey;
+    app = await launchApp({ env });
     const close = async () => {
       await app.close();
       await ledger.close();
     };
-    return { ledger, app, user, token, close };
+    return { ledger, app, user, token, other, close };
   } catch (error) {
     await app?.close();
     await ledger.close();

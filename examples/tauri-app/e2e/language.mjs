@@ -5,6 +5,9 @@
 /** The language of this run. */
 export const LANG = process.env.POINTS_E2E_LANG ?? "en";
 
+/** A number as the plugin's texts write it in `lang` (1,050). */
+const n = (lang, value) => new Intl.NumberFormat(lang).format(value);
+
 const TEXTS = {
   en: {
     title: "Points example",
@@ -22,6 +25,9 @@ const TEXTS = {
     dialogMessage: (service, required, balance) => `${service} needs ${required}; your balance is ${balance}.`,
     dialogCancel: "Cancel",
     insufficientPoints: "Not enough points. Top up to continue.",
+    lowBalance: (threshold, balance) => `Your balance is below ${n("en", threshold)}: ${n("en", balance)} left. Top up soon.`,
+    toppedUp: (balance) => `Your top-up has arrived: your balance is ${n("en", balance)}.`,
+    totals: (recharged, consumed, expired) => `Topped up ${recharged} · used ${consumed} · expired ${expired}`,
     network: "Could not connect to the server. Please try again later.",
     /** What may be shown in the other script: the other language's name in the switch. */
     otherScript: /[\u4e00-\u9fff]/,
@@ -42,6 +48,9 @@ const TEXTS = {
     dialogMessage: (service, required, balance) => `${service}需要 ${required} 积分，当前余额 ${balance} 积分。`,
     dialogCancel: "取消",
     insufficientPoints: "积分不足，请充值后再试。",
+    lowBalance: (threshold, balance) => `积分余额不足 ${n("zh-CN", threshold)}，当前仅剩 ${n("zh-CN", balance)} 积分，请及时充值。`,
+    toppedUp: (balance) => `充值已到账，当前余额 ${n("zh-CN", balance)} 积分。`,
+    totals: (recharged, consumed, expired) => `累计充值 ${recharged} · 累计消费 ${consumed} · 已过期 ${expired}`,
     network: "网络连接失败，请稍后重试。",
     // Latin words a Chinese page may show: the demo users, window labels, the switch's "English".
     otherScript: /[A-Za-z]{2,}/,

@@ -7,17 +7,23 @@ import {
   getPointStore,
   listBatches,
   listTransactions,
+  localizedLowBalance,
+  localizedRecharged,
   type Batch,
   type DesktopService,
   type Locale,
+  type LowBalance,
+  type PointBalance,
   type Transaction,
 } from "tauri-plugin-points-api";
-import { useLocale, usePoints } from "tauri-plugin-points-api/react";
+import { useLocale, usePoints, useRecharged } from "tauri-plugin-points-api/react";
 import * as app from "./app";
 import { LANGUAGE_NAMES, TEXTS, chooseLocale, describeError, nameOf, type AppTexts } from "./i18n";
 import { RechargeModal } from "./RechargeModal";
 
 const store = getPointStore();
+/** How long the balance stays still before the history and batches are read again. */
+const HISTORY_SETTLE_MS = 250;
 const windowLabel = getCurrentWebviewWindow().label;
 
 const JOBS: { service: DesktopService; testid: string }[] = [
@@ -31,10 +37,12 @@ type Say = { readonly say: (t: AppTexts, locale: Locale) => string } | null;
 const failure = (e: unknown): Say => ({ say: (_, locale) => describeError(e, locale) });
 
 export function App() {
-  const pointState = usePoints({ fetchOnMount: false });
+  // Fetches the balance on mount and after every change of session (the store empties itself then).
+  const pointState = usePoints();
   const [session, setSession] = useState<app.SessionView | null>(null);
-  // Whether the balance in the store was fetched for the session shown (not a previous user's).
-  const [fresh, setFresh] = useState(false);
+  // The plugin's session of the user shown: the store's figures count once it is there (never a
+  // previous user's, whichever of the app's and the plugin's announcements comes first).
+  const [pluginSession, setPluginSession] = useState<number | null>(null);
   const [batches, setBatches] = useState<Batch[]>([]);
   const [transactions, setTransactions] = useState<Transaction[]>([]);
   const locale = useLocale();
@@ -43,20 +51,19 @@ export function App() {
   const [running, setRunning] = useState<{ service: DesktopService; percent: number } | null>(null);
   const [fail, setFail] = useState(false);
 
-  // Counts session changes: a fetch made for an earlier one does not mark the balance fresh.
+  // Counts session changes: a read made for an earlier one does not name the plugin session.
   const epoch = useRef(0);
   const follow = useCallback((view: app.SessionView) => {
     const mine = ++epoch.current;
     setSession(view);
-    setFresh(false);
+    setPluginSession(null);
     setBatches([]);
     setTransactions([]);
-    if (view.user !== null) {
-      store.fetchBalance().then(
-        () => mine === epoch.current && setFresh(true),
-        () => undefined,
-      );
-    }
+    // The plugin's session now: reading it moves the store to it (and its balance is fetched then).
+    store.fetchPending().then(
+      (status) => mine === epoch.current && setPluginSession(status.session),
+      () => undefined,
+    );
   }, []);
 
   useEffect(() => {
@@ -71,22 +78,33 @@ export function App() {
   }, [follow]);
 
   const signedIn = session?.user != null;
-  const balance = signedIn && fresh ? pointState.balance : null;
+  // Only the figures of that session: neither a previous user's, nor (while the app's own
+  // announcement is on its way) the next user's under this one's name.
+  const current = signedIn && pluginSession !== null && pointState.session === pluginSession;
+  const balance = current ? pointState.balance : null;
+  const lowBalance = current ? pointState.lowBalance : null;
 
-  // History and batches follow every balance change.
+  // A top-up made anywhere that pays for the open dialog's refusal: the store closed it; say so.
+  useRecharged(({ summary }) => setStatus({ say: (_, locale) => localizedRecharged(summary, locale) }), store);
+
+  // History and batches follow the balance: read again once it has been still for a moment (a
+  // burst of changes from the ledger is one read, not one per change).
   useEffect(() => {
     if (balance === null) return;
     let stale = false;
-    Promise.all([listBatches(), listTransactions({ limit: 8 })]).then(
-      ([b, t]) => {
-        if (stale) return;
-        setBatches(b);
-        setTransactions(t.items);
-      },
-      () => undefined,
-    );
+    const timer = setTimeout(() => {
+      Promise.all([listBatches(), listTransactions({ limit: 8 })]).then(
+        ([b, t]) => {
+          if (stale) return;
+          setBatches(b);
+          setTransactions(t.items);
+        },
+        () => undefined,
+      );
+    }, HISTORY_SETTLE_MS);
     return () => {
       stale = true;
+      clearTimeout(timer);
     };
   }, [balance]);
 
@@ -132,6 +150,8 @@ export function App() {
       <p className="muted" data-testid="expires-next">
         {next ? t.expires(next.remaining, new Date(next.expiresAt)) : signedIn ? t.nothingExpires : ""}
       </p>
+      <Totals balance={balance} texts={t} />
+      {lowBalance && balance && <LowBalanceBanner low={lowBalance} balance={balance.balance} locale={locale} />}
 
       <section className="row">
         <span data-testid="user">{signedIn ? t.signedInAs(session?.user ?? "") : t.signedOut}</span>
@@ -222,8 +242,8 @@ function VideoPanel({ signedIn, texts: t, onStatus }: { signedIn: boolean; texts
       if (store.handleBackendBody(answer.body, answer.status)) return;
       if (answer.status === 200) {
         const charged = (answer.body as { points?: number }).points ?? null;
+        // The balance follows by itself: the ledger's stream (or the plugin's poll) brings the summary.
         onStatus({ say: (t) => t.videoAccepted(charged) });
-        await store.fetchBalance();
       } else onStatus({ say: (t) => t.backendAnswered(answer.status) });
     } catch (e) {
       onStatus(failure(e));
@@ -246,5 +266,52 @@ function VideoPanel({ signedIn, texts: t, onStatus }: { signedIn: boolean; texts
         </button>
       </div>
     </section>
+  );
+}
+
+/** The totals of the summary shown, the same one as the badge (they always add up). */
+function Totals({ balance, texts: t }: { balance: PointBalance | null; texts: AppTexts }) {
+  if (balance === null) return <p className="muted" data-testid="totals" />;
+  return (
+    <p
+      className="muted"
+      data-testid="totals"
+      data-balance={balance.balance}
+      data-recharged={balance.totalRecharged}
+      data-consumed={balance.totalConsumed}
+      data-expired={balance.totalExpired}
+      data-seq={balance.seq ?? ""}
+    >
+      {t.totals(balance.totalRecharged, balance.totalConsumed, balance.totalExpired)}
+    </p>
+  );
+}
+
+/**
+ * The low-balance banner, while the store's crossing is in force (in every window). "Top up"
+ * buys 50 points; "Dismiss" hides it until the next crossing.
+ */
+function LowBalanceBanner({ low, balance, locale }: { low: LowBalance; balance: number; locale: Locale }) {
+  const [dismissed, setDismissed] = useState<LowBalance | null>(null);
+  const [busy, setBusy] = useState(false);
+  if (dismissed === low) return null;
+  const texts = localizedLowBalance({ threshold: low.threshold, balance }, locale);
+  return (
+    <div className="banner" role="status" data-testid="low-balance" data-threshold={low.threshold}>
+      <span data-testid="low-balance-message">{texts.message}</span>
+      <button
+        data-testid="low-balance-top-up"
+        disabled={busy}
+        onClick={() => {
+          setBusy(true);
+          app.topUp().finally(() => setBusy(false)).catch(() => undefined);
+        }}
+      >
+        {texts.action}
+      </button>
+      <button data-testid="low-balance-dismiss" onClick={() => setDismissed(low)}>
+        {texts.dismiss}
+      </button>
+    </div>
   );
 }

@@ -4,7 +4,10 @@ import { useLocale } from "tauri-plugin-points-api/react";
 import { topUp } from "./app";
 import { TEXTS, describeError } from "./i18n";
 
-/** The recharge dialog, driven by the point store's `recharge` state (its texts included). */
+/**
+ * The recharge dialog, driven by the point store's `recharge` state (its texts included). It
+ * closes when the user cancels, or by itself when the balance covers the refusal.
+ */
 export function RechargeModal({ recharge, onClose }: { recharge: RechargeDialog; onClose: () => void }) {
   const locale = useLocale();
   const [busy, setBusy] = useState(false);
@@ -16,8 +19,9 @@ export function RechargeModal({ recharge, onClose }: { recharge: RechargeDialog;
     setBusy(true);
     setFailure(null);
     try {
+      // The store closes the dialog itself once a summary covers the refusal (recharge.satisfied):
+      // this top-up's, or one made in another window or outside the app.
       await topUp();
-      onClose();
     } catch (e) {
       setFailure({ error: e });
     } finally {

@@ -20,6 +20,8 @@ export interface AppTexts {
   points: (n: number) => string;
   expires: (n: number, day: Date) => string;
   nothingExpires: string;
+  /** The totals of the summary shown. */
+  totals: (recharged: number, consumed: number, expired: number) => string;
   signedInAs: (user: string) => string;
   signedOut: string;
   signOut: string;
@@ -59,6 +61,7 @@ export const TEXTS: Record<Locale, AppTexts> = {
     points: en,
     expires: (n, day) => `${n} ${en(n)} ${n === 1 ? "expires" : "expire"} on ${EN_DAY.format(day)}`,
     nothingExpires: "No points to expire",
+    totals: (recharged, consumed, expired) => `Topped up ${recharged} · used ${consumed} · expired ${expired}`,
     signedInAs: (user) => `Signed in as ${user}`,
     signedOut: "Signed out",
     signOut: "Sign out",
@@ -100,6 +103,7 @@ export const TEXTS: Record<Locale, AppTexts> = {
     points: () => "积分",
     expires: (n, day) => `${n} 积分将于${ZH_DAY.format(day)}过期`,
     nothingExpires: "暂无即将过期的积分",
+    totals: (recharged, consumed, expired) => `累计充值 ${recharged} · 累计消费 ${consumed} · 已过期 ${expired}`,
     signedInAs: (user) => `当前用户：${user}`,
     signedOut: "未登录",
     signOut: "退出登录",

@@ -94,6 +94,9 @@ pub enum Backend {
     External {
         base_url: String,
         user: User,
+        /// A second user to switch to (`POINTS_OTHER_TOKEN` / `POINTS_OTHER_ACCOUNT`), e.g. for
+        /// the end-to-end test of a change of account while the ledger's stream is open.
+        other: Option<User>,
         /// `POINTS_ADMIN_KEY`, which enables "Top up" when the user's id is known.
         admin_key: Option<String>,
     },
@@ -121,19 +124,33 @@ pub fn external_from_env() -> Result<Option<Backend>, StartError> {
     };
     let token = std::env::var("POINTS_TOKEN")
         .map_err(|_| "POINTS_API_URL is set but POINTS_TOKEN is not: both are needed")?;
-    let account = std::env::var("POINTS_ACCOUNT").ok();
-    let id = account.as_deref().and_then(|a| Uuid::parse_str(a).ok());
+    let user = external_user(token, std::env::var("POINTS_ACCOUNT").ok(), "you");
+    let other = match std::env::var("POINTS_OTHER_TOKEN") {
+        Ok(token) => Some(external_user(
+            token,
+            std::env::var("POINTS_OTHER_ACCOUNT").ok(),
+            "other",
+        )),
+        Err(_) => None,
+    };
     Ok(Some(Backend::External {
         base_url: base_url.trim_end_matches('/').to_owned(),
-        user: User {
-            name: account.clone().unwrap_or_else(|| "you".to_owned()),
-            id,
-            // Without POINTS_ACCOUNT, the plugin's own rule applies (the token's JWT subject).
-            account,
-            token,
-        },
+        user,
+        other,
         admin_key: std::env::var("POINTS_ADMIN_KEY").ok(),
     }))
+}
+
+/// A user of an external ledger: named by its account (else `fallback`), with the ledger's user
+/// id when the account is one.
+fn external_user(token: String, account: Option<String>, fallback: &str) -> User {
+    User {
+        name: account.clone().unwrap_or_else(|| fallback.to_owned()),
+        id: account.as_deref().and_then(|a| Uuid::parse_str(a).ok()),
+        // Without an account, the plugin's own rule applies (the token's JWT subject).
+        account,
+        token,
+    }
 }
 
 impl Backend {
@@ -223,7 +240,9 @@ impl Backend {
     pub fn users(&self) -> Vec<User> {
         match self {
             Backend::Embedded { users, .. } => users.clone(),
-            Backend::External { user, .. } => vec![user.clone()],
+            Backend::External { user, other, .. } => {
+                std::iter::once(user).chain(other).cloned().collect()
+            }
         }
     }
 
@@ -436,6 +455,7 @@ mod tests {
         let backend = Backend::External {
             base_url: ledger.base_url(),
             user: user.clone(),
+            other: None,
             admin_key: Some(ledger.admin_key().to_owned()),
         };
         (ledger, backend, user)
@@ -521,6 +541,7 @@ mod tests {
         let unreachable = Backend::External {
             base_url: silent_url,
             user: user.clone(),
+            other: None,
             admin_key: None,
         };
         let request = format!("video:{}:{}", user_key(&user), 3.0f64.to_bits());
