@@ -7,12 +7,13 @@
 //! never waits on the disk.
 
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Mutex};
+use std::path::Path;
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
 use crate::session::MAX_ACCOUNT_LEN;
+use crate::state_file::StateFile;
 use crate::{Error, Result};
 
 /// The most thresholds configured.
@@ -29,8 +30,7 @@ pub struct LowBalanceAlerts {
     /// Highest first.
     thresholds: Vec<i64>,
     state: Mutex<State>,
-    saver: Option<Mutex<mpsc::Sender<Vec<u8>>>>,
-    file: Option<PathBuf>,
+    file: Option<StateFile>,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -76,7 +76,6 @@ impl LowBalanceAlerts {
         Ok(Self {
             thresholds: Self::check_thresholds(thresholds)?,
             state: Mutex::new(State::default()),
-            saver: None,
             file: None,
         })
     }
@@ -86,29 +85,11 @@ impl LowBalanceAlerts {
     /// replaced), and every change is saved by a thread of its own.
     pub fn open(dir: impl AsRef<Path>, thresholds: &[i64]) -> Result<Self> {
         let thresholds = Self::check_thresholds(thresholds)?;
-        std::fs::create_dir_all(dir.as_ref()).map_err(|error| Error::storage(error.to_string()))?;
-        let file = dir.as_ref().join(FILE_NAME);
-        let state = read_state(&file);
-        let (sender, receiver) = mpsc::channel::<Vec<u8>>();
-        let target = file.clone();
-        std::thread::Builder::new()
-            .name("points-alerts".into())
-            .spawn(move || {
-                while let Ok(mut bytes) = receiver.recv() {
-                    // Only the latest state matters.
-                    while let Ok(newer) = receiver.try_recv() {
-                        bytes = newer;
-                    }
-                    if let Err(error) = write_atomically(&target, &bytes) {
-                        tracing::warn!(%error, "the low-balance state could not be saved");
-                    }
-                }
-            })
-            .map_err(|error| Error::storage(error.to_string()))?;
+        let (file, held) = StateFile::open(dir.as_ref().join(FILE_NAME), MAX_FILE_BYTES)?;
+        let state = held.map(|bytes| read_state(&bytes)).unwrap_or_default();
         Ok(Self {
             thresholds,
             state: Mutex::new(state),
-            saver: Some(Mutex::new(sender)),
             file: Some(file),
         })
     }
@@ -152,7 +133,9 @@ impl LowBalanceAlerts {
             state.accounts.pop_front();
         }
         if changed {
-            self.save(&state);
+            if let Some(file) = &self.file {
+                file.save(encode(&state));
+            }
         }
         fired
     }
@@ -162,21 +145,8 @@ impl LowBalanceAlerts {
         let Some(file) = &self.file else {
             return Ok(());
         };
-        let bytes = {
-            let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            serde_json::to_vec(&*state).map_err(|error| Error::storage(error.to_string()))?
-        };
-        write_atomically(file, &bytes).map_err(|error| Error::storage(error.to_string()))
-    }
-
-    fn save(&self, state: &State) {
-        let Some(saver) = &self.saver else { return };
-        match serde_json::to_vec(state) {
-            Ok(bytes) => {
-                let _ = saver.lock().unwrap_or_else(|p| p.into_inner()).send(bytes);
-            }
-            Err(error) => tracing::warn!(%error, "the low-balance state could not be encoded"),
-        }
+        let bytes = encode(&self.state.lock().unwrap_or_else(|p| p.into_inner()));
+        file.save_now(&bytes)
     }
 }
 
@@ -188,44 +158,23 @@ impl std::fmt::Debug for LowBalanceAlerts {
     }
 }
 
-fn read_state(file: &Path) -> State {
-    let read = || -> std::io::Result<Option<State>> {
-        let opened = match std::fs::File::open(file) {
-            Ok(opened) => opened,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(error) => return Err(error),
-        };
-        if opened.metadata()?.len() > MAX_FILE_BYTES {
-            return Ok(None);
-        }
-        let bytes = std::fs::read(file)?;
-        Ok(serde_json::from_slice::<State>(&bytes).ok())
-    };
-    match read() {
-        Ok(Some(mut state)) => {
-            state
-                .accounts
-                .retain(|a| a.account.len() <= MAX_ACCOUNT_LEN && a.below.len() <= MAX_THRESHOLDS);
-            while state.accounts.len() > MAX_ACCOUNTS {
-                state.accounts.pop_front();
-            }
-            state
-        }
-        Ok(None) => State::default(),
-        Err(error) => {
-            tracing::warn!(%error, "the low-balance state could not be read: starting afresh");
-            State::default()
-        }
-    }
+fn encode(state: &State) -> Vec<u8> {
+    serde_json::to_vec(state).expect("the alert state serialises")
 }
 
-fn write_atomically(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let temporary = file.with_extension("json.tmp");
-    let mut out = std::fs::File::create(&temporary)?;
-    out.write_all(bytes)?;
-    out.sync_all()?;
-    std::fs::rename(&temporary, file)
+/// The saved state, bounded; a damaged one starts afresh.
+fn read_state(bytes: &[u8]) -> State {
+    let Ok(mut state) = serde_json::from_slice::<State>(bytes) else {
+        tracing::warn!("the low-balance state could not be read: starting afresh");
+        return State::default();
+    };
+    state
+        .accounts
+        .retain(|a| a.account.len() <= MAX_ACCOUNT_LEN && a.below.len() <= MAX_THRESHOLDS);
+    while state.accounts.len() > MAX_ACCOUNTS {
+        state.accounts.pop_front();
+    }
+    state
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@
 //! - [`sync`]: first sends and background re-sends with capped backoff;
 //! - [`watch`]: the live balance of the signed-in account (the ledger's stream, or polls);
 //! - [`alerts`]: low-balance thresholds crossed, once per crossing, per account;
+//! - [`allowance`]: offline allowances the ledger signs, checked against pinned keys;
+//! - [`timemark`]: a clock that cannot be turned back, for judging allowances offline;
 //! - [`jobs`]: the charged-job flow (reserve + pre-check → work → journal → send);
 //! - [`models`]: the types answered to callers (the Tauri plugin's TypeScript surface).
 //!
@@ -35,6 +37,7 @@
 //! ```
 
 pub mod alerts;
+pub mod allowance;
 pub mod client;
 mod error;
 pub mod jobs;
@@ -42,7 +45,9 @@ pub mod journal;
 pub mod models;
 pub mod policy;
 pub mod session;
+mod state_file;
 pub mod sync;
+pub mod timemark;
 pub mod watch;
 
 pub use client::{LedgerClient, RetryPolicy, SessionToken, TokenProvider};
