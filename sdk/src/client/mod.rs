@@ -589,6 +589,51 @@ impl LedgerClient {
         wire::decode::<wire::WireBatches>(&body).map(Vec::<Batch>::from)
     }
 
+    /// `POST /points/allowance` (contract v1.2): a signed offline allowance for `device_id`,
+    /// superseding the device's previous one. Check it with [`crate::allowance::Allowance::
+    /// check_for`] against the app's pinned keys before trusting it.
+    pub async fn allowance(&self, device_id: &str) -> Result<crate::allowance::Allowance> {
+        crate::allowance::check_device_id(device_id)
+            .map_err(|refusal| Error::invalid_argument("deviceId", refusal.to_string()))?;
+        let body = serde_json::to_vec(&serde_json::json!({ "device_id": device_id }))
+            .map_err(|error| Error::protocol(error.to_string()))?;
+        let call = Call {
+            method: Method::POST,
+            path: "points/allowance",
+            query: Vec::new(),
+            body: Some(body),
+            idempotency_key: None,
+            service: None,
+            token: None,
+            endpoint: None,
+        };
+        let body = self.send(call).await?;
+        wire::decode(&body)
+    }
+
+    /// `GET /points/allowance-keys` (contract v1.2): the ledger's public keys, `(key_id, public
+    /// key in base64url)`. For tooling: an app pins its keys in its configuration, never from
+    /// the network.
+    pub async fn allowance_keys(&self) -> Result<Vec<(String, String)>> {
+        #[derive(serde::Deserialize)]
+        struct Key {
+            key_id: String,
+            public_key: String,
+        }
+        #[derive(serde::Deserialize)]
+        struct Keys {
+            keys: Vec<Key>,
+        }
+        let body = self.send(Call::get("points/allowance-keys")).await?;
+        let keys: Keys = wire::decode(&body)?;
+        Ok(keys
+            .keys
+            .into_iter()
+            .take(crate::allowance::MAX_PINNED_KEYS)
+            .map(|key| (key.key_id, key.public_key))
+            .collect())
+    }
+
     /// Sends `call`, retrying as the policy allows; the success body. The ledger and the token
     /// are read once, before the first attempt: every retry of one call goes to the same ledger
     /// for the same account.
