@@ -6,6 +6,7 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
     /** Every command of the plugin, as the webview invokes it. */
     const COMMANDS = {
         getBalance: "plugin:points|get_balance",
+        getLowBalance: "plugin:points|get_low_balance",
         checkCost: "plugin:points|check_cost",
         charge: "plugin:points|charge",
         getPrices: "plugin:points|get_prices",
@@ -50,6 +51,14 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
     /** The user's balance and totals, read from the ledger. */
     function getBalance() {
         return core.invoke(COMMANDS.getBalance);
+    }
+    /**
+     * The signed-in account's low-balance crossing in force (its lowest threshold the balance is
+     * below, with the last balance seen), or `null`: what `points://low-balance` said, for a window
+     * that opened after it.
+     */
+    function getLowBalance() {
+        return core.invoke(COMMANDS.getLowBalance);
     }
     /**
      * The price of one use of `service` and whether the balance covers it. `duration` (seconds) is
@@ -905,6 +914,28 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
                 store.fetchBalance().catch(() => undefined);
             if (!pendingKnown)
                 readPending(getPending, false).catch(() => undefined);
+            if (signedIn !== false)
+                readLowBalance();
+        }
+        /**
+         * Asks the plugin which crossing is in force (a window opened after `points://low-balance`
+         * fired, or an app started below a threshold, has heard no event) and shows it, without
+         * calling the `onLowBalance` listeners: it is no new crossing.
+         */
+        function readLowBalance() {
+            getLowBalance()
+                .then((low) => {
+                if (low === null || !ofCurrentSession(low.session, true, false))
+                    return;
+                if (crossings.some((c) => c.low.threshold === low.threshold))
+                    return;
+                if (state.balance !== null && state.balance.balance >= low.threshold)
+                    return;
+                const crossing = { low: Object.freeze({ ...low }), seq: state.balance?.seq ?? null };
+                crossings = [...crossings, crossing].sort((a, b) => a.low.threshold - b.low.threshold);
+                set({ lowBalance: crossings[0].low });
+            })
+                .catch(() => undefined);
         }
         /**
          * Takes the session number of an answer or an event: whether it is the session shown (a newer
@@ -1151,6 +1182,7 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
                         return;
                     }
                     unlisteners = attached;
+                    readLowBalance();
                     // A restart with charges still pending shows them at once.
                     await readPending(getPending, false).catch(() => undefined);
                 });

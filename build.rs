@@ -4,6 +4,7 @@
 
 const COMMANDS: &[&str] = &[
     "get_balance",
+    "get_low_balance",
     "check_cost",
     "charge",
     "get_prices",

@@ -12,8 +12,8 @@ use tauri::{command, AppHandle, Runtime, Webview};
 
 use crate::client::IdempotencyKey;
 use crate::models::{
-    Batch, ChargeOutcome, CostCheck, DesktopService, PendingStatus, PointBalance, PriceList,
-    TransactionPage,
+    Batch, ChargeOutcome, CostCheck, DesktopService, LowBalance, PendingStatus, PointBalance,
+    PriceList, TransactionPage,
 };
 use crate::session::{MAX_ACCOUNT_LEN, MAX_TOKEN_LEN};
 use crate::{Error, PointsExt, Result};
@@ -26,6 +26,11 @@ const MAX_PAGE_LIMIT: u32 = 1000;
 #[command]
 pub(crate) async fn get_balance<R: Runtime>(app: AppHandle<R>) -> Result<PointBalance> {
     app.points().balance().await
+}
+
+#[command]
+pub(crate) async fn get_low_balance<R: Runtime>(app: AppHandle<R>) -> Result<Option<LowBalance>> {
+    Ok(app.points().low_balance())
 }
 
 #[command]

@@ -226,6 +226,16 @@ impl EventQueue {
         self.queue(Event::Pending(payload));
     }
 
+    /// The crossing in force for `account` in session `session`, if any.
+    pub(crate) fn low_balance_in_force(&self, account: &str, session: u64) -> Option<LowBalance> {
+        let (threshold, balance) = self.alerts.in_force(account)?;
+        Some(LowBalance {
+            threshold,
+            balance,
+            session,
+        })
+    }
+
     /// Saves the low-balance state now (at exit).
     pub(crate) fn save_alerts(&self) {
         if let Err(error) = self.alerts.save_now() {

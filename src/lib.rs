@@ -155,6 +155,7 @@ impl Builder {
         PluginBuilder::<R, Option<Config>>::new("points")
             .invoke_handler(tauri::generate_handler![
                 commands::get_balance,
+                commands::get_low_balance,
                 commands::check_cost,
                 commands::charge,
                 commands::get_prices,

@@ -15,7 +15,7 @@ use crate::jobs::{JobSpec, Jobs};
 use crate::journal::PendingCharge;
 use crate::models::{
     BalanceChanged, Batch, ChargeOutcome, ChargeReceipt, CostCheck, DesktopService,
-    InsufficientPoints, PendingStatus, PointBalance, PriceList, TransactionPage,
+    InsufficientPoints, LowBalance, PendingStatus, PointBalance, PriceList, TransactionPage,
 };
 use crate::session::{Session, Sessions};
 use crate::sync::ChargeSync;
@@ -320,6 +320,16 @@ impl<R: Runtime> Points<R> {
     pub async fn batches(&self) -> Result<Vec<Batch>> {
         let client = self.shared.client.as_token(self.session()?.token());
         self.observe(client.batches().await, None)
+    }
+
+    /// The signed-in account's low-balance crossing in force (its lowest threshold the balance is
+    /// below, with the last balance seen), for a window opened after `points://low-balance`
+    /// fired or an app started while below. `None` signed out or above every threshold.
+    pub fn low_balance(&self) -> Option<LowBalance> {
+        let (session, generation) = self.shared.sessions.snapshot();
+        self.shared
+            .events
+            .low_balance_in_force(session?.account(), generation)
     }
 
     /// Charges of the signed-in account made but not yet acknowledged by the ledger (0 while

@@ -7,6 +7,7 @@ import type {
   KnownService,
   PendingStatus,
   PointBalance,
+  LowBalance,
   PriceList,
   TransactionPage,
 } from "./bindings";
@@ -17,6 +18,7 @@ export const PLUGIN_NAME = "points";
 /** Every command of the plugin, as the webview invokes it. */
 export const COMMANDS = {
   getBalance: "plugin:points|get_balance",
+  getLowBalance: "plugin:points|get_low_balance",
   checkCost: "plugin:points|check_cost",
   charge: "plugin:points|charge",
   getPrices: "plugin:points|get_prices",
@@ -96,6 +98,15 @@ function args(values: Record<string, unknown>): Record<string, unknown> {
 /** The user's balance and totals, read from the ledger. */
 export function getBalance(): Promise<PointBalance> {
   return invoke<PointBalance>(COMMANDS.getBalance);
+}
+
+/**
+ * The signed-in account's low-balance crossing in force (its lowest threshold the balance is
+ * below, with the last balance seen), or `null`: what `points://low-balance` said, for a window
+ * that opened after it.
+ */
+export function getLowBalance(): Promise<LowBalance | null> {
+  return invoke<LowBalance | null>(COMMANDS.getLowBalance);
 }
 
 /**

@@ -545,6 +545,26 @@ export function createPointStore(options: PointStoreOptions = {}): PointStore {
     });
     if (signedIn === true) store.fetchBalance().catch(() => undefined);
     if (!pendingKnown) readPending(api.getPending, false).catch(() => undefined);
+    if (signedIn !== false) readLowBalance();
+  }
+
+  /**
+   * Asks the plugin which crossing is in force (a window opened after `points://low-balance`
+   * fired, or an app started below a threshold, has heard no event) and shows it, without
+   * calling the `onLowBalance` listeners: it is no new crossing.
+   */
+  function readLowBalance(): void {
+    api
+      .getLowBalance()
+      .then((low) => {
+        if (low === null || !ofCurrentSession(low.session, true, false)) return;
+        if (crossings.some((c) => c.low.threshold === low.threshold)) return;
+        if (state.balance !== null && state.balance.balance >= low.threshold) return;
+        const crossing: Crossing = { low: Object.freeze({ ...low }), seq: state.balance?.seq ?? null };
+        crossings = [...crossings, crossing].sort((a, b) => a.low.threshold - b.low.threshold);
+        set({ lowBalance: crossings[0]!.low });
+      })
+      .catch(() => undefined);
   }
 
   /**
@@ -785,6 +805,7 @@ export function createPointStore(options: PointStoreOptions = {}): PointStore {
           return;
         }
         unlisteners = attached;
+        readLowBalance();
         // A restart with charges still pending shows them at once.
         await readPending(api.getPending, false).catch(() => undefined);
       });

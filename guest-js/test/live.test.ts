@@ -216,3 +216,37 @@ describe("the recharge dialog knows it was paid", () => {
     expect(main.getSnapshot().balance).toEqual(second.getSnapshot().balance);
   });
 });
+
+describe("a crossing in force before the window listened", () => {
+  it("is read at start and shown, without calling the crossing listeners", async () => {
+    mockPlugin({
+      "plugin:points|get_balance": () => summary(7, 30),
+      "plugin:points|get_pending": () => pending(0, 1),
+      "plugin:points|get_low_balance": () => ({ threshold: 10, balance: 7, session: 1 }),
+    });
+    const store = createPointStore({ webviewLabel: "second" });
+    stores.push(store);
+    const heard = vi.fn();
+    store.onLowBalance(heard);
+    await store.start();
+    await store.fetchBalance();
+    await vi.waitFor(() => expect(store.getSnapshot().lowBalance).toEqual({ threshold: 10, balance: 7, session: 1 }));
+    expect(heard).not.toHaveBeenCalled();
+    await changed(summary(40, 31));
+    expect(store.getSnapshot().lowBalance).toBeNull();
+  });
+
+  it("is not shown when the summary already shown is above it", async () => {
+    mockPlugin({
+      "plugin:points|get_balance": () => summary(70, 30),
+      "plugin:points|get_pending": () => pending(0, 1),
+      "plugin:points|get_low_balance": () => new Promise((resolve) => setTimeout(() => resolve({ threshold: 10, balance: 7, session: 1 }), 20)),
+    });
+    const store = createPointStore({ webviewLabel: "second" });
+    stores.push(store);
+    await store.start();
+    await store.fetchBalance();
+    await new Promise((resolve) => setTimeout(resolve, 40));
+    expect(store.getSnapshot().lowBalance).toBeNull();
+  });
+});

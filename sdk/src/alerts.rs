@@ -44,6 +44,9 @@ struct AccountAlerts {
     account: String,
     /// The thresholds the balance is below now (fired, not re-armed).
     below: Vec<i64>,
+    /// The last balance seen.
+    #[serde(default)]
+    balance: Option<i64>,
 }
 
 impl LowBalanceAlerts {
@@ -112,6 +115,7 @@ impl LowBalanceAlerts {
             None => AccountAlerts {
                 account: account.to_owned(),
                 below: Vec::new(),
+                balance: None,
             },
         };
         let before = entry.below.clone();
@@ -128,6 +132,7 @@ impl LowBalanceAlerts {
         }
         entry.below.sort_unstable_by(|a, b| b.cmp(a));
         let changed = entry.below != before || position.is_none();
+        entry.balance = Some(balance);
         state.accounts.push_back(entry);
         while state.accounts.len() > MAX_ACCOUNTS {
             state.accounts.pop_front();
@@ -138,6 +143,15 @@ impl LowBalanceAlerts {
             }
         }
         fired
+    }
+
+    /// `account`'s lowest threshold its balance is below now, and the last balance seen of it
+    /// (for a window opened after the crossing, or an app started while below).
+    pub fn in_force(&self, account: &str) -> Option<(i64, i64)> {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = state.accounts.iter().find(|a| a.account == account)?;
+        let threshold = *entry.below.iter().min()?;
+        Some((threshold, entry.balance?))
     }
 
     /// Writes the state now, from the calling thread (for an orderly exit and for tests).
@@ -189,8 +203,11 @@ mod tests {
         assert_eq!(alerts.observe("a", 49), vec![50]);
         assert_eq!(alerts.observe("a", 40), Vec::<i64>::new());
         assert_eq!(alerts.observe("a", 5), vec![10]);
+        assert_eq!(alerts.in_force("a"), Some((10, 5)));
         assert_eq!(alerts.observe("b", 5), vec![50, 10], "per account");
         assert_eq!(alerts.observe("a", 50), Vec::<i64>::new(), "re-armed at 50");
+        assert_eq!(alerts.in_force("a"), None);
+        assert_eq!(alerts.in_force("nobody"), None);
         assert_eq!(alerts.observe("a", 49), vec![50]);
         assert_eq!(alerts.observe("a", 9), vec![10]);
     }
@@ -203,6 +220,11 @@ mod tests {
         alerts.save_now().unwrap();
         drop(alerts);
         let alerts = LowBalanceAlerts::open(dir.path(), &[50]).unwrap();
+        assert_eq!(
+            alerts.in_force("a"),
+            Some((50, 10)),
+            "in force after the restart"
+        );
         assert_eq!(alerts.observe("a", 10), Vec::<i64>::new(), "not twice");
         std::fs::write(dir.path().join(FILE_NAME), b"{not json").unwrap();
         let alerts = LowBalanceAlerts::open(dir.path(), &[50]).unwrap();

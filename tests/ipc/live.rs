@@ -127,10 +127,24 @@ fn low_balance_fires_once_per_crossing_rearms_and_survives_a_restart() {
         "remembered across the restart: {:?}",
         app.events_named(LOW_BALANCE)
     );
+    let in_force = app.invoke("get_low_balance", json!({})).unwrap();
+    assert_eq!(
+        (
+            &in_force["threshold"],
+            &in_force["balance"],
+            &in_force["session"]
+        ),
+        (&json!(50), &json!(low - 1), &json!(1)),
+        "a window opened now shows the crossing in force: {in_force}"
+    );
 
     // Back above 50 re-arms it; the next crossing fires again.
     tauri::async_runtime::block_on(ledger.ledger.recharge(ledger.user, 100, in_days(30))).unwrap();
     app.wait_until("above 50 again", || last_balance(&app).unwrap() >= 50);
+    assert_eq!(
+        app.invoke("get_low_balance", json!({})).unwrap(),
+        Value::Null
+    );
     let balance = last_balance(&app).unwrap();
     backend_spends(&ledger, balance - 5, "tts:spend-4");
     app.wait_until("both crossed at once", || {

@@ -19,7 +19,11 @@ async fn pinned_keys(ledger: &TestLedger) -> PinnedKeys {
 async fn the_ledgers_allowance_verifies_with_its_key_and_nothing_else_does() {
     let ledger = TestLedger::start(40).await;
     let keys = pinned_keys(&ledger).await;
-    let allowance = ledger.client().allowance("desk-1").await.expect("an allowance");
+    let allowance = ledger
+        .client()
+        .allowance("desk-1")
+        .await
+        .expect("an allowance");
     let user = ledger.user.to_string();
     let now = allowance.server_time;
     assert_eq!(allowance.check_for(&keys, &user, "desk-1", now), Ok(()));
@@ -43,11 +47,18 @@ async fn the_ledgers_allowance_verifies_with_its_key_and_nothing_else_does() {
 
     // Another user's allowance is not this account's, however well signed.
     let other = Uuid::new_v4();
-    ledger.ledger.recharge(other, 500, in_days(30)).await.unwrap();
-    let theirs = client_for(&ledger.ledger.base_url(), Some(&ledger.ledger.token_for(other)))
-        .allowance("desk-1")
+    ledger
+        .ledger
+        .recharge(other, 500, in_days(30))
         .await
         .unwrap();
+    let theirs = client_for(
+        &ledger.ledger.base_url(),
+        Some(&ledger.ledger.token_for(other)),
+    )
+    .allowance("desk-1")
+    .await
+    .unwrap();
     assert_eq!(theirs.verify(&keys), Ok(()));
     assert_eq!(theirs.points, 100, "capped");
     assert_eq!(
