@@ -3,7 +3,6 @@
 #[path = "../../../tests/common/mod.rs"]
 mod common;
 
-mod allowance;
 mod base_url;
 mod edges;
 mod faults;
