@@ -102,6 +102,19 @@ fn watch_shown(
     (watch, sessions, receiver, shown)
 }
 
+/// A proxy to `ledger` whose stream requests meet `fault`; every other request passes.
+async fn stream_proxy(ledger: &TestLedger, fault: Fault) -> FaultProxy {
+    let proxy = FaultProxy::start(&ledger.ledger.base_url()).await;
+    proxy.choose(move |line| {
+        if line.starts_with("GET /points/stream") {
+            fault
+        } else {
+            Fault::Pass
+        }
+    });
+    proxy
+}
+
 /// The next figure, within 10 s.
 async fn next(figures: &mut mpsc::UnboundedReceiver<Seen>) -> Seen {
     let seen = tokio::time::timeout(Duration::from_secs(10), figures.recv())
@@ -177,16 +190,13 @@ async fn every_change_made_anywhere_arrives_whole_and_in_order() {
 #[tokio::test]
 async fn a_stream_cut_again_and_again_resumes_after_its_last_seq_without_a_gap() {
     let ledger = TestLedger::start(1_000).await;
-    let proxy = FaultProxy::start(&ledger.ledger.base_url()).await;
-    proxy.choose(|line| {
-        if line.starts_with("GET /points/stream") {
-            Fault::Stream {
-                cut_after: Some(Duration::from_millis(300)),
-            }
-        } else {
-            Fault::Pass
-        }
-    });
+    let proxy = stream_proxy(
+        &ledger,
+        Fault::Stream {
+            cut_after: Some(Duration::from_millis(300)),
+        },
+    )
+    .await;
     let (_watch, sessions, mut figures) = watch_of(&proxy.base_url);
     sessions.sign_in(Session::new(ledger.token.clone(), None).unwrap());
     let first = next(&mut figures).await;
@@ -262,18 +272,15 @@ async fn a_change_of_account_or_a_sign_out_lets_no_figure_of_the_old_account_thr
 #[tokio::test]
 async fn a_backend_without_the_stream_is_polled() {
     let ledger = TestLedger::start(100).await;
-    let proxy = FaultProxy::start(&ledger.ledger.base_url()).await;
-    proxy.choose(|line| {
-        if line.starts_with("GET /points/stream") {
-            Fault::Answer {
-                status: 404,
-                retry_after: None,
-                body: "{\"detail\":\"Not Found\"}",
-            }
-        } else {
-            Fault::Pass
-        }
-    });
+    let proxy = stream_proxy(
+        &ledger,
+        Fault::Answer {
+            status: 404,
+            retry_after: None,
+            body: "{\"detail\":\"Not Found\"}",
+        },
+    )
+    .await;
     let (_watch, sessions, mut figures) = watch_of(&proxy.base_url);
     sessions.sign_in(Session::new(ledger.token.clone(), None).unwrap());
     let first = next(&mut figures).await;
@@ -307,18 +314,15 @@ async fn a_backend_without_the_stream_is_polled() {
 #[tokio::test]
 async fn polls_slow_down_while_nothing_is_shown() {
     let ledger = TestLedger::start(100).await;
-    let proxy = FaultProxy::start(&ledger.ledger.base_url()).await;
-    proxy.choose(|line| {
-        if line.starts_with("GET /points/stream") {
-            Fault::Answer {
-                status: 501,
-                retry_after: None,
-                body: "{}",
-            }
-        } else {
-            Fault::Pass
-        }
-    });
+    let proxy = stream_proxy(
+        &ledger,
+        Fault::Answer {
+            status: 501,
+            retry_after: None,
+            body: "{}",
+        },
+    )
+    .await;
     let policy = WatchPolicy {
         hidden_poll_interval: Duration::from_millis(400),
         ..fast_watch()
@@ -352,16 +356,13 @@ async fn a_stream_of_another_account_is_never_reported() {
     let ledger = TestLedger::start(100).await;
     let other = Uuid::new_v4();
     ledger.ledger.recharge(other, 7, in_days(30)).await.unwrap();
-    let proxy = FaultProxy::start(&ledger.ledger.base_url()).await;
-    proxy.choose(|line| {
-        if line.starts_with("GET /points/stream") {
-            Fault::Stream {
-                cut_after: Some(Duration::from_millis(300)),
-            }
-        } else {
-            Fault::Pass
-        }
-    });
+    let proxy = stream_proxy(
+        &ledger,
+        Fault::Stream {
+            cut_after: Some(Duration::from_millis(300)),
+        },
+    )
+    .await;
     let (_watch, sessions, mut figures) = watch_of(&proxy.base_url);
     sessions.sign_in(Session::new(ledger.token.clone(), None).unwrap());
     assert_eq!(next(&mut figures).await.figure.balance, 100);
