@@ -16,6 +16,7 @@ const COMMANDS: &[&str] = &[
     "sync_pending",
     "retry_refused",
     "dismiss_refused",
+    "get_offline",
 ];
 
 fn main() {

@@ -12,8 +12,8 @@ use tauri::{command, AppHandle, Runtime, Webview};
 
 use crate::client::IdempotencyKey;
 use crate::models::{
-    Batch, ChargeOutcome, CostCheck, DesktopService, LowBalance, PendingStatus, PointBalance,
-    PriceList, TransactionPage,
+    Batch, ChargeOutcome, CostCheck, DesktopService, LowBalance, OfflineStatus, PendingStatus,
+    PointBalance, PriceList, TransactionPage,
 };
 use crate::session::{MAX_ACCOUNT_LEN, MAX_TOKEN_LEN};
 use crate::{Error, PointsExt, Result};
@@ -31,6 +31,11 @@ pub(crate) async fn get_balance<R: Runtime>(app: AppHandle<R>) -> Result<PointBa
 #[command]
 pub(crate) async fn get_low_balance<R: Runtime>(app: AppHandle<R>) -> Result<Option<LowBalance>> {
     Ok(app.points().low_balance())
+}
+
+#[command]
+pub(crate) async fn get_offline<R: Runtime>(app: AppHandle<R>) -> Result<OfflineStatus> {
+    Ok(app.points().offline())
 }
 
 #[command]

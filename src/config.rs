@@ -38,6 +38,22 @@ pub struct Config {
     /// Whether the plugin follows the balance by itself (the ledger's stream, or polls; default
     /// `true`).
     pub live_balance: Option<bool>,
+    /// Offline work under signed allowances (off when absent or without keys).
+    pub offline: Option<OfflineConfig>,
+}
+
+/// `plugins.points.offline`: `{ "keys": { "<keyId>": "<Ed25519 public key, base64url>" },
+/// "deviceId": "..." }`. The keys are the ledger's allowance keys (`GET /points/allowance-keys`),
+/// pinned here, never taken from the network; at most 16.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OfflineConfig {
+    /// The public keys allowances must be signed with, by `key_id`.
+    #[serde(default)]
+    pub keys: std::collections::BTreeMap<String, String>,
+    /// This device's id (1-128 of `[A-Za-z0-9._:-]`); default: a random one made at first start
+    /// and kept beside the journal.
+    pub device_id: Option<String>,
 }
 
 #[cfg(test)]

@@ -18,8 +18,8 @@ use crate::sync::ChargeSync;
 
 use crate::alerts::LowBalanceAlerts;
 use crate::models::{
-    BalanceChanged, ChargeReceipt, InsufficientPoints, LowBalance, PendingCharges, PointBalance,
-    RefusedCharge, SessionChanged,
+    BalanceChanged, ChargeReceipt, InsufficientPoints, LowBalance, OfflineStatus, PendingCharges,
+    PointBalance, RefusedCharge, SessionChanged,
 };
 
 /// Payload [`BalanceChanged`]: after a balance fetch, a charge or a re-sent charge of the
@@ -39,6 +39,9 @@ pub const PENDING_CHANGED: &str = "points://pending-changed";
 pub const SESSION_CHANGED: &str = "points://session-changed";
 /// Payload [`RefusedCharge`]: the ledger refused a charge of the signed-in account for good.
 pub const CHARGE_REFUSED: &str = "points://charge-refused";
+/// Payload [`OfflineStatus`]: the ledger was found unreachable or reachable again, or what
+/// offline work of the signed-in account may spend changed.
+pub const OFFLINE_CHANGED: &str = "points://offline-changed";
 
 /// Events waiting to be emitted, at most; past it new figures are dropped (a later one
 /// supersedes them) and logged.
@@ -53,6 +56,7 @@ enum Event {
     Pending(PendingCharges),
     Session(SessionChanged),
     Refused(RefusedCharge),
+    Offline(OfflineStatus),
     /// Answered once every event queued before it was emitted.
     Flush(tokio::sync::oneshot::Sender<()>),
 }
@@ -67,6 +71,8 @@ struct Order {
     summary: Option<PointBalance>,
     /// The pending count last emitted in that session.
     pending: Option<u32>,
+    /// The offline status last emitted in that session.
+    offline: Option<OfflineStatus>,
 }
 
 /// The ordered event queue of the plugin.
@@ -89,6 +95,7 @@ impl EventQueue {
                     Event::Pending(payload) => emit(&app, PENDING_CHANGED, payload),
                     Event::Session(payload) => emit(&app, SESSION_CHANGED, payload),
                     Event::Refused(payload) => emit(&app, CHARGE_REFUSED, payload),
+                    Event::Offline(payload) => emit(&app, OFFLINE_CHANGED, payload),
                     Event::Flush(done) => {
                         let _ = done.send(());
                     }
@@ -101,6 +108,7 @@ impl EventQueue {
                 seq: None,
                 summary: None,
                 pending: None,
+                offline: None,
             }),
             sender,
             alerts,
@@ -129,6 +137,7 @@ impl EventQueue {
             seq: None,
             summary: None,
             pending: Some(payload.count),
+            offline: None,
         };
         self.queue(Event::Session(SessionChanged { signed_in, session }));
         self.queue(Event::Pending(payload));
@@ -226,6 +235,17 @@ impl EventQueue {
         self.queue(Event::Pending(payload));
     }
 
+    /// Emits the offline status `payload` of its session, when that session is the announced
+    /// one and the status changed.
+    pub(crate) fn offline_changed(&self, payload: OfflineStatus) {
+        let mut order = self.order();
+        if payload.session != order.session || order.offline.as_ref() == Some(&payload) {
+            return;
+        }
+        order.offline = Some(payload.clone());
+        self.queue(Event::Offline(payload));
+    }
+
     /// The crossing in force for `account` in session `session`, if any.
     pub(crate) fn low_balance_in_force(&self, account: &str, session: u64) -> Option<LowBalance> {
         let (threshold, balance) = self.alerts.in_force(account)?;
@@ -302,6 +322,10 @@ impl Watcher {
                     session.is_some(),
                     sync.pending_count(session.as_ref()),
                 );
+                if let Some(session) = session {
+                    // A sign-in: an allowance for offline work, while the ledger answers.
+                    sync.refresh_allowance(session, None);
+                }
             };
             let announce_pending = |changes: &mut watch::Receiver<u64>| {
                 changes.borrow_and_update();
@@ -367,6 +391,14 @@ impl<R: Runtime> crate::sync::SyncListener for Notices<R> {
             if let Some(session) = points.owner_session(charge) {
                 points.events().charge_refused(session, refused.clone());
             }
+        }
+    }
+}
+
+impl<R: Runtime> crate::offline::OfflineListener for Notices<R> {
+    fn offline_changed(&self, account: &str) {
+        if let Some(points) = crate::points::points_of(&self.app) {
+            points.offline_changed(account);
         }
     }
 }

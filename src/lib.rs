@@ -16,7 +16,10 @@ pub mod config;
 pub mod events;
 mod points;
 
-pub use points_sdk::{alerts, client, jobs, journal, models, policy, session, sync, watch};
+pub use points_sdk::{
+    alerts, allowance, client, jobs, journal, models, offline, policy, session, sync, timemark,
+    watch,
+};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,6 +49,8 @@ pub const MAX_EXIT_GRACE: Duration = Duration::from_secs(60);
 const JOURNAL_DIR_NAME: &str = "points-journal";
 /// The name of the low-balance alerts' folder inside the journal directory.
 const ALERTS_DIR_NAME: &str = "alerts";
+/// The name of the offline allowances' folder inside the journal directory.
+const OFFLINE_DIR_NAME: &str = "offline";
 
 /// Builds the `points` plugin. Values set here win over `tauri.conf.json > plugins.points`.
 ///
@@ -67,6 +72,7 @@ pub struct Builder {
     low_balance: Option<Vec<i64>>,
     watch: Option<WatchPolicy>,
     live_balance: Option<bool>,
+    offline: Option<offline::OfflineSettings>,
 }
 
 impl Builder {
@@ -150,6 +156,13 @@ impl Builder {
         self
     }
 
+    /// Offline work: desktop jobs run while the ledger cannot be reached, under allowances signed
+    /// with `settings.keys`; wins over `plugins.points.offline`. No key: off.
+    pub fn offline(mut self, settings: offline::OfflineSettings) -> Self {
+        self.offline = Some(settings);
+        self
+    }
+
     /// Builds the plugin.
     pub fn build<R: Runtime>(self) -> TauriPlugin<R, Option<Config>> {
         PluginBuilder::<R, Option<Config>>::new("points")
@@ -167,6 +180,7 @@ impl Builder {
                 commands::sync_pending,
                 commands::retry_refused,
                 commands::dismiss_refused,
+                commands::get_offline,
             ])
             .setup(move |app, api| {
                 let config = api.config().clone().unwrap_or_default();
@@ -270,7 +284,19 @@ impl Builder {
             notices.clone(),
         );
         let watcher = events::Watcher::start(events.clone(), sync.clone());
-        let jobs = Jobs::new(client.clone(), sync, notices);
+        let mut jobs = Jobs::new(client.clone(), sync, notices.clone());
+        let offline = match self.offline {
+            Some(settings) => Some(settings),
+            None => config.offline.as_ref().map(offline_settings).transpose()?,
+        };
+        if let Some(settings) = offline.filter(|settings| !settings.keys.is_empty()) {
+            let offline = offline::Offline::open(
+                jobs.sync().journal().dir().join(OFFLINE_DIR_NAME),
+                settings,
+            )?;
+            offline.set_listener(notices);
+            jobs = jobs.with_offline(offline);
+        }
         Ok(Points::new(
             app,
             client,
@@ -301,6 +327,21 @@ fn watch_policy(poll_ms: Option<u64>, hidden_ms: Option<u64>) -> WatchPolicy {
         hidden_poll_interval,
         ..default
     }
+}
+
+/// The offline settings of `plugins.points.offline`.
+fn offline_settings(
+    config: &config::OfflineConfig,
+) -> std::result::Result<offline::OfflineSettings, Box<dyn std::error::Error>> {
+    let keys = allowance::PinnedKeys::from_base64(
+        config
+            .keys
+            .iter()
+            .map(|(id, key)| (id.as_str(), key.as_str())),
+    )?;
+    let mut settings = offline::OfflineSettings::new(keys);
+    settings.device_id = config.device_id.clone();
+    Ok(settings)
 }
 
 /// Builds the plugin with the configuration from `tauri.conf.json > plugins.points`.

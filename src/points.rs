@@ -15,7 +15,8 @@ use crate::jobs::{JobSpec, Jobs};
 use crate::journal::PendingCharge;
 use crate::models::{
     BalanceChanged, Batch, ChargeOutcome, ChargeReceipt, CostCheck, DesktopService,
-    InsufficientPoints, LowBalance, PendingStatus, PointBalance, PriceList, TransactionPage,
+    InsufficientPoints, LowBalance, OfflineStatus, PendingStatus, PointBalance, PriceList,
+    TransactionPage,
 };
 use crate::session::{Session, Sessions};
 use crate::sync::ChargeSync;
@@ -168,6 +169,31 @@ impl<R: Runtime> Points<R> {
         self.shared.watch.shutdown();
         self.sync().shutdown();
         self.shared.events.save_alerts();
+        if let Some(offline) = self.shared.jobs.offline() {
+            offline.save_now();
+        }
+    }
+
+    /// Offline work of the signed-in account: `offline` is `null` while the ledger is reachable
+    /// (or offline work is off), else what jobs may still spend under its allowance.
+    pub fn offline(&self) -> OfflineStatus {
+        let (session, generation) = self.shared.sessions.snapshot();
+        let offline = match (self.shared.jobs.offline(), session) {
+            (Some(offline), Some(session)) => offline.status(&session, self.sync().journal()),
+            _ => None,
+        };
+        OfflineStatus {
+            offline,
+            session: generation,
+        }
+    }
+
+    /// The offline state of `account` changed: emitted when it is the signed-in account's.
+    pub(crate) fn offline_changed(&self, account: &str) {
+        let (session, _) = self.shared.sessions.snapshot();
+        if session.is_some_and(|session| session.owns(account, None)) {
+            self.shared.events.offline_changed(self.offline());
+        }
     }
 
     /// The live balance: the ledger's stream of the signed-in account, or polls of a backend

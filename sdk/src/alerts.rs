@@ -226,8 +226,10 @@ mod tests {
             "in force after the restart"
         );
         assert_eq!(alerts.observe("a", 10), Vec::<i64>::new(), "not twice");
-        std::fs::write(dir.path().join(FILE_NAME), b"{not json").unwrap();
-        let alerts = LowBalanceAlerts::open(dir.path(), &[50]).unwrap();
+        // A folder of its own: the writer threads of the instances above may still be saving.
+        let damaged = tempfile::tempdir().unwrap();
+        std::fs::write(damaged.path().join(FILE_NAME), b"{not json").unwrap();
+        let alerts = LowBalanceAlerts::open(damaged.path(), &[50]).unwrap();
         assert_eq!(alerts.observe("a", 10), vec![50]);
     }
 

@@ -104,6 +104,48 @@ pub enum Error {
     /// No ledger base URL is set yet (the app sets it at run time): nothing was sent.
     #[error("no ledger base URL is set yet")]
     NotConfigured,
+    /// The ledger cannot be reached and no allowance is held for this account on this machine
+    /// (or the service has no offline price): the job did not start.
+    #[error("offline, and no allowance covers this job: {reason}")]
+    OfflineAllowanceNone {
+        /// Why (in `message`).
+        #[serde(skip)]
+        #[cfg_attr(feature = "ts", ts(skip))]
+        reason: String,
+    },
+    /// The ledger cannot be reached and the allowance held was refused (a changed file, another
+    /// account's or device's, a key that is not pinned): the job did not start.
+    #[error("offline, and the allowance held is not trusted: {reason}")]
+    OfflineAllowanceInvalid {
+        /// Why (in `message`).
+        #[serde(skip)]
+        #[cfg_attr(feature = "ts", ts(skip))]
+        reason: String,
+    },
+    /// The ledger cannot be reached and the allowance held covered new jobs only until `until`.
+    #[error("offline, and the allowance expired at {until}")]
+    OfflineAllowanceExpired {
+        /// Its `not_after` (RFC 3339, UTC).
+        until: String,
+    },
+    /// The ledger cannot be reached and what is left of the allowance on this machine does not
+    /// cover the job's price.
+    #[error("offline, and the allowance has {remaining} points left, {required} required for `{service}`")]
+    OfflineAllowanceExhausted {
+        /// The service refused.
+        service: String,
+        /// Its price.
+        required: i64,
+        /// Points left of the allowance on this machine (running jobs counted).
+        remaining: i64,
+    },
+    /// The computer's clock reads earlier than a time already seen: offline jobs are refused
+    /// until the ledger is reached again.
+    #[error("the clock was turned back (earlier than {mark}): offline jobs wait for the ledger")]
+    OfflineClockTurnedBack {
+        /// The latest local time already used (RFC 3339, UTC).
+        mark: String,
+    },
 }
 
 fn insufficient_detail(
@@ -147,6 +189,11 @@ impl Error {
             Error::Protocol { .. } => "protocol",
             Error::Storage { .. } => "storage",
             Error::NotConfigured => "notConfigured",
+            Error::OfflineAllowanceNone { .. } => "offlineAllowanceNone",
+            Error::OfflineAllowanceInvalid { .. } => "offlineAllowanceInvalid",
+            Error::OfflineAllowanceExpired { .. } => "offlineAllowanceExpired",
+            Error::OfflineAllowanceExhausted { .. } => "offlineAllowanceExhausted",
+            Error::OfflineClockTurnedBack { .. } => "offlineClockTurnedBack",
         }
     }
 
@@ -284,6 +331,23 @@ mod tests {
             Error::protocol("eof".into()),
             Error::storage("disk full".into()),
             Error::NotConfigured,
+            Error::OfflineAllowanceNone {
+                reason: "none".into(),
+            },
+            Error::OfflineAllowanceInvalid {
+                reason: "bad signature".into(),
+            },
+            Error::OfflineAllowanceExpired {
+                until: "2026-12-02T00:00:00Z".into(),
+            },
+            Error::OfflineAllowanceExhausted {
+                service: "compose".into(),
+                required: 5,
+                remaining: 2,
+            },
+            Error::OfflineClockTurnedBack {
+                mark: "2026-12-02T00:00:00Z".into(),
+            },
         ];
         for error in errors {
             let value = serde_json::to_value(&error).unwrap();

@@ -13,7 +13,11 @@
 //!   its token, when the pre-check stated it), under one idempotency key;
 //! - an ambiguous send (lost answer, timeout, 5xx) is [`ChargeOutcome::Pending`], never an
 //!   error;
-//! - [`Jobs::shutdown`] lets jobs past their pre-check finish and journal, for a bounded time.
+//! - [`Jobs::shutdown`] lets jobs past their pre-check finish and journal, for a bounded time;
+//! - when the pre-check cannot reach the ledger (network, timeout, 5xx) and offline work is on
+//!   ([`Jobs::with_offline`]), the job runs if the account's allowance covers its price (see
+//!   [`crate::offline`]), else it fails with the `Offline…` error that says why; its charge is
+//!   journaled under the allowance and settled when the ledger is back.
 //!
 //! Nothing here knows Tauri.
 
@@ -28,6 +32,7 @@ use tokio::sync::Notify;
 use crate::client::{ConsumeRequest, IdempotencyKey, LedgerClient};
 use crate::journal::PendingCharge;
 use crate::models::{ChargeOutcome, InsufficientPoints};
+use crate::offline::{self, Offline, OfflineReservation};
 use crate::session::Session;
 use crate::sync::{ChargeSync, FirstSend};
 use crate::{Error, Result};
@@ -112,6 +117,8 @@ struct Inner {
     finished: Notify,
     /// Set by [`Jobs::shutdown`]: no job starts any more.
     closing: AtomicBool,
+    /// Offline work under allowances, when on.
+    offline: std::sync::OnceLock<Offline>,
 }
 
 impl Jobs {
@@ -127,8 +134,22 @@ impl Jobs {
                 running: Mutex::new(0),
                 finished: Notify::new(),
                 closing: AtomicBool::new(false),
+                offline: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Lets jobs run under `offline`'s allowances while the ledger cannot be reached (the sync
+    /// settles their charges under them). Set once, before the first job.
+    pub fn with_offline(self, offline: Offline) -> Self {
+        self.inner.sync.set_offline(offline.clone());
+        let _ = self.inner.offline.set(offline);
+        self
+    }
+
+    /// Offline work, when on.
+    pub fn offline(&self) -> Option<&Offline> {
+        self.inner.offline.get()
     }
 
     /// The charge sender.
@@ -223,11 +244,29 @@ impl Jobs {
         let client = self.inner.client.as_token(session.token());
         let stated = match client.cost_stated(&spec.service, spec.duration).await {
             Ok(stated) => stated,
-            Err(error) => return Err(self.refused(spec, error)),
+            Err(error) => {
+                if let Some(offline) = self.offline().filter(|_| offline::unreachable(&error)) {
+                    offline.set_reachable(Some(session.account()), false);
+                    return self.start_offline(offline, session, spec);
+                }
+                return Err(self.refused(spec, error));
+            }
         };
         self.inner.sync.ledger_reachable();
         session.learn_ledger_user(stated.user_id.as_deref());
         let cost = stated.value;
+        if let Some(offline) = self.offline() {
+            offline.set_reachable(Some(session.account()), true);
+            offline.learn_price(
+                session.account(),
+                &cost.service,
+                spec.duration,
+                cost.required,
+            );
+            self.inner
+                .sync
+                .refresh_allowance(session.clone(), Some(cost.balance));
+        }
         let reservation = {
             let mut reserved = self
                 .inner
@@ -278,7 +317,37 @@ impl Jobs {
         Ok(Started {
             ledger_user: stated.user_id,
             price: cost.required,
-            _reservation: reservation,
+            allowance: None,
+            _reservation: Some(reservation),
+            _running: running,
+        })
+    }
+
+    /// The pre-check of a job while the ledger cannot be reached: its price reserved under the
+    /// account's allowance, or the `Offline…` error that says why not.
+    fn start_offline(
+        &self,
+        offline: &Offline,
+        session: &Session,
+        spec: &JobSpec,
+    ) -> Result<Started> {
+        let allowance = offline.reserve(
+            session,
+            self.inner.sync.journal(),
+            &spec.service,
+            spec.duration,
+        )?;
+        *self.inner.running.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        let running = Running {
+            inner: self.inner.clone(),
+        };
+        self.refuse_when_closing()?;
+        tracing::info!(service = %spec.service, "the ledger is unreachable: the job runs on the offline allowance");
+        Ok(Started {
+            ledger_user: Some(allowance.ledger_user.clone()),
+            price: allowance.price,
+            allowance: Some(allowance),
+            _reservation: None,
             _running: running,
         })
     }
@@ -293,6 +362,7 @@ impl Jobs {
         let mut charge = PendingCharge::new(session.account(), &spec.key, spec.request());
         charge.ledger_user = started.ledger_user.clone();
         charge.price = Some(started.price);
+        charge.allowance_id = started.allowance.as_ref().map(|a| a.allowance_id.clone());
         let first = self.inner.sync.charge(session, charge).await;
         // Journaled (or settled) now: the pending charge counts instead of the reservation.
         drop(started);
@@ -358,7 +428,9 @@ impl std::fmt::Debug for Jobs {
 struct Started {
     ledger_user: Option<String>,
     price: i64,
-    _reservation: Reservation,
+    /// The allowance reserved for a job run offline.
+    allowance: Option<OfflineReservation>,
+    _reservation: Option<Reservation>,
     _running: Running,
 }
 

@@ -52,6 +52,10 @@ pub struct PendingCharge {
     /// next pre-checks on this machine until the charge is acknowledged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price: Option<i64>,
+    /// The offline allowance the job ran under (see [`crate::offline`]), sent with the charge so
+    /// that the ledger settles it under that allowance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowance_id: Option<String>,
 }
 
 impl PendingCharge {
@@ -64,6 +68,7 @@ impl PendingCharge {
             recorded_at: now_seconds(),
             ledger_user: None,
             price: None,
+            allowance_id: None,
         }
     }
 
@@ -84,6 +89,8 @@ struct StoredCharge {
     ledger_user: Option<String>,
     #[serde(default)]
     price: Option<i64>,
+    #[serde(default)]
+    allowance_id: Option<String>,
 }
 
 /// A refused charge on disk: the record, the account it belongs to, and what it takes to send
@@ -186,6 +193,7 @@ impl Journal {
                         recorded_at,
                         ledger_user,
                         price,
+                        allowance_id,
                     }) => match account {
                         Some(account) => {
                             let charge = PendingCharge {
@@ -195,6 +203,7 @@ impl Journal {
                                 recorded_at,
                                 ledger_user,
                                 price,
+                                allowance_id,
                             };
                             journal.lock().insert(charge.id(), Entry { path, charge });
                         }
@@ -220,6 +229,7 @@ impl Journal {
                 recorded_at,
                 ledger_user: None,
                 price: None,
+                allowance_id: None,
             };
             let error = Error::storage("recorded without an account: sent to no one".into());
             journal.write_refusal(&charge, &error)?;
@@ -452,6 +462,9 @@ impl Journal {
             recorded_at: stored.refused.recorded_at,
             ledger_user: stored.ledger_user.clone(),
             price: stored.price,
+            // Sent again by the user's choice: a plain charge, no longer under the allowance
+            // that refused it.
+            allowance_id: None,
         };
         self.record(&charge)?;
         self.delete_refusal(&stored)?;

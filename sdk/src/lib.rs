@@ -9,6 +9,7 @@
 //! - [`watch`]: the live balance of the signed-in account (the ledger's stream, or polls);
 //! - [`alerts`]: low-balance thresholds crossed, once per crossing, per account;
 //! - [`allowance`]: offline allowances the ledger signs, checked against pinned keys;
+//! - [`offline`]: desktop jobs while the ledger cannot be reached, under a signed allowance;
 //! - [`timemark`]: a clock that cannot be turned back, for judging allowances offline;
 //! - [`jobs`]: the charged-job flow (reserve + pre-check → work → journal → send);
 //! - [`models`]: the types answered to callers (the Tauri plugin's TypeScript surface).
@@ -43,6 +44,7 @@ mod error;
 pub mod jobs;
 pub mod journal;
 pub mod models;
+pub mod offline;
 pub mod policy;
 pub mod session;
 mod state_file;

@@ -291,6 +291,30 @@ pub struct LowBalance {
     pub session: u64,
 }
 
+/// What offline work may still spend: the points left of the signed allowance on this machine,
+/// and the last moment it covers a new job (RFC 3339, UTC), `null` when no usable allowance is held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
+pub struct OfflineAllowance {
+    /// Points left (jobs running on it and charges not yet settled counted).
+    pub remaining: i64,
+    /// Its `not_after`, when an allowance is usable.
+    pub until: Option<String>,
+}
+
+/// Payload of `points://offline-changed` and answer of `get_offline`: `offline` is `null` while the
+/// ledger is reachable, else what offline work may still spend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
+pub struct OfflineStatus {
+    /// `null` while the ledger is reachable.
+    pub offline: Option<OfflineAllowance>,
+    /// The session it belongs to (see [`SessionChanged::session`]).
+    pub session: u64,
+}
+
 /// Payload of `points://insufficient`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

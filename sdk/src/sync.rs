@@ -180,6 +180,8 @@ struct Inner {
     retry_until: Mutex<Option<Instant>>,
     /// Set by [`ChargeSync::shutdown`]: the background loop ends.
     stopped: AtomicBool,
+    /// The offline allowances charges may have been made under.
+    offline: std::sync::OnceLock<crate::offline::Offline>,
 }
 
 impl ChargeSync {
@@ -210,6 +212,7 @@ impl ChargeSync {
                 last_reachable_wake: Mutex::new(None),
                 retry_until: Mutex::new(None),
                 stopped: AtomicBool::new(false),
+                offline: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -222,6 +225,36 @@ impl ChargeSync {
     /// The sessions the sync takes tokens from.
     pub fn sessions(&self) -> &Arc<Sessions> {
         &self.inner.sessions
+    }
+
+    /// Settles charges made under `offline`'s allowances: what each cost is kept as spent under
+    /// its allowance before it leaves the journal, and a new allowance is asked for once the
+    /// ledger took them. Set once.
+    pub fn set_offline(&self, offline: crate::offline::Offline) {
+        let _ = self.inner.offline.set(offline);
+    }
+
+    /// Asks, in a task of its own, for a new allowance of `session` when one is due (see
+    /// [`crate::offline::Offline::refresh_if_due`]); `balance`: its balance, when known. Nothing
+    /// when offline work is off.
+    pub fn refresh_allowance(&self, session: Session, balance: Option<i64>) {
+        let Some(offline) = self.inner.offline.get().cloned() else {
+            return;
+        };
+        let (client, journal) = (self.inner.client.clone(), self.inner.journal.clone());
+        tokio::spawn(async move {
+            if let Err(error) = offline
+                .refresh_if_due(&client, &session, &journal, balance)
+                .await
+            {
+                tracing::debug!(%error, "no new offline allowance");
+            }
+        });
+    }
+
+    /// The offline allowances, when set.
+    pub fn offline(&self) -> Option<&crate::offline::Offline> {
+        self.inner.offline.get()
     }
 
     /// The pacing policy.
@@ -809,8 +842,30 @@ impl ChargeSync {
     }
 
     async fn acknowledge(&self, charge: &PendingCharge, receipt: &ChargeReceipt, first: bool) {
+        let offline = self.inner.offline.get().cloned();
+        if let Some(offline) = offline.clone().filter(|_| charge.allowance_id.is_some()) {
+            // Kept as spent before the charge leaves the journal: a crash in between counts it
+            // twice on this machine (less offline work), never not at all.
+            let settled = charge.clone();
+            let _ = blocking(move || {
+                offline.settled(&settled);
+                Ok(())
+            })
+            .await;
+        }
         self.forget(charge).await;
         self.inner.listener.acknowledged(charge, receipt, first);
+        if let Some(offline) = offline {
+            offline.set_reachable(Some(&charge.account), true);
+            if let Some(session) = self
+                .inner
+                .sessions
+                .current()
+                .filter(|s| s.owns(&charge.account, charge.ledger_user.as_deref()))
+            {
+                self.refresh_allowance(session, Some(receipt.balance));
+            }
+        }
     }
 
     /// Removes `charge` from the journal, and its account's captured token when nothing of it
@@ -965,7 +1020,9 @@ async fn send_with(
     charge: &PendingCharge,
 ) -> std::result::Result<ChargeReceipt, Failure> {
     let key = IdempotencyKey::parse(charge.idempotency_key.clone())?;
-    client.consume_detailed(&charge.request, &key).await
+    client
+        .consume_under(&charge.request, &key, charge.allowance_id.as_deref())
+        .await
 }
 
 fn count(n: usize) -> u32 {

@@ -122,6 +122,18 @@ impl TimeMark {
         self.raise(server_time, None);
     }
 
+    /// The ledger was reached and stated `server_time`: the mark never goes below it, and the
+    /// local clock is taken as it reads now (a clock turned back is trusted again from here: the
+    /// mark, at least the ledger's time, is what allowances are judged by).
+    pub fn reached_ledger(&self, server_time: i64) {
+        let local = self.clock.now();
+        {
+            let mut guard = self.mark.lock().unwrap_or_else(|p| p.into_inner());
+            guard.0.local = local.max(0);
+        }
+        self.raise(server_time, None);
+    }
+
     /// Saves the mark now, from the calling thread (at exit, in tests).
     pub fn save_now(&self) -> crate::Result<()> {
         let Some(file) = &self.file else {
@@ -145,6 +157,19 @@ impl TimeMark {
             });
         }
         Ok(self.raise(local, Some(local)))
+    }
+
+    /// What [`TimeMark::now`] would answer, without using the local time (nothing raised).
+    pub fn peek(&self) -> Result<i64, ClockTurnedBack> {
+        let local = self.clock.now();
+        let marks = self.mark.lock().unwrap_or_else(|p| p.into_inner()).0;
+        if local < marks.local.saturating_sub(self.tolerance) {
+            return Err(ClockTurnedBack {
+                local,
+                mark: marks.local,
+            });
+        }
+        Ok(marks.mark.max(local))
     }
 
     /// Raises the marks (`local`: a local time used) and returns the latest time of all.

@@ -191,6 +191,7 @@ impl TestApp {
             events::SESSION_CHANGED,
             events::CHARGE_REFUSED,
             events::LOW_BALANCE,
+            events::OFFLINE_CHANGED,
         ] {
             let events = events.clone();
             app.listen_any(name, move |event| {

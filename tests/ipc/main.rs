@@ -12,5 +12,6 @@ mod commands;
 mod edges;
 mod lifecycle;
 mod live;
+mod offline;
 mod props;
 mod run_charged;

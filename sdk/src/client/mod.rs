@@ -538,10 +538,28 @@ impl LedgerClient {
         request: &ConsumeRequest,
         key: &IdempotencyKey,
     ) -> std::result::Result<ChargeReceipt, Failure> {
+        self.consume_under(request, key, None).await
+    }
+
+    /// [`LedgerClient::consume_detailed`] of a job that ran offline under the allowance
+    /// `allowance_id` (contract v1.2): the ledger settles it under that allowance, or refuses it
+    /// with 422 (`allowance_exhausted`, `allowance_expired`, `allowance_not_found`). The
+    /// allowance is not part of the request's identity: the same charge re-sent without it is
+    /// the same charge.
+    pub async fn consume_under(
+        &self,
+        request: &ConsumeRequest,
+        key: &IdempotencyKey,
+        allowance_id: Option<&str>,
+    ) -> std::result::Result<ChargeReceipt, Failure> {
         check_service(&request.service)?;
         check_duration(request.duration)?;
-        let body =
-            serde_json::to_vec(request).map_err(|error| Error::protocol(error.to_string()))?;
+        let mut body =
+            serde_json::to_value(request).map_err(|error| Error::protocol(error.to_string()))?;
+        if let (Some(id), Some(fields)) = (allowance_id, body.as_object_mut()) {
+            fields.insert("allowance_id".into(), id.into());
+        }
+        let body = serde_json::to_vec(&body).map_err(|error| Error::protocol(error.to_string()))?;
         let call = Call {
             method: Method::POST,
             path: "points/consume",

@@ -7,5 +7,6 @@ mod base_url;
 mod edges;
 mod faults;
 mod ledger;
+mod offline;
 mod sync;
 mod watch;
