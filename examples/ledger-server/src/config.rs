@@ -1,12 +1,16 @@
-//! How a ledger is set up: database, secrets, prices, address, sweep interval and clock.
+//! How a ledger is set up: database, secrets, prices, address, sweep interval, clock and offline
+//! allowances.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ed25519_dalek::SigningKey;
+
 use crate::auth::JwtSettings;
 use crate::clock::{Clock, SystemClock};
 use crate::http::HttpLimits;
+use crate::ledger::AllowancePolicy;
 use crate::pricing::PriceTable;
 use crate::stream::StreamLimits;
 
@@ -42,6 +46,12 @@ pub struct LedgerConfig {
     pub http: HttpLimits,
     /// Limits and heartbeat of the balance stream (see [`StreamLimits`] for the defaults).
     pub stream: StreamLimits,
+    /// The Ed25519 keys of offline allowances as (key id, key): the first signs, the others are
+    /// only served (a client pins a new key before the ledger signs with it). Empty: `POST
+    /// /points/allowance` answers 501 `allowance_unavailable`.
+    pub allowance_keys: Vec<(String, SigningKey)>,
+    /// Cap, window and grace period of offline allowances.
+    pub allowance: AllowancePolicy,
 }
 
 impl std::fmt::Debug for LedgerConfig {
@@ -59,6 +69,15 @@ impl std::fmt::Debug for LedgerConfig {
             .field("cors_any_origin", &self.cors_any_origin)
             .field("http", &self.http)
             .field("stream", &self.stream)
+            .field(
+                "allowance_keys",
+                &self
+                    .allowance_keys
+                    .iter()
+                    .map(|(id, _)| id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .field("allowance", &self.allowance)
             .finish()
     }
 }
@@ -85,7 +104,9 @@ pub fn random_secret() -> String {
 }
 
 impl LedgerConfig {
-    /// In-memory SQLite, random JWT secret and admin key, the shipped price table, 127.0.0.1:0.
+    /// In-memory SQLite, random JWT secret and admin key, the shipped price table, 127.0.0.1:0,
+    /// a fresh random allowance key (key id `k-<8 random hex digits>`: no two ledgers share one)
+    /// and the default allowance policy.
     pub fn ephemeral() -> Self {
         Self {
             database_url: "sqlite::memory:".to_owned(),
@@ -100,7 +121,21 @@ impl LedgerConfig {
             cors_any_origin: false,
             http: HttpLimits::default(),
             stream: StreamLimits::default(),
+            allowance_keys: vec![crate::allowance::random_key("k")],
+            allowance: AllowancePolicy::default(),
         }
+    }
+
+    /// The same, with these allowance keys (the first signs; none: no allowance is issued).
+    pub fn with_allowance_keys(mut self, keys: Vec<(String, SigningKey)>) -> Self {
+        self.allowance_keys = keys;
+        self
+    }
+
+    /// The same, with another cap, window or grace period for offline allowances.
+    pub fn with_allowance_policy(mut self, policy: AllowancePolicy) -> Self {
+        self.allowance = policy;
+        self
     }
 
     /// The same, on another database.
@@ -188,6 +223,8 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("sqlite::memory:"));
+        let seed = config.allowance_keys[0].1.to_bytes();
+        assert!(!text.contains(&format!("{seed:?}")), "{text}");
         let pg = config.with_database_url("postgres://ledger:s3cret@db:5432/points");
         let text = format!("{pg:?}");
         assert!(

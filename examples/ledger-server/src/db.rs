@@ -272,6 +272,16 @@ impl Db {
         }
     }
 
+    /// What ends a `SELECT` that locks the rows it reads, inside a write transaction that holds
+    /// the user's summary row lock: ` FOR UPDATE` on PostgreSQL; nothing on SQLite, whose
+    /// immediate transaction holds the write lock.
+    pub fn row_lock_clause(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => " FOR UPDATE",
+            Backend::Sqlite => "",
+        }
+    }
+
     /// Closes every connection.
     pub async fn close(&self) {
         if let Some(statements) = &self.statements {

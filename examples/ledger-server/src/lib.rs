@@ -15,6 +15,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod allowance;
 pub mod amount;
 pub mod auth;
 pub mod clock;
@@ -53,6 +54,10 @@ pub enum StartError {
     /// The token settings cannot be used (a short secret, a bad key file).
     #[error("authentication: {0}")]
     Auth(#[from] crate::auth::AuthError),
+    /// The allowance keys or policy cannot be used (a bad key id, a key id twice, a setting out
+    /// of bounds).
+    #[error("allowances: {0}")]
+    Allowance(String),
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -73,6 +78,7 @@ pub struct RunningLedger {
     server: JoinHandle<std::io::Result<()>>,
     sweeper: JoinHandle<()>,
     listener: Option<stream::listen::Listener>,
+    allowance_keys: Arc<allowance::AllowanceKeys>,
 }
 
 /// Opens the database (running migrations), binds the address and serves the API, with the
@@ -83,9 +89,15 @@ pub async fn serve(config: LedgerConfig) -> Result<RunningLedger, StartError> {
         &config.admin_key,
         &config.jwt,
     )?);
+    let allowance_keys = Arc::new(
+        allowance::AllowanceKeys::new(config.allowance_keys).map_err(StartError::Allowance)?,
+    );
+    config.allowance.check().map_err(StartError::Allowance)?;
     let db = Db::connect(&config.database_url, config.max_connections).await?;
     let openapi = Arc::new(openapi::document_for(&config.pricing));
-    let ledger = Arc::new(Ledger::new(db, config.pricing, config.clock));
+    let ledger = Arc::new(
+        Ledger::new(db, config.pricing, config.clock).with_allowance_policy(config.allowance),
+    );
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .map_err(|source| StartError::Bind {
@@ -109,6 +121,7 @@ pub async fn serve(config: LedgerConfig) -> Result<RunningLedger, StartError> {
     let mut app = routes::router(AppState {
         ledger: ledger.clone(),
         auth: auth.clone(),
+        allowance_keys: allowance_keys.clone(),
         openapi,
         stream: stream::sse::StreamContext {
             ledger: ledger.clone(),
@@ -131,6 +144,7 @@ pub async fn serve(config: LedgerConfig) -> Result<RunningLedger, StartError> {
         server,
         sweeper,
         listener: journal_listener,
+        allowance_keys,
     })
 }
 
@@ -217,6 +231,12 @@ impl RunningLedger {
             crate::ledger::IdempotencyKey::parse(key).ok_or(LedgerError::InvalidIdempotencyKey)?;
         let request = crate::ledger::RechargeRequest { points, expires_at };
         self.ledger.recharge_once(user, &request, &key).await
+    }
+
+    /// The public keys of offline allowances as (key id, Ed25519 public key in base64url
+    /// without padding), the signing key first: what `GET /points/allowance-keys` serves.
+    pub fn allowance_public_keys(&self) -> Vec<(String, String)> {
+        self.allowance_keys.public_keys()
     }
 
     /// The server process id of the PostgreSQL connection the balance streams listen on

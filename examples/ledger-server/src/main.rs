@@ -134,6 +134,28 @@ struct ServeArgs {
         default_value_t = 1000
     )]
     stream_replay_limit: u32,
+    /// Keys of offline allowances, `KEY_ID:SEED,KEY_ID:SEED` (SEED: the 32-byte Ed25519 secret
+    /// seed in base64url); the first signs, the others are only served. None: no allowance is
+    /// issued (501).
+    #[arg(long, env = "POINTS_LEDGER_ALLOWANCE_KEYS", hide_env_values = true)]
+    allowance_keys: Option<String>,
+    /// Most points of one offline allowance.
+    #[arg(long, env = "POINTS_LEDGER_ALLOWANCE_CAP", default_value_t = 100)]
+    allowance_cap: i64,
+    /// Seconds an offline allowance covers new work (its `not_after` after issue).
+    #[arg(
+        long,
+        env = "POINTS_LEDGER_ALLOWANCE_WINDOW_SECONDS",
+        default_value_t = 259_200
+    )]
+    allowance_window_seconds: i64,
+    /// Seconds after an allowance's `not_after` that consumes under it are still accepted.
+    #[arg(
+        long,
+        env = "POINTS_LEDGER_ALLOWANCE_GRACE_SECONDS",
+        default_value_t = 2_592_000
+    )]
+    allowance_grace_seconds: i64,
 }
 
 /// `seconds` as a duration, when it is finite, positive and at most a day.
@@ -231,6 +253,15 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         buffer: args.stream_buffer,
         replay_limit: args.stream_replay_limit,
     };
+    let allowance_keys =
+        points_ledger::allowance::parse_keys(args.allowance_keys.as_deref().unwrap_or_default())
+            .map_err(|e| format!("--allowance-keys: {e}"))?;
+    let allowance = points_ledger::ledger::AllowancePolicy {
+        cap: args.allowance_cap,
+        window_seconds: args.allowance_window_seconds,
+        grace_seconds: args.allowance_grace_seconds,
+    };
+    allowance.check()?;
     let pricing = match &args.prices {
         Some(path) => PriceTable::from_file(path).map_err(|e| e.to_string())?,
         None => PriceTable::shipped(),
@@ -244,7 +275,9 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .with_sweep_interval(Duration::from_secs(args.sweep_seconds))
         .with_max_connections(args.max_connections)
         .with_http_limits(http)
-        .with_stream_limits(stream);
+        .with_stream_limits(stream)
+        .with_allowance_keys(allowance_keys)
+        .with_allowance_policy(allowance);
     let running = points_ledger::serve(config)
         .await
         .map_err(|e| e.to_string())?;
@@ -258,7 +291,8 @@ async fn dev(port: u16, demo_points: i64) -> Result<(), String> {
     ));
     let config = LedgerConfig::ephemeral()
         .with_database_url(format!("sqlite:{}?mode=rwc", path.display()))
-        .with_bind(SocketAddr::from(([127, 0, 0, 1], port)));
+        .with_bind(SocketAddr::from(([127, 0, 0, 1], port)))
+        .with_allowance_keys(vec![points_ledger::allowance::random_key("dev")]);
     let running = points_ledger::serve(config)
         .await
         .map_err(|e| e.to_string())?;
@@ -275,6 +309,9 @@ async fn dev(port: u16, demo_points: i64) -> Result<(), String> {
     let token = running.token_for(user);
     println!("  token:     {token}");
     println!("  admin key: {}", running.admin_key());
+    for (key_id, public_key) in running.allowance_public_keys() {
+        println!("  allowance key: {key_id}:{public_key}");
+    }
     println!(
         "  try:       curl -H 'Authorization: Bearer {token}' {}/points/balance",
         running.base_url()

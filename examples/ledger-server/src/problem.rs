@@ -22,8 +22,9 @@ pub struct Problem {
     pub detail: String,
     /// Stable machine-readable code: `insufficient_points`, `unauthorized`, `invalid_request`,
     /// `unknown_service`, `invalid_duration`, `invalid_idempotency_key`, `idempotency_conflict`,
-    /// `amount_out_of_range`, `reference_too_long`, `request_timeout` (408), `payload_too_large`
-    /// (413), `overloaded` (503), `not_found` or `internal`.
+    /// `amount_out_of_range`, `reference_too_long`, `allowance_not_found`, `allowance_expired`,
+    /// `allowance_exhausted`, `allowance_unavailable` (501), `request_timeout` (408),
+    /// `payload_too_large` (413), `overloaded` (503), `not_found` or `internal`.
     pub code: String,
     /// Extension members of some codes.
     #[serde(flatten)]
@@ -196,9 +197,33 @@ impl From<LedgerError> for Problem {
                 "Reference too long",
                 detail,
             ),
-            LedgerError::InvalidRecharge(_) | LedgerError::InvalidCursor => {
-                Self::invalid_request(detail)
-            }
+            LedgerError::InvalidRecharge(_)
+            | LedgerError::InvalidCursor
+            | LedgerError::InvalidDeviceId => Self::invalid_request(detail),
+            LedgerError::AllowanceUnavailable => Self::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "allowance_unavailable",
+                "Allowances unavailable",
+                detail,
+            ),
+            LedgerError::AllowanceNotFound => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "allowance_not_found",
+                "Allowance not found",
+                detail,
+            ),
+            LedgerError::AllowanceExpired => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "allowance_expired",
+                "Allowance expired",
+                detail,
+            ),
+            LedgerError::AllowanceExhausted { .. } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "allowance_exhausted",
+                "Allowance exhausted",
+                detail,
+            ),
             LedgerError::Database(e) => {
                 tracing::error!(error = %e, "database error");
                 Self::new(
@@ -246,6 +271,22 @@ mod tests {
                 LedgerError::InvalidIdempotencyKey,
                 422,
                 "invalid_idempotency_key",
+            ),
+            (LedgerError::InvalidDeviceId, 400, "invalid_request"),
+            (
+                LedgerError::AllowanceUnavailable,
+                501,
+                "allowance_unavailable",
+            ),
+            (LedgerError::AllowanceNotFound, 422, "allowance_not_found"),
+            (LedgerError::AllowanceExpired, 422, "allowance_expired"),
+            (
+                LedgerError::AllowanceExhausted {
+                    required: 5,
+                    left: 2,
+                },
+                422,
+                "allowance_exhausted",
             ),
             (sqlx::Error::PoolTimedOut.into(), 500, "internal"),
         ];

@@ -19,6 +19,7 @@ use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::allowance::{AllowanceKey, AllowanceKeyList, AllowanceKeys, SignedAllowance};
 use crate::auth::Auth;
 use crate::ledger::{
     BatchList, ConsumeRequest, CostCheck, EntryPage, ExpiryReport, IdempotencyKey, Ledger, Receipt,
@@ -39,6 +40,8 @@ pub struct AppState {
     pub ledger: Arc<Ledger>,
     /// Token and admin-key checks.
     pub auth: Arc<Auth>,
+    /// The keys offline allowances are signed with.
+    pub allowance_keys: Arc<AllowanceKeys>,
     /// The OpenAPI document served at `/openapi.json` (made by `openapi::document_for` for the
     /// price table in use; handed in, so that this module does not depend on the one that
     /// documents it).
@@ -53,6 +56,8 @@ pub fn router(state: AppState) -> Router {
         .route("/points/balance", get(balance))
         .route("/points/cost", get(cost))
         .route("/points/consume", post(consume))
+        .route("/points/allowance", post(allowance))
+        .route("/points/allowance-keys", get(allowance_keys))
         .route("/points/prices", get(prices))
         .route("/points/transactions", get(transactions))
         .route("/points/batches", get(batches))
@@ -274,6 +279,13 @@ pub struct ConsumeBody {
     #[serde(default)]
     #[schema(max_length = 1024)]
     pub reference: Option<String>,
+    /// The offline allowance (`POST /points/allowance`) this charge settles work done under.
+    /// Not part of what "the same request" compares. A new charge naming one is applied with
+    /// debt allowed up to what is left of it (whatever `allow_debt` says), also during the
+    /// grace period after its `not_after` (30 days by default); else 422
+    /// `allowance_not_found`, `allowance_expired` or `allowance_exhausted`, writing nothing.
+    #[serde(default)]
+    pub allowance_id: Option<Uuid>,
 }
 
 /// Charges one use of a service, at most once per `Idempotency-Key`.
@@ -281,6 +293,13 @@ pub struct ConsumeBody {
 /// The same key with the same body returns the first answer with `replayed: true`; with another
 /// body, 422 `idempotency_conflict`; while the first request is in flight, 409. A 402 writes
 /// nothing and leaves the key unused. Free services write nothing (`transaction_id: null`).
+///
+/// With `allowance_id`, the charge settles work done under that offline allowance: after the key
+/// checks (a replay is replayed whatever became of the allowance), the allowance must be the
+/// user's (else 422 `allowance_not_found`), not past its `not_after` plus the grace period (30
+/// days by default; else 422 `allowance_expired`), and cover the price with what is left of it
+/// (else 422 `allowance_exhausted`); the charge is then applied with debt allowed. Nothing is
+/// written on a refusal.
 ///
 /// Keys are scoped to the user and to this route: the keys of `POST /admin/recharge` are
 /// another namespace. A key is kept as long as the transaction it produced, which is for ever:
@@ -295,7 +314,7 @@ pub struct ConsumeBody {
         (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
         (status = 402, description = "`insufficient_points`, with `service`, `required` and `balance`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`idempotency_conflict`: the key is in flight", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`invalid_idempotency_key`, `unknown_service`, `invalid_duration`, `idempotency_conflict` (key used with another body, also for a free service), `reference_too_long` (over 1024 characters) or `amount_out_of_range` (the balance or a total would leave ±(2^53 − 1))", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_idempotency_key`, `unknown_service`, `invalid_duration`, `idempotency_conflict` (key used with another body, also for a free service), `reference_too_long` (over 1024 characters), `amount_out_of_range` (the balance or a total would leave ±(2^53 − 1)), `allowance_not_found` (the `allowance_id` is not this user's), `allowance_expired` (past its `not_after` and the grace period) or `allowance_exhausted` (the price is more than what is left of the allowance)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn consume(
     State(state): State<AppState>,
@@ -311,7 +330,87 @@ pub async fn consume(
         allow_debt: body.allow_debt.unwrap_or(false),
         reference: body.reference,
     };
-    Ok(Json(state.ledger.consume(user, &request, &key).await?))
+    Ok(Json(match body.allowance_id {
+        None => state.ledger.consume(user, &request, &key).await?,
+        Some(allowance) => {
+            state
+                .ledger
+                .consume_under(user, &request, &key, allowance)
+                .await?
+        }
+    }))
+}
+
+/// Body of `POST /points/allowance`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct AllowanceBody {
+    /// The device the allowance is for: 1 to 128 characters of `[A-Za-z0-9._:-]` (else 400
+    /// `invalid_request`).
+    #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:-]+$")]
+    pub device_id: String,
+}
+
+/// Issues a signed offline allowance to one device of the user: points the ledger promises to
+/// accept for work done while it cannot be reached.
+///
+/// The allowance covers `min(balance, cap)` points (cap 100 by default; 0 when the balance is 0
+/// or less, still issued) until `not_after` = `issued_at` + the window (72 h = 259200 s by
+/// default); consumes naming its `allowance_id` are accepted until `not_after` plus the grace
+/// period (30 days = 2592000 s by default). One live allowance per (user, device): a new one
+/// supersedes the last, whose unspent points are released (a further charge under it is 422
+/// `allowance_exhausted`; replays of charges settled under it are still replayed). Issuing
+/// writes no journal entry and does not change the balance.
+///
+/// `signature` is the Ed25519 signature, base64url without padding, of the UTF-8 of these
+/// lines joined by `\n` (no trailing newline): `points-allowance/v1`, `allowance_id`, `user_id`,
+/// `device_id`, `points`, `issued_at`, `not_after`, `server_time`, `key_id` (integers in
+/// decimal). Verify it with a key of `GET /points/allowance-keys` pinned in the client's
+/// configuration.
+#[utoipa::path(post, path = "/points/allowance", tag = "points", security(("bearer" = [])),
+    request_body = AllowanceBody,
+    responses(
+        (status = 200, description = "The signed allowance", body = SignedAllowance),
+        (status = 400, description = "`invalid_request` (unparseable body, or a `device_id` that is not 1 to 128 of `[A-Za-z0-9._:-]`)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 501, description = "`allowance_unavailable`: this ledger has no allowance key and issues no allowance", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn allowance(
+    State(state): State<AppState>,
+    User(user): User,
+    body: Bytes,
+) -> Result<Json<SignedAllowance>, Problem> {
+    let key_id = state
+        .allowance_keys
+        .signing_key_id()
+        .ok_or(crate::LedgerError::AllowanceUnavailable)?;
+    let body: AllowanceBody = json_body(&body)?;
+    let grant = state
+        .ledger
+        .issue_allowance(user, &body.device_id, key_id)
+        .await?;
+    let signed = state
+        .allowance_keys
+        .sign(grant)
+        .ok_or(crate::LedgerError::AllowanceUnavailable)?;
+    Ok(Json(signed))
+}
+
+/// The public keys of offline allowances, by `key_id`, the one signing now first. A client
+/// pins the keys it trusts in its configuration; this list tells an operator what to pin (a
+/// new key is served before the ledger signs with it).
+#[utoipa::path(get, path = "/points/allowance-keys", tag = "points", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every key (empty when the ledger issues no allowance)", body = AllowanceKeyList),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn allowance_keys(State(state): State<AppState>, _user: User) -> Json<AllowanceKeyList> {
+    let keys = state
+        .allowance_keys
+        .public_keys()
+        .into_iter()
+        .map(|(key_id, public_key)| AllowanceKey { key_id, public_key })
+        .collect();
+    Json(AllowanceKeyList { keys })
 }
 
 /// One service of the price table.

@@ -146,3 +146,40 @@ fn the_reference_limit_is_stated() {
         .unwrap();
     assert!(consume.contains("reference_too_long"), "{consume}");
 }
+
+#[test]
+fn the_allowance_routes_and_limits_are_stated() {
+    let doc: serde_json::Value =
+        serde_json::from_str(&points_ledger::openapi::document_json()).unwrap();
+    let issue = &doc["paths"]["/points/allowance"]["post"];
+    for status in ["200", "400", "401", "501"] {
+        assert!(
+            issue["responses"][status].is_object(),
+            "allowance lacks {status}"
+        );
+    }
+    assert!(doc["paths"]["/points/allowance-keys"]["get"]["responses"]["200"].is_object());
+    let device = &doc["components"]["schemas"]["AllowanceBody"]["properties"]["device_id"];
+    assert_eq!(device["maxLength"], 128);
+    assert_eq!(device["pattern"], "^[A-Za-z0-9._:-]+$");
+    let text = issue["description"].as_str().unwrap();
+    for limit in ["cap 100", "259200 s", "2592000 s"] {
+        assert!(text.contains(limit), "{limit}: {text}");
+    }
+    let consume = doc["paths"]["/points/consume"]["post"]["responses"]["422"]["description"]
+        .as_str()
+        .unwrap();
+    for code in [
+        "allowance_not_found",
+        "allowance_expired",
+        "allowance_exhausted",
+    ] {
+        assert!(consume.contains(code), "{consume}");
+    }
+    for branch in doc["components"]["schemas"]["ConsumeBody"]["oneOf"]
+        .as_array()
+        .unwrap()
+    {
+        assert_eq!(branch["properties"]["allowance_id"]["format"], "uuid");
+    }
+}

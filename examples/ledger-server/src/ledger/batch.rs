@@ -294,7 +294,7 @@ async fn apply_once(
             let mut tx = db.begin_group().await?;
             let mut answers = Vec::with_capacity(charges.len());
             for charge in charges {
-                answers.push(charge_in_transaction(&mut tx, db, now, charge).await?);
+                answers.push(charge_in_transaction(&mut tx, db, now, charge, None).await?);
             }
             tx.commit().await?;
             Ok(answers)

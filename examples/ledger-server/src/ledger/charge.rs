@@ -5,10 +5,13 @@
 //! Invariants: a refusal (a short balance, a total out of range, a key used for another
 //! request) is decided before the first write and writes nothing; the due batches expire
 //! before the charge; the soonest-expiring batches burn first; the journal entry carries the
-//! key and the request's fingerprint.
+//! key and the request's fingerprint. A charge under an offline allowance ([`super::allowance`])
+//! is checked against the allowance after its key, is applied with debt allowed, and adds its
+//! points to what was spent under it in the same transaction as its journal entry.
 
 use uuid::Uuid;
 
+use super::allowance::{check_under, spend, Under};
 use super::expire::expire_due;
 use super::write::{append_entry, lock_user, save_account, Locked, NewEntry, Tx};
 use super::{ConsumeRequest, EntryKind, IdempotencyKey, LedgerError, Receipt};
@@ -30,12 +33,14 @@ pub(super) struct Charge {
 /// Applies `charge` inside `tx` (SQLite: the group's transaction, which holds the database's
 /// write lock). The outer error is a database failure (the group is rolled back); the inner
 /// result is the charge's own answer. A refusal (a short balance, a total out of range, a key
-/// used for another request) writes nothing: it is decided before the first write.
+/// used for another request, an allowance that does not cover it) writes nothing: it is
+/// decided before the first write. `under`: the allowance the charge settles under, if any.
 pub(super) async fn charge_in_transaction(
     tx: &mut Tx,
     db: &Db,
     now: i64,
     charge: &Charge,
+    under: Option<&Under>,
 ) -> Result<Result<Receipt, LedgerError>, LedgerError> {
     let Charge {
         user,
@@ -64,6 +69,14 @@ pub(super) async fn charge_in_transaction(
             }));
     }
 
+    if let Some(under) = under {
+        if let Err(refusal) = check_under(tx, db, user, under, now, required).await? {
+            return Ok(Err(refusal));
+        }
+    }
+    // Work done under an allowance was promised: it is charged whatever the balance.
+    let allow_debt = request.allow_debt || under.is_some();
+
     // What expiry would take first: a refusal writes nothing, expiry included. The due batches'
     // remaining points are parts of a non-negative balance: their sum stays in range.
     let due = live
@@ -74,7 +87,7 @@ pub(super) async fn charge_in_transaction(
     else {
         return Ok(Err(LedgerError::AmountOutOfRange));
     };
-    if !request.allow_debt && available < required {
+    if !allow_debt && available < required {
         return Ok(Err(LedgerError::InsufficientPoints {
             service: request.service.clone(),
             required,
@@ -106,6 +119,7 @@ pub(super) async fn charge_in_transaction(
             .execute(&mut **tx)
             .await?;
     }
+    let allowance_id = under.map(|under| under.allowance_id.to_string());
     account.summary.balance -= required;
     account.summary.total_consumed += required;
     let transaction_id = append_entry(
@@ -121,9 +135,13 @@ pub(super) async fn charge_in_transaction(
             idempotency_key: Some(key.as_str()),
             request_fingerprint: Some(fingerprint),
             reference: request.reference.as_deref(),
+            allowance_id: allowance_id.as_deref(),
         },
     )
     .await?;
+    if let Some(under) = under {
+        spend(tx, under, required).await?;
+    }
     save_account(tx, user, &account).await?;
     Ok(Ok(Receipt {
         user_id: user,

@@ -9,11 +9,17 @@
 //! answered before the group is committed. The SQLite path ([`super::charge`]) and
 //! PostgreSQL's `points_consume` function (`migrations-postgres/`) follow the same rules, held
 //! to the same model test.
+//!
+//! A consume naming an offline allowance ([`Ledger::consume_under`]) is rare (the settlement of
+//! work done offline): it bypasses the groups and runs in a transaction of its own through the
+//! Rust path ([`super::charge`]) on both databases, with the same key rules.
 
 use uuid::Uuid;
 
-use super::charge::Charge;
-use super::{ConsumeRequest, EntryKind, IdempotencyKey, Ledger, LedgerError, Receipt};
+use super::allowance::Under;
+use super::charge::{charge_in_transaction, Charge};
+use super::write::to_micros;
+use super::{retrying, ConsumeRequest, EntryKind, IdempotencyKey, Ledger, LedgerError, Receipt};
 use crate::amount::MAX_AMOUNT;
 
 /// The longest `reference` a consume may carry, in characters (Unicode scalar values). A
@@ -49,6 +55,56 @@ impl Ledger {
         };
         let in_flight = self.mark_in_flight(user, EntryKind::Consume, key)?;
         self.batcher.submit(charge, in_flight).await
+    }
+
+    /// Charges one use of a service done under the offline allowance `allowance_id`, at most
+    /// once per idempotency key (the allowance is not part of what "the same request" compares).
+    ///
+    /// Checks, in order: those of [`Self::consume`] up to the key (a replay or a conflict is
+    /// answered as there, whatever became of the allowance); then the allowance: `user`'s
+    /// (else [`LedgerError::AllowanceNotFound`]), not past `not_after` + the grace period (else
+    /// [`LedgerError::AllowanceExpired`]), the price within what is left of it (else
+    /// [`LedgerError::AllowanceExhausted`]); nothing is written on a refusal. The charge is
+    /// then applied with debt allowed, whatever `allow_debt` says, and added to what was spent
+    /// under the allowance in the same transaction. A free service writes nothing.
+    pub async fn consume_under(
+        &self,
+        user: Uuid,
+        request: &ConsumeRequest,
+        key: &IdempotencyKey,
+        allowance_id: Uuid,
+    ) -> Result<Receipt, LedgerError> {
+        let charge = match self.check(user, request, key)? {
+            Checked::Free => return self.consume_free(user, request, key).await,
+            Checked::Charge(charge) => charge,
+        };
+        let _in_flight = self.mark_in_flight(user, EntryKind::Consume, key)?;
+        let under = Under {
+            allowance_id,
+            grace_seconds: self.allowance.grace_seconds,
+        };
+        let receipt = retrying(|| self.settle_alone(&charge, &under)).await?;
+        if !receipt.replayed {
+            self.committed(user, receipt.seq);
+        }
+        Ok(receipt)
+    }
+
+    /// One attempt at a charge under an allowance, in a write transaction of its own: committed
+    /// when charged or replayed, rolled back on a refusal.
+    async fn settle_alone(&self, charge: &Charge, under: &Under) -> Result<Receipt, LedgerError> {
+        let now = to_micros(self.clock.now());
+        let mut tx = self.db.begin_write(charge.user).await?;
+        match charge_in_transaction(&mut tx, &self.db, now, charge, Some(under)).await? {
+            Ok(receipt) => {
+                tx.commit().await?;
+                Ok(receipt)
+            }
+            Err(refusal) => {
+                tx.rollback().await?;
+                Err(refusal)
+            }
+        }
     }
 
     /// Charges several consumes together, in groups of at most [`super::batch::MAX_GROUP`]

@@ -193,6 +193,7 @@ pub(super) async fn expire_due(
                 idempotency_key: None,
                 request_fingerprint: None,
                 reference: None,
+                allowance_id: None,
             },
         )
         .await?;

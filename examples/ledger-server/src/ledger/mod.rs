@@ -1,9 +1,9 @@
-//! The money rules: recharge, consume, expire, and the reads that show them. Nothing here knows
-//! HTTP. One module per operation: [`consume`], [`recharge`], [`expire`], [`reads`]; a consume's
-//! charge inside a transaction is in `charge`, the group commit of consumes in `batch`, the
-//! steps every write transaction shares in `write`, amounts and their bounds in
-//! [`crate::amount`]. Modules import in one direction: consume → batch → charge → expire →
-//! write.
+//! The money rules: recharge, consume, expire, offline allowances, and the reads that show them.
+//! Nothing here knows HTTP. One module per operation: [`consume`], [`recharge`], [`expire`],
+//! [`allowance`] (issue, and the checks of a consume under one), [`reads`]; a consume's charge
+//! inside a transaction is in `charge`, the group commit of consumes in `batch`, the steps every
+//! write transaction shares in `write`, amounts and their bounds in [`crate::amount`]. Modules
+//! import in one direction: consume → batch → charge → allowance → expire → write.
 //!
 //! Invariants every operation keeps (the model test, `tests/model.rs`, checks them on SQLite and
 //! on PostgreSQL, whose consume is the `points_consume` function of `migrations-postgres/`):
@@ -17,7 +17,10 @@
 //!   same request again answers the first receipt (`replayed`), another request under it is a
 //!   conflict, and a key still being applied in this instance is refused (in flight).
 //! - Nothing is acknowledged before it is committed.
+//! - For every offline allowance, the consumes journaled under it add up to its `spent`, and
+//!   `spent <= points <= granted` (also a `CHECK`): the ledger risks at most what it signed.
 
+pub mod allowance;
 mod batch;
 pub mod changes;
 mod charge;
@@ -43,6 +46,7 @@ use crate::pricing::{PriceTable, PricingError, PricingMode};
 use crate::stream::{Hub, Notice};
 
 pub use crate::amount::MAX_AMOUNT;
+pub use allowance::{AllowanceGrant, AllowancePolicy, MAX_DEVICE_ID_LEN};
 pub use consume::MAX_REFERENCE_CHARS;
 pub use expire::{SWEEP_LOCK, SWEEP_PAGE};
 pub use reads::{DEFAULT_PAGE, MAX_PAGE};
@@ -82,6 +86,28 @@ pub enum LedgerError {
     /// A consume's `reference` longer than [`MAX_REFERENCE_CHARS`]. Nothing was written.
     #[error("reference must be at most {MAX_REFERENCE_CHARS} characters")]
     ReferenceTooLong,
+    /// A `device_id` that is not 1 to 128 characters of `[A-Za-z0-9._:-]`.
+    #[error("device_id must be 1 to {MAX_DEVICE_ID_LEN} characters of [A-Za-z0-9._:-]")]
+    InvalidDeviceId,
+    /// This ledger has no allowance key: it issues no offline allowance.
+    #[error("this ledger issues no offline allowances (no allowance key is configured)")]
+    AllowanceUnavailable,
+    /// The consume names an allowance that is not the user's, or none at all. Nothing was
+    /// written.
+    #[error("no such allowance for this user")]
+    AllowanceNotFound,
+    /// The consume names an allowance past its `not_after` and grace period. Nothing was
+    /// written.
+    #[error("the allowance has expired (past its not_after and grace period)")]
+    AllowanceExpired,
+    /// The charge is more than what is left of the allowance it names. Nothing was written.
+    #[error("the allowance does not cover this charge: {required} required, {left} left")]
+    AllowanceExhausted {
+        /// The charge's price.
+        required: i64,
+        /// What is left of the allowance.
+        left: i64,
+    },
     /// A history cursor that this ledger did not hand out.
     #[error("invalid cursor")]
     InvalidCursor,
@@ -385,6 +411,8 @@ pub struct Ledger {
     sweeping: tokio::sync::Mutex<()>,
     /// The balance streams open on this instance.
     hub: Arc<Hub>,
+    /// Cap, window and grace period of offline allowances.
+    allowance: AllowancePolicy,
 }
 
 /// Marks an idempotency key as being applied until dropped.
@@ -411,7 +439,19 @@ impl Ledger {
             clock,
             in_flight: KeysInFlight::default(),
             sweeping: tokio::sync::Mutex::new(()),
+            allowance: AllowancePolicy::default(),
         }
+    }
+
+    /// The same, with another cap, window or grace period for offline allowances.
+    pub fn with_allowance_policy(mut self, policy: AllowancePolicy) -> Self {
+        self.allowance = policy;
+        self
+    }
+
+    /// Cap, window and grace period of offline allowances.
+    pub fn allowance_policy(&self) -> AllowancePolicy {
+        self.allowance
     }
 
     /// The balance streams open on this instance, which every commit is published to.

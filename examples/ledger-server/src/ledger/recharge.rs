@@ -158,6 +158,7 @@ impl Ledger {
                 idempotency_key: key.map(IdempotencyKey::as_str),
                 request_fingerprint: fingerprint,
                 reference: None,
+                allowance_id: None,
             },
         )
         .await?;

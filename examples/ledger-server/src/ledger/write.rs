@@ -86,6 +86,8 @@ pub(super) struct NewEntry<'a> {
     pub(super) idempotency_key: Option<&'a str>,
     pub(super) request_fingerprint: Option<&'a str>,
     pub(super) reference: Option<&'a str>,
+    /// The offline allowance a consume settles under.
+    pub(super) allowance_id: Option<&'a str>,
 }
 
 /// Microseconds since the Unix epoch, the database's time unit.
@@ -195,8 +197,8 @@ pub(super) async fn append_entry(
     let id = Uuid::now_v7().to_string();
     sqlx::query(
         "INSERT INTO journal (id, user_id, seq, kind, points, balance_after, service, batch_id, \
-         idempotency_key, request_fingerprint, reference, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+         idempotency_key, request_fingerprint, reference, allowance_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(&id)
     .bind(user.to_string())
@@ -209,6 +211,7 @@ pub(super) async fn append_entry(
     .bind(entry.idempotency_key)
     .bind(entry.request_fingerprint)
     .bind(entry.reference)
+    .bind(entry.allowance_id)
     .bind(now)
     .execute(&mut **tx)
     .await?;
