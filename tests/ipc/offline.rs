@@ -83,29 +83,25 @@ fn desktop_jobs_run_offline_on_the_allowance_and_settle_once_when_the_ledger_is_
         "{announced:?}"
     );
 
-    // Past the allowance: a typed refusal, not a 402 (no recharge dialog).
+    let charged =
+        block_on(points.run_charged(DesktopService::Compose, Some("offline-3"), ok_job)).unwrap();
+    assert!(charged.charge.is_pending(), "exactly what is left");
+    drop(app);
+
+    // A restart, still offline: what was spent is still counted; past the allowance, a typed
+    // refusal, not a 402 (no recharge dialog).
+    let app = self::app(&ledger, &proxy, journal.path());
+    let points = app.app.points();
     let refused = app
         .invoke(
             "charge",
-            json!({ "service": "compose", "idempotencyKey": "offline-3" }),
+            json!({ "service": "cover_design", "idempotencyKey": "offline-4" }),
         )
         .unwrap_err();
     assert_eq!(refused["kind"], "offlineAllowanceExhausted", "{refused}");
-    assert_eq!(refused["remaining"], 5);
-    assert_eq!(refused["required"], 5);
-    drop(app);
-
-    // A restart, still offline: what was spent is still counted.
-    let app = self::app(&ledger, &proxy, journal.path());
-    let points = app.app.points();
-    let charged =
-        block_on(points.run_charged(DesktopService::Compose, Some("offline-4"), ok_job)).unwrap();
-    assert!(
-        charged.charge.is_pending(),
-        "5 of 12 left after the restart"
-    );
-    let outcome =
-        block_on(points.run_charged(DesktopService::SubtitleBurn, Some("offline-5"), ok_job));
+    assert_eq!(refused["remaining"], 0);
+    assert_eq!(refused["required"], 2);
+    let outcome = block_on(points.run_charged(DesktopService::Compose, Some("offline-5"), ok_job));
     assert!(
         matches!(
             outcome,
@@ -116,6 +112,7 @@ fn desktop_jobs_run_offline_on_the_allowance_and_settle_once_when_the_ledger_is_
         ),
         "{outcome:?}"
     );
+    assert_eq!(points.pending_count(), 3);
     let spent_now = 12;
 
     // Back: every offline charge settles once, and the offline state is cleared.

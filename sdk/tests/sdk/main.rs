@@ -3,6 +3,7 @@
 #[path = "../../../tests/common/mod.rs"]
 mod common;
 
+mod allowance;
 mod base_url;
 mod edges;
 mod faults;
