@@ -100,6 +100,11 @@ struct AccountState {
     account: String,
     #[serde(default)]
     held: Option<Held>,
+    /// Set (on disk) before a new allowance is asked for and cleared by its answer: while set,
+    /// the held allowance may have been superseded (its unspent points released) by an answer
+    /// that was lost, and runs nothing.
+    #[serde(default)]
+    asking: bool,
     /// Fixed prices by service, as the ledger answered them last.
     #[serde(default)]
     prices: BTreeMap<String, i64>,
@@ -122,7 +127,7 @@ struct Inner {
     device_id: String,
     mark: TimeMark,
     state: Mutex<Saved>,
-    file: Option<StateFile>,
+    file: Option<Arc<StateFile>>,
     /// Allowance id → the prices of the jobs running on it.
     running: Mutex<HashMap<String, i64>>,
     /// Whether the last call to the ledger found it unreachable.
@@ -161,7 +166,7 @@ impl Offline {
             .and_then(|bytes| serde_json::from_slice::<Saved>(&bytes).ok())
             .unwrap_or_default();
         let mark = TimeMark::open(dir, settings.clock)?;
-        Self::build(settings.keys, device_id, mark, state, Some(file))
+        Self::build(settings.keys, device_id, mark, state, Some(Arc::new(file)))
     }
 
     /// Offline work in memory only (tests, tools).
@@ -180,7 +185,7 @@ impl Offline {
         device_id: String,
         mark: TimeMark,
         mut state: Saved,
-        file: Option<StateFile>,
+        file: Option<Arc<StateFile>>,
     ) -> Result<Self> {
         check_device_id(&device_id)
             .map_err(|refusal| Error::invalid_argument("deviceId", refusal.to_string()))?;
@@ -328,6 +333,13 @@ impl Offline {
                 reason: "no allowance is held for this account on this machine".into(),
             });
         };
+        if self.is_asking(session.account()) {
+            return Err(Error::OfflineAllowanceNone {
+                reason: "the answer to the last allowance request was lost: the allowance held \
+                         may have been superseded"
+                    .into(),
+            });
+        }
         let user = expected_user(session).ok_or_else(|| Error::OfflineAllowanceInvalid {
             reason: "the ledger account of this session is not known".into(),
         })?;
@@ -411,12 +423,22 @@ impl Offline {
             .unwrap_or_else(|p| p.into_inner())
             .insert(session.account().to_owned(), Instant::now());
         let client = client.as_token(session.token());
+        self.set_asking(session.account(), true).await;
+        if self.in_use(session, journal) {
+            // A job took the allowance meanwhile (before the mark): not now.
+            self.set_asking(session.account(), false).await;
+            return Ok(false);
+        }
         let answer = client.allowance(&self.inner.device_id).await;
         let allowance = match answer {
             Ok(allowance) => allowance,
             Err(error) => {
                 if unreachable(&error) {
+                    // The request may have reached the ledger: the held allowance stays unused
+                    // until an answer comes.
                     self.set_reachable(Some(session.account()), false);
+                } else {
+                    self.set_asking(session.account(), false).await;
                 }
                 return Err(error);
             }
@@ -441,6 +463,7 @@ impl Offline {
                 allowance,
                 settled: BTreeMap::new(),
             });
+            entry.asking = false;
             if let Some(prices) = prices {
                 entry.prices = prices
                     .services
@@ -461,6 +484,52 @@ impl Offline {
         self.set_reachable(None, true);
         self.changed(session.account());
         Ok(true)
+    }
+
+    /// Whether a charge made under `session`'s allowance is pending or a job runs on it.
+    fn in_use(&self, session: &Session, journal: &Journal) -> bool {
+        let Some(id) = self
+            .allowance_of(session.account())
+            .map(|allowance| allowance.allowance_id)
+        else {
+            return false;
+        };
+        self.inner
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&id)
+            || journal
+                .pending_of(session.account())
+                .iter()
+                .any(|charge| charge.allowance_id.as_deref() == Some(id.as_str()))
+    }
+
+    fn is_asking(&self, account: &str) -> bool {
+        let state = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
+        find(&state, account).is_some_and(|a| a.asking)
+    }
+
+    /// Marks `account`'s allowance request as under way (or over), on disk before it returns.
+    async fn set_asking(&self, account: &str, asking: bool) {
+        let bytes = {
+            let mut state = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(entry) = state.accounts.iter_mut().find(|a| a.account == account) else {
+                return; // Nothing held: nothing to protect.
+            };
+            if entry.asking == asking {
+                return;
+            }
+            entry.asking = asking;
+            encode(&state)
+        };
+        if let Some(file) = &self.inner.file {
+            let file = file.clone();
+            let saved = tokio::task::spawn_blocking(move || file.save_now(&bytes)).await;
+            if !matches!(saved, Ok(Ok(()))) {
+                tracing::warn!("the allowance request mark could not be saved");
+            }
+        }
     }
 
     /// Keeps the fixed price of `service` the ledger just quoted, for offline pre-checks.
@@ -494,19 +563,11 @@ impl Offline {
         let Some(held) = held else {
             return true;
         };
-        let id = &held.allowance.allowance_id;
-        let in_use = journal
-            .pending_of(session.account())
-            .iter()
-            .any(|charge| charge.allowance_id.as_deref() == Some(id))
-            || self
-                .inner
-                .running
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains_key(id);
-        if in_use {
+        if self.in_use(session, journal) {
             return false;
+        }
+        if self.is_asking(session.account()) {
+            return true;
         }
         if self.inner.mark.peek().is_err() {
             // The clock was turned back: the ledger's time lets offline work go on.

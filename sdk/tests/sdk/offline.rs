@@ -445,3 +445,43 @@ async fn only_an_unreachable_ledger_falls_back_to_the_allowance() {
     assert_pending(desk.job("compose", "a-5xx").await);
     assert!(desk.journal.len() == 1);
 }
+
+#[tokio::test]
+async fn an_allowance_request_whose_answer_was_lost_runs_nothing_on_the_allowance_it_may_have_superseded(
+) {
+    let rig = Rig::start(30).await;
+    let desk = rig.open();
+    desk.refresh().await;
+    // The ledger issues a new allowance (releasing the held one's points), and the answer is
+    // lost; then the network goes.
+    rig.proxy.choose(|line| {
+        if line.starts_with("POST /points/allowance") {
+            Fault::DropAnswer
+        } else {
+            Fault::Pass
+        }
+    });
+    assert!(desk
+        .offline
+        .refresh_if_due(&desk.client, &desk.session(), &desk.journal, Some(1))
+        .await
+        .is_err());
+    desk.close();
+    rig.proxy.set(Fault::Refuse);
+    let desk = rig.open();
+    assert!(
+        matches!(
+            desk.job("cover_design", "after-a-lost-answer").await,
+            Err(Error::OfflineAllowanceNone { .. })
+        ),
+        "the held allowance may be released: a charge under it would be refused for good"
+    );
+    // An answer again: offline work resumes on the new allowance.
+    rig.proxy.set(Fault::Pass);
+    assert!(desk.refresh().await);
+    rig.proxy.set(Fault::Refuse);
+    assert_pending(desk.job("cover_design", "on-the-new-one").await);
+    rig.proxy.set(Fault::Pass);
+    assert_eq!(desk.sync.sync_now().await.acknowledged.len(), 1);
+    assert_eq!(rig.balance().await.balance, 28);
+}
