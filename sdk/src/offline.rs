@@ -390,13 +390,9 @@ impl Offline {
             }
             held.settled
                 .insert(charge.idempotency_key.clone(), price.max(0));
-            encode(&state)
+            (self.ticket(), encode(&state))
         };
-        if let Some(file) = &self.inner.file {
-            if let Err(error) = file.save_now(&bytes) {
-                tracing::warn!(%error, "the offline spend could not be saved");
-            }
-        }
+        self.write_now(bytes, "the offline spend");
     }
 
     /// Asks the ledger for a new allowance for `session` when one is due (see the module's
@@ -456,7 +452,7 @@ impl Offline {
             });
         }
         session.learn_ledger_user(Some(&allowance.user_id));
-        let bytes = {
+        {
             let mut state = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
             let mut entry = take(&mut state, session.account());
             entry.held = Some(Held {
@@ -476,10 +472,7 @@ impl Offline {
             state.accounts.push(entry);
             let excess = state.accounts.len().saturating_sub(MAX_ACCOUNTS);
             state.accounts.drain(..excess);
-            encode(&state)
-        };
-        if let Some(file) = &self.inner.file {
-            file.save(bytes);
+            self.save(&state);
         }
         self.set_reachable(None, true);
         self.changed(session.account());
@@ -521,15 +514,13 @@ impl Offline {
                 return;
             }
             entry.asking = asking;
-            encode(&state)
+            (self.ticket(), encode(&state))
         };
-        if let Some(file) = &self.inner.file {
-            let file = file.clone();
-            let saved = tokio::task::spawn_blocking(move || file.save_now(&bytes)).await;
-            if !matches!(saved, Ok(Ok(()))) {
-                tracing::warn!("the allowance request mark could not be saved");
-            }
-        }
+        let offline = self.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            offline.write_now(bytes, "the allowance request mark")
+        })
+        .await;
     }
 
     /// Keeps the fixed price of `service` the ledger just quoted, for offline pre-checks.
@@ -537,7 +528,7 @@ impl Offline {
         if duration.is_some() || self.inner.keys.is_empty() {
             return;
         }
-        let bytes = {
+        {
             let mut state = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
             let Some(entry) = state.accounts.iter_mut().find(|a| a.account == account) else {
                 return;
@@ -548,10 +539,7 @@ impl Offline {
                 return;
             }
             entry.prices.insert(service.to_owned(), price);
-            encode(&state)
-        };
-        if let Some(file) = &self.inner.file {
-            file.save(bytes);
+            self.save(&state);
         }
     }
 
@@ -633,9 +621,33 @@ impl Offline {
     /// Saves the allowances and the time mark now, from the calling thread (at exit).
     pub fn save_now(&self) {
         let _ = self.inner.mark.save_now();
+        let bytes = {
+            let state = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
+            (self.ticket(), encode(&state))
+        };
+        self.write_now(bytes, "the offline state");
+    }
+
+    /// Hands `state` to the file's writer thread; call it under the state's lock (the order of
+    /// the states is the order of the calls).
+    fn save(&self, state: &Saved) {
         if let Some(file) = &self.inner.file {
-            let bytes = encode(&self.inner.state.lock().unwrap_or_else(|p| p.into_inner()));
-            let _ = file.save_now(&bytes);
+            file.save(encode(state));
+        }
+    }
+
+    /// A place in the order of states; take it under the state's lock.
+    fn ticket(&self) -> u64 {
+        self.inner.file.as_ref().map_or(0, |file| file.ticket())
+    }
+
+    /// Writes a state taken with its ticket now, from the calling thread, unless a later one is
+    /// on disk.
+    fn write_now(&self, (ticket, bytes): (u64, Vec<u8>), what: &str) {
+        if let Some(file) = &self.inner.file {
+            if let Err(error) = file.write_now(ticket, &bytes) {
+                tracing::warn!(%error, "{what} could not be saved");
+            }
         }
     }
 }

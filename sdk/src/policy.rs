@@ -26,6 +26,11 @@ pub const DEFINITIVE_CODES: &[&str] = &[
     "invalid_duration",
     "invalid_idempotency_key",
     "reference_too_long",
+    // A charge made offline under an allowance the ledger will not settle it under (contract
+    // v1.2): past its points, its grace period, or not this user's.
+    "allowance_exhausted",
+    "allowance_expired",
+    "allowance_not_found",
 ];
 
 /// The longest `Retry-After` the client ever reads from a header (a day); callers cap it further.
@@ -137,6 +142,7 @@ mod tests {
             Error::invalid_argument("idempotencyKey", "bad"),
             backend(422, Some("idempotency_conflict")),
             backend(422, Some("amount_out_of_range")),
+            backend(422, Some("allowance_exhausted")),
             backend(400, Some("reference_too_long")),
         ] {
             assert_eq!(

@@ -5,10 +5,32 @@
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Mutex};
 
-/// One state file and its writer thread.
+/// One state file and its writer thread. Every state handed to it gets a ticket, in the order
+/// it was handed over; a state is never written over a later one (the writer thread and
+/// [`StateFile::write_now`] share the order).
 pub(crate) struct StateFile {
     path: PathBuf,
-    sender: Mutex<mpsc::Sender<Vec<u8>>>,
+    sender: Mutex<mpsc::Sender<(u64, Vec<u8>)>>,
+    /// The last ticket handed out.
+    tickets: std::sync::atomic::AtomicU64,
+    /// The ticket of the state on disk; held across each write.
+    written: std::sync::Arc<Mutex<u64>>,
+}
+
+/// Writes `bytes` (of `ticket`) unless a later state is on disk already.
+fn write_in_order(
+    path: &Path,
+    written: &Mutex<u64>,
+    ticket: u64,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    let mut last = written.lock().unwrap_or_else(|p| p.into_inner());
+    if ticket <= *last {
+        return Ok(());
+    }
+    write_atomically(path, bytes)?;
+    *last = ticket;
+    Ok(())
 }
 
 impl StateFile {
@@ -20,16 +42,18 @@ impl StateFile {
                 .map_err(|error| crate::Error::storage(error.to_string()))?;
         }
         let held = read_bounded(&path, max_bytes);
-        let (sender, receiver) = mpsc::channel::<Vec<u8>>();
+        let (sender, receiver) = mpsc::channel::<(u64, Vec<u8>)>();
         let target = path.clone();
+        let written = std::sync::Arc::new(Mutex::new(0));
+        let last = written.clone();
         std::thread::Builder::new()
             .name("points-state".into())
             .spawn(move || {
-                while let Ok(mut bytes) = receiver.recv() {
+                while let Ok((mut ticket, mut bytes)) = receiver.recv() {
                     while let Ok(newer) = receiver.try_recv() {
-                        bytes = newer;
+                        (ticket, bytes) = newer;
                     }
-                    if let Err(error) = write_atomically(&target, &bytes) {
+                    if let Err(error) = write_in_order(&target, &last, ticket, &bytes) {
                         tracing::warn!(%error, file = %target.display(), "a state file could not be saved");
                     }
                 }
@@ -39,6 +63,8 @@ impl StateFile {
             Self {
                 path,
                 sender: Mutex::new(sender),
+                tickets: std::sync::atomic::AtomicU64::new(0),
+                written,
             },
             held,
         ))
@@ -46,16 +72,31 @@ impl StateFile {
 
     /// Has `bytes` written soon (a later call supersedes it).
     pub(crate) fn save(&self, bytes: Vec<u8>) {
+        let ticket = self.ticket();
         let _ = self
             .sender
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .send(bytes);
+            .send((ticket, bytes));
     }
 
     /// Writes `bytes` now, from the calling thread (at exit, in tests).
     pub(crate) fn save_now(&self, bytes: &[u8]) -> crate::Result<()> {
-        write_atomically(&self.path, bytes)
+        self.write_now(self.ticket(), bytes)
+    }
+
+    /// A place in the order of states, taken where the state is read (under its lock), for
+    /// [`StateFile::write_now`] outside of it.
+    pub(crate) fn ticket(&self) -> u64 {
+        self.tickets
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            .saturating_add(1)
+    }
+
+    /// Writes `bytes`, the state of `ticket`, now from the calling thread, unless a later state
+    /// is on disk already.
+    pub(crate) fn write_now(&self, ticket: u64, bytes: &[u8]) -> crate::Result<()> {
+        write_in_order(&self.path, &self.written, ticket, bytes)
             .map_err(|error| crate::Error::storage(error.to_string()))
     }
 }

@@ -7,6 +7,10 @@
 //! once, every job that reported its charge charged, no job charged twice (by its reference, and
 //! by the account's `total_consumed`), none in the other account, and no failed job charged.
 //!
+//! An offline phase follows the first: the ledger unreachable (a closed port), jobs run on the
+//! allowances the workers took while online, kills during it; then the drain settles them. Every
+//! account's charges of that phase must stay within its allowance.
+//!
 //! The worker is this test binary, started again with `--ignored --exact kill::kill_worker` and
 //! its orders in an environment variable. Seed and kill count: `POINTS_KILL_SEED`,
 //! `POINTS_KILL_COUNT` (defaults 20261124 and 200). `POINTS_KILL_BREAK` makes the worker break
@@ -21,9 +25,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use tauri_plugin_points::allowance::PinnedKeys;
 use tauri_plugin_points::client::{IdempotencyKey, LedgerClient};
 use tauri_plugin_points::journal::{Journal, PendingCharge};
 use tauri_plugin_points::models::{Transaction, TransactionKind};
+use tauri_plugin_points::offline::{Offline, OfflineSettings};
 use tauri_plugin_points::{
     ChargeOutcome, ChargeSync, Error, JobSpec, Jobs, Session, Sessions, SyncPolicy, TokenProvider,
 };
@@ -40,6 +46,10 @@ const MAX_IN_FLIGHT: u64 = 3;
 const SERVICES: [(&str, i64); 3] = [("compose", 5), ("subtitle_burn", 2), ("cover_design", 2)];
 /// Jobs run after the last kill, to the end.
 const JOBS_AFTER_LAST_KILL: usize = 200;
+/// Jobs of the offline phase (far more than the allowances cover).
+const OFFLINE_JOBS: usize = 300;
+/// The errors an offline job may meet: past its allowance, or no allowance to run on.
+const OFFLINE_REFUSALS: [&str; 2] = ["offlineAllowanceExhausted", "offlineAllowanceNone"];
 
 /// What a worker process is told to do.
 #[derive(Serialize, Deserialize)]
@@ -56,6 +66,10 @@ struct Orders {
     /// Sign in as each account in turn and send everything pending, then exit.
     drain: bool,
     seed: u64,
+    /// Where the offline allowances are kept.
+    offline_dir: PathBuf,
+    /// The ledger's allowance keys, pinned.
+    allowance_keys: Vec<(String, String)>,
 }
 
 /// Job `n` as the seed fixes it.
@@ -185,7 +199,17 @@ async fn work(orders: Orders) {
         Arc::new(()),
     );
     tokio::spawn(sync.clone().run());
-    let jobs = Jobs::new(client.clone(), sync.clone(), Arc::new(()));
+    let keys = PinnedKeys::from_base64(
+        orders
+            .allowance_keys
+            .iter()
+            .map(|(id, key)| (id.as_str(), key.as_str())),
+    )
+    .unwrap();
+    let mut settings = OfflineSettings::new(keys);
+    settings.device_id = Some("kill-desk".into());
+    let offline = Offline::open(&orders.offline_dir, settings).expect("the offline state opens");
+    let jobs = Jobs::new(client.clone(), sync.clone(), Arc::new(())).with_offline(offline);
     let log = Arc::new(Log(Mutex::new(
         std::fs::OpenOptions::new()
             .create(true)
@@ -389,7 +413,6 @@ fn journaled(dir: &Path) -> Vec<(String, String)> {
 fn kill_test() {
     let seed = env_number("POINTS_KILL_SEED", 20_261_124);
     let wanted_kills = env_number("POINTS_KILL_COUNT", 200);
-    let broken = broken();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let ledger = runtime.block_on(TestLedger::start(1_000_000_000));
     let second = uuid::Uuid::new_v4();
@@ -407,6 +430,7 @@ fn kill_test() {
         })
         .collect();
     let dir = tempfile::tempdir().unwrap();
+    let allowance_keys = ledger.ledger.allowance_public_keys();
     let mut orders = Orders {
         base_url: ledger.ledger.base_url(),
         journal_dir: dir.path().join("journal"),
@@ -416,59 +440,55 @@ fn kill_test() {
         jobs: 2000,
         drain: false,
         seed,
+        offline_dir: dir.path().join("offline"),
+        allowance_keys,
     };
     let mut rng = fastrand::Rng::with_seed(seed);
     let started = Instant::now();
-    let bound = Duration::from_secs(120 + wanted_kills);
-    let (mut kills, mut runs, mut torn_writes) = (0u64, 0u64, 0usize);
-    // Every charge found on disk after a kill: (account, key) → the kills it was seen after.
-    let mut on_disk: BTreeMap<(String, String), usize> = BTreeMap::new();
-    loop {
-        let progress = read_progress(&orders.progress);
-        if progress.finished == Some(orders.jobs) {
-            if kills >= wanted_kills {
-                break;
-            }
-            // The jobs ran out before the kills: more of them.
-            orders.jobs += 1000;
-        }
-        orders.start_at = progress.started.last().map_or(0, |last| last + 1);
-        if broken == "fresh-key" {
-            orders.start_at = orders.start_at.saturating_sub(2);
-        }
-        if kills >= wanted_kills {
-            orders.jobs = orders
-                .jobs
-                .min(orders.start_at + JOBS_AFTER_LAST_KILL)
-                .max(orders.start_at);
-        }
-        let mut child = spawn_worker(&orders);
-        runs += 1;
-        let mut killed = false;
-        if kills < wanted_kills {
-            std::thread::sleep(Duration::from_millis(rng.u64(10..120)));
-            if child.try_wait().unwrap().is_none() {
-                child.kill().unwrap(); // SIGKILL
-                kills += 1;
-                killed = true;
-            }
-        }
-        let status = child.wait().unwrap();
-        if killed {
-            // The worker is dead: what its journal holds now is what the next start finds.
-            for charge in journaled(&orders.journal_dir) {
-                *on_disk.entry(charge).or_default() += 1;
-            }
-            torn_writes += count_temporary_files(&orders.journal_dir);
-        }
-        assert!(
-            killed || status.success(),
-            "the worker failed: {status}: {}",
-            worker_output(&orders)
-        );
-        assert!(started.elapsed() < bound, "bounded in time ({bound:?})");
-    }
-    let kill_phase = started.elapsed();
+    let bound = Duration::from_secs(180 + wanted_kills);
+    let mut tally = Tally::default();
+    kill_phase(
+        &mut orders,
+        wanted_kills,
+        true,
+        &mut rng,
+        &mut tally,
+        started + bound,
+    );
+    let online_kills = tally.kills;
+
+    // Offline: the ledger unreachable, jobs on the allowances taken while online, kills too.
+    let online_base_url = orders.base_url.clone();
+    orders.base_url = closed_port();
+    let offline_from = read_progress(&orders.progress)
+        .started
+        .last()
+        .map_or(0, |last| last + 1);
+    orders.jobs = offline_from + OFFLINE_JOBS;
+    let allowances_before = allowances(&orders.offline_dir);
+    let offline_kills = (wanted_kills / 5).max(5);
+    kill_phase(
+        &mut orders,
+        offline_kills,
+        false,
+        &mut rng,
+        &mut tally,
+        started + bound,
+    );
+    let offline_to = orders.jobs;
+    let allowances_after = allowances(&orders.offline_dir);
+    assert_eq!(
+        allowances_before, allowances_after,
+        "no allowance is taken while the ledger is unreachable"
+    );
+    orders.base_url = online_base_url;
+    let Tally {
+        kills,
+        runs,
+        torn_writes,
+        on_disk,
+    } = tally;
+    let kill_phase_time = started.elapsed();
     orders.drain = true;
     let drain_started = Instant::now();
     let status = spawn_worker(&orders).wait().unwrap();
@@ -591,6 +611,60 @@ fn kill_test() {
         .flat_map(|label| journal.refused_of(label))
         .collect();
     drop(journal);
+    // The offline phase: each account's charges of it within the allowance it ran on.
+    let mut offline_charged = 0;
+    let mut over_allowance = Vec::new();
+    for (account, label) in labels.iter().enumerate() {
+        let spent: i64 = (offline_from..offline_to)
+            .filter(|n| !entries_of(*n).is_empty())
+            .map(|n| plan(n, seed, accounts))
+            .filter(|plan| plan.account == account)
+            .map(|plan| plan.price)
+            .sum();
+        offline_charged += (offline_from..offline_to)
+            .filter(|n| !entries_of(*n).is_empty() && plan(*n, seed, accounts).account == account)
+            .count();
+        let allowed = allowances_before
+            .get(label)
+            .map_or(0, |(_, points)| *points);
+        if spent > allowed {
+            over_allowance.push((label.clone(), spent, allowed));
+        }
+    }
+    let offline_refused = progress
+        .errors
+        .iter()
+        .filter(|(n, kind)| {
+            (offline_from..offline_to).contains(n) && OFFLINE_REFUSALS.contains(&kind.as_str())
+        })
+        .count();
+    let other_errors: Vec<_> = progress
+        .errors
+        .iter()
+        .filter(|(n, kind)| {
+            !((offline_from..offline_to).contains(*n) && OFFLINE_REFUSALS.contains(&kind.as_str()))
+        })
+        .take(5)
+        .collect();
+    println!(
+        "kill-test offline phase: jobs={} kills={} charged={offline_charged} \
+         refused_before_work={offline_refused} over_allowance={} allowances={:?}",
+        offline_to - offline_from,
+        kills - online_kills,
+        over_allowance.len(),
+        allowances_before
+            .values()
+            .map(|(_, points)| *points)
+            .collect::<Vec<_>>(),
+    );
+    assert!(
+        over_allowance.is_empty(),
+        "offline charges past the allowance (account, spent, allowance): {over_allowance:?}"
+    );
+    assert!(
+        offline_charged > 0 && offline_refused > 0,
+        "the offline phase ran jobs on the allowances and met their end"
+    );
     let reported = progress.outcomes.len();
     let pending_reported = progress
         .outcomes
@@ -617,7 +691,7 @@ fn kill_test() {
         totals_wrong.len(),
         refused.len(),
         progress.errors.len(),
-        kill_phase.as_secs_f64(),
+        kill_phase_time.as_secs_f64(),
         drain_time.as_millis(),
         started.elapsed().as_secs_f64()
     );
@@ -664,17 +738,114 @@ fn kill_test() {
         "charges refused for good: {:?}",
         &refused[..refused.len().min(5)]
     );
-    assert!(
-        progress.errors.is_empty(),
-        "jobs refused: {:?}",
-        progress.errors.iter().take(5).collect::<Vec<_>>()
-    );
+    assert!(other_errors.is_empty(), "jobs refused: {other_errors:?}");
     // The run is the one described.
     assert!(kills >= wanted_kills, "{kills} kills");
     assert!(
         !on_disk.is_empty() && failed_jobs > 0 && 4 * reported > jobs - failed_jobs,
         "kills found journaled charges, some jobs failed, a good share of the others reported their charge"
     );
+}
+
+/// What the kill phases did, together.
+#[derive(Default)]
+struct Tally {
+    kills: u64,
+    runs: u64,
+    torn_writes: usize,
+    /// Every charge found on disk after a kill: (account, key) → the kills it was seen after.
+    on_disk: BTreeMap<(String, String), usize>,
+}
+
+/// Starts workers and kills them at random moments until `wanted_kills` kills and the jobs of
+/// `orders` ran to their end (`more_jobs`: more jobs when they run out before the kills).
+fn kill_phase(
+    orders: &mut Orders,
+    wanted_kills: u64,
+    more_jobs: bool,
+    rng: &mut fastrand::Rng,
+    tally: &mut Tally,
+    deadline: Instant,
+) {
+    let broken = broken();
+    let mut kills = 0;
+    loop {
+        let progress = read_progress(&orders.progress);
+        if progress.finished == Some(orders.jobs) {
+            if kills >= wanted_kills || !more_jobs {
+                break;
+            }
+            // The jobs ran out before the kills: more of them.
+            orders.jobs += 1000;
+        }
+        orders.start_at = progress.started.last().map_or(0, |last| last + 1);
+        if broken == "fresh-key" {
+            orders.start_at = orders.start_at.saturating_sub(2);
+        }
+        if kills >= wanted_kills {
+            orders.jobs = orders
+                .jobs
+                .min(orders.start_at + JOBS_AFTER_LAST_KILL)
+                .max(orders.start_at);
+        }
+        let mut child = spawn_worker(orders);
+        tally.runs += 1;
+        let mut killed = false;
+        if kills < wanted_kills {
+            std::thread::sleep(Duration::from_millis(rng.u64(10..120)));
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap(); // SIGKILL
+                kills += 1;
+                killed = true;
+            }
+        }
+        let status = child.wait().unwrap();
+        if killed {
+            // The worker is dead: what its journal holds now is what the next start finds.
+            for charge in journaled(&orders.journal_dir) {
+                *tally.on_disk.entry(charge).or_default() += 1;
+            }
+            tally.torn_writes += count_temporary_files(&orders.journal_dir);
+        }
+        assert!(
+            killed || status.success(),
+            "the worker failed: {status}: {}",
+            worker_output(orders)
+        );
+        assert!(Instant::now() < deadline, "bounded in time");
+    }
+    tally.kills += kills;
+}
+
+/// A loopback URL nothing listens on: the ledger unreachable.
+fn closed_port() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    url
+}
+
+/// The allowances held in `dir`, read from the file: account → (allowance id, points).
+fn allowances(dir: &Path) -> BTreeMap<String, (String, i64)> {
+    let Ok(bytes) = std::fs::read(dir.join("allowances.json")) else {
+        return BTreeMap::new();
+    };
+    let saved: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    saved["accounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|account| {
+            let allowance = &account["held"]["allowance"];
+            Some((
+                account["account"].as_str()?.to_owned(),
+                (
+                    allowance["allowance_id"].as_str()?.to_owned(),
+                    allowance["points"].as_i64()?,
+                ),
+            ))
+        })
+        .collect()
 }
 
 /// Every consume entry of `client`'s account.
