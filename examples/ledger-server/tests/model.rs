@@ -42,9 +42,10 @@ enum Op {
         device: u8,
     },
     /// A consume by the first user (`other: false`) or the second, under one of the allowances
-    /// issued so far (an index into them).
+    /// issued so far (an index into them; `None`: the latest, which is the likeliest to cover
+    /// something).
     ConsumeUnder {
-        allowance: prop::sample::Index,
+        allowance: Option<prop::sample::Index>,
         other: bool,
         service: &'static str,
         points: i64,
@@ -82,7 +83,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0i64..120).prop_map(|hours| Op::Jump { hours }),
         1 => Just(Op::Sweep),
         2 => (any::<bool>(), 0u8..2).prop_map(|(other, device)| Op::Issue { other: other && device == 0, device }),
-        4 => (any::<prop::sample::Index>(), prop::bool::weighted(0.15), prop::sample::select(vec![("script", 5), ("title", 1), ("voice_clone", 200), ("caption", 0)]), any::<bool>())
+        5 => (prop::option::weighted(0.3, any::<prop::sample::Index>()), prop::bool::weighted(0.15), prop::sample::select(vec![("script", 5), ("title", 1), ("voice_clone", 200), ("caption", 0)]), prop::bool::weighted(0.2))
             .prop_map(|(allowance, other, (service, points), allow_debt)| Op::ConsumeUnder { allowance, other, service, points, allow_debt }),
     ]
 }
@@ -302,7 +303,7 @@ async fn run(ops: Vec<Op>, database_url: &str) -> Result<(), TestCaseError> {
                 if allowances.is_empty() {
                     continue;
                 }
-                let i = allowance.index(allowances.len());
+                let i = allowance.map_or(allowances.len() - 1, |i| i.index(allowances.len()));
                 let a = allowances[i].clone();
                 let request = ConsumeRequest {
                     service: service.to_owned(),
