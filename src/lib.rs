@@ -50,7 +50,7 @@ const JOURNAL_DIR_NAME: &str = "points-journal";
 /// The name of the low-balance alerts' folder inside the journal directory.
 const ALERTS_DIR_NAME: &str = "alerts";
 /// The name of the offline allowances' folder inside the journal directory.
-const OFFLINE_DIR_NAME: &str = "offline";
+pub(crate) const OFFLINE_DIR_NAME: &str = "offline";
 
 /// Builds the `points` plugin. Values set here win over `tauri.conf.json > plugins.points`.
 ///

@@ -188,6 +188,39 @@ impl<R: Runtime> Points<R> {
         }
     }
 
+    /// Turns offline work on at run time, for an app that learns its ledger's allowance keys only
+    /// once it runs (as [`Points::set_base_url`] for the URL): the same as
+    /// `plugins.points.offline` or [`crate::Builder::offline`]. Refused when it is on already or
+    /// no key is given. The folder is `offline/` in the journal's.
+    pub fn enable_offline(&self, settings: crate::offline::OfflineSettings) -> Result<()> {
+        if settings.keys.is_empty() {
+            return Err(Error::invalid_argument("keys", "no allowance key is given"));
+        }
+        if self.shared.jobs.offline().is_some() {
+            return Err(Error::invalid_argument(
+                "offline",
+                "offline work is on already",
+            ));
+        }
+        let offline = crate::offline::Offline::open(
+            self.sync().journal().dir().join(crate::OFFLINE_DIR_NAME),
+            settings,
+        )?;
+        offline.set_listener(Arc::new(crate::events::Notices {
+            app: self.shared.app.clone(),
+        }));
+        if !self.shared.jobs.set_offline(offline) {
+            return Err(Error::invalid_argument(
+                "offline",
+                "offline work is on already",
+            ));
+        }
+        if let Ok(session) = self.session() {
+            self.sync().refresh_allowance(session, None);
+        }
+        Ok(())
+    }
+
     /// The offline state of `account` changed: emitted when it is the signed-in account's.
     pub(crate) fn offline_changed(&self, account: &str) {
         let (session, _) = self.shared.sessions.snapshot();

@@ -147,6 +147,16 @@ impl Jobs {
         self
     }
 
+    /// [`Jobs::with_offline`] on a runner already shared: whether offline work was off until now
+    /// (it is set once).
+    pub fn set_offline(&self, offline: Offline) -> bool {
+        if self.inner.offline.set(offline.clone()).is_err() {
+            return false;
+        }
+        self.inner.sync.set_offline(offline);
+        true
+    }
+
     /// Offline work, when on.
     pub fn offline(&self) -> Option<&Offline> {
         self.inner.offline.get()

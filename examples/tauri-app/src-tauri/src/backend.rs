@@ -85,6 +85,8 @@ pub enum Backend {
     /// The reference ledger, in this process.
     Embedded {
         ledger: Mutex<Option<RunningLedger>>,
+        /// Its allowance keys, `(key_id, public key)`.
+        allowance_keys: Vec<(String, String)>,
         base_url: String,
         admin_key: String,
         users: Vec<User>,
@@ -109,6 +111,10 @@ struct DemoIdentity {
     admin_key: String,
     users: Vec<DemoUserRecord>,
     bench_user: Uuid,
+    /// The ledger's allowance signing key, `KEY_ID:SEED` (made at the first start; an identity
+    /// written before offline allowances gets one at its next start).
+    #[serde(default)]
+    allowance_key: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -139,6 +145,23 @@ pub fn external_from_env() -> Result<Option<Backend>, StartError> {
         other,
         admin_key: std::env::var("POINTS_ADMIN_KEY").ok(),
     }))
+}
+
+/// A fresh allowance signing key, `KEY_ID:SEED` (base64url).
+fn new_allowance_key() -> String {
+    use base64::Engine;
+    let (key_id, key) = points_ledger::allowance::random_key("example");
+    format!(
+        "{key_id}:{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.to_bytes())
+    )
+}
+
+fn write_identity(path: &Path, identity: &DemoIdentity) -> Result<(), StartError> {
+    let temporary = path.with_extension("json.tmp");
+    std::fs::write(&temporary, serde_json::to_vec_pretty(identity)?)?;
+    std::fs::rename(&temporary, path)?;
+    Ok(())
 }
 
 /// A user of an external ledger: named by its account (else `fallback`), with the ledger's user
@@ -174,17 +197,28 @@ impl Backend {
                         })
                         .collect(),
                     bench_user: Uuid::new_v4(),
+                    allowance_key: Some(new_allowance_key()),
                 };
                 (identity, true)
             }
             Err(error) => return Err(error.into()),
         };
+        let mut identity = identity;
+        let rewrite = identity.allowance_key.is_none();
+        let allowance_key = identity
+            .allowance_key
+            .get_or_insert_with(new_allowance_key)
+            .clone();
         let database: PathBuf = data_dir.join("ledger.sqlite");
         let config = LedgerConfig::ephemeral()
             .with_database_url(format!("sqlite:{}?mode=rwc", database.display()))
             .with_secrets(identity.jwt_secret.clone(), identity.admin_key.clone())
-            .with_cors_any_origin(bench);
+            .with_cors_any_origin(bench)
+            .with_allowance_keys(points_ledger::allowance::parse_keys(&allowance_key)?);
         let ledger = points_ledger::serve(config).await?;
+        if rewrite && !first_start {
+            write_identity(&identity_path, &identity)?;
+        }
         if first_start {
             let expires_at = time::OffsetDateTime::now_utc() + time::Duration::days(DEMO_DAYS);
             for user in &identity.users {
@@ -194,9 +228,7 @@ impl Backend {
                 .recharge(identity.bench_user, BENCH_POINTS, expires_at)
                 .await?;
             // Written last: a start that failed before this point starts afresh next time.
-            let temporary = identity_path.with_extension("json.tmp");
-            std::fs::write(&temporary, serde_json::to_vec_pretty(&identity)?)?;
-            std::fs::rename(&temporary, &identity_path)?;
+            write_identity(&identity_path, &identity)?;
         }
         let user = |name: &str, id: Uuid| User {
             name: name.to_owned(),
@@ -213,10 +245,25 @@ impl Backend {
         Ok(Backend::Embedded {
             base_url: ledger.base_url(),
             admin_key: ledger.admin_key().to_owned(),
+            allowance_keys: ledger.allowance_public_keys(),
             ledger: Mutex::new(Some(ledger)),
             users,
             bench_user,
         })
+    }
+
+    /// The ledger's allowance keys to pin, `(key_id, public key)`: the embedded ledger's own, or
+    /// `POINTS_OFFLINE_KEYS` (`KEY_ID:PUBLIC_KEY,...`) for an external one.
+    pub fn allowance_keys(&self) -> Vec<(String, String)> {
+        match self {
+            Backend::Embedded { allowance_keys, .. } => allowance_keys.clone(),
+            Backend::External { .. } => std::env::var("POINTS_OFFLINE_KEYS")
+                .unwrap_or_default()
+                .split(',')
+                .filter_map(|item| item.trim().split_once(':'))
+                .map(|(id, key)| (id.to_owned(), key.to_owned()))
+                .collect(),
+        }
     }
 
     /// The ledger's base URL.

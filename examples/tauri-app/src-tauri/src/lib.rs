@@ -57,6 +57,15 @@ pub fn run() -> Result<(), StartError> {
             let state = tauri::async_runtime::block_on(start(&handle))?;
             let base_url = state.backend.base_url();
             handle.points().set_base_url(&base_url)?;
+            let keys = state.backend.allowance_keys();
+            if !keys.is_empty() {
+                // Desktop jobs run on a signed allowance while the ledger cannot be reached.
+                let pinned = tauri_plugin_points::allowance::PinnedKeys::from_base64(
+                    keys.iter().map(|(id, key)| (id.as_str(), key.as_str())),
+                )?;
+                let settings = tauri_plugin_points::offline::OfflineSettings::new(pinned);
+                handle.points().enable_offline(settings)?;
+            }
             state.session.restore(&handle, state.bench)?;
             eprintln!(
                 "points-example-app: ledger at {base_url} ({})",
