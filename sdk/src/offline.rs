@@ -50,6 +50,10 @@ const MAX_FILE_BYTES: u64 = 1 << 20;
 /// The shortest time between two allowance requests of one account that are not needed for
 /// work (a better allowance: more balance, a fresher window).
 const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+/// After a request whose answer was lost, the shortest wait before the next one: longer than a
+/// request may stay under way at the ledger (its request timeout), so that a late first request
+/// never supersedes the answer of the next.
+const AFTER_A_LOST_ANSWER: Duration = Duration::from_secs(45);
 
 /// Offline work's settings.
 #[derive(Clone)]
@@ -429,12 +433,11 @@ impl Offline {
         let allowance = match answer {
             Ok(allowance) => allowance,
             Err(error) => {
+                // Whatever the error, an earlier attempt of the request may have reached the
+                // ledger (a lost answer, then a refusal of the retry): the held allowance stays
+                // unused until an answer comes.
                 if unreachable(&error) {
-                    // The request may have reached the ledger: the held allowance stays unused
-                    // until an answer comes.
                     self.set_reachable(Some(session.account()), false);
-                } else {
-                    self.set_asking(session.account(), false).await;
                 }
                 return Err(error);
             }
@@ -498,6 +501,16 @@ impl Offline {
                 .any(|charge| charge.allowance_id.as_deref() == Some(id.as_str()))
     }
 
+    /// Whether `account`'s allowance was asked for less than `interval` ago.
+    fn asked_within(&self, account: &str, interval: Duration) -> bool {
+        self.inner
+            .asked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(account)
+            .is_some_and(|at| at.elapsed() < interval)
+    }
+
     fn is_asking(&self, account: &str) -> bool {
         let state = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
         find(&state, account).is_some_and(|a| a.asking)
@@ -555,7 +568,9 @@ impl Offline {
             return false;
         }
         if self.is_asking(session.account()) {
-            return true;
+            // The last request's outcome is unknown: ask again, but not before a request still
+            // under way at the ledger is surely over.
+            return !self.asked_within(session.account(), AFTER_A_LOST_ANSWER);
         }
         if self.inner.mark.peek().is_err() {
             // The clock was turned back: the ledger's time lets offline work go on.
@@ -585,14 +600,7 @@ impl Offline {
             return true;
         }
         let better = balance.is_some_and(|balance| balance > allowance.points);
-        let recent = self
-            .inner
-            .asked
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(session.account())
-            .is_some_and(|at| at.elapsed() < MIN_REFRESH_INTERVAL);
-        better && !recent
+        better && !self.asked_within(session.account(), MIN_REFRESH_INTERVAL)
     }
 
     fn release(&self, account: &str, allowance_id: &str, price: i64) {

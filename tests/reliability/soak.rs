@@ -6,6 +6,10 @@
 //! ledger committed, resets, refusals, stalls and held answers past the client's timeout, 503
 //! with `Retry-After` from 0 to 10^20 seconds, bare 400 and 422 pages. A few charges are refused
 //! for good by the ledger (a key it already has, with another body; a reference past its limit).
+//! Offline work is on: a job whose pre-check meets an unreachable ledger (a refusal, a reset, a
+//! stall, a 5xx) runs on its account's allowance (taken while the ledger answered, through the
+//! same faults) and its charge settles under it; the ledger refusing one of those
+//! (`allowance_exhausted`: this machine spent past the allowance) would be an unexpected refusal.
 //! Then the faults stop, the background sync drains what is pending within a stated bound, and
 //! the ledger's own history is checked: every charged job charged exactly once, in the account
 //! that ran it, at its price; nothing else charged; every definitive refusal recorded once.
@@ -22,9 +26,11 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use tauri_plugin_points::allowance::PinnedKeys;
 use tauri_plugin_points::client::{IdempotencyKey, LedgerClient, RetryPolicy};
 use tauri_plugin_points::journal::{Journal, PendingCharge};
 use tauri_plugin_points::models::{ChargeReceipt, RefusedCharge, Transaction, TransactionKind};
+use tauri_plugin_points::offline::{Offline, OfflineSettings};
 use tauri_plugin_points::sync::SyncListener;
 use tauri_plugin_points::{
     ChargeOutcome, ChargeSync, Error, JobSpec, Jobs, Session, Sessions, TokenProvider,
@@ -139,6 +145,10 @@ impl Record {
 struct Tally {
     resent: Mutex<HashMap<String, u64>>,
     replayed: AtomicU64,
+    /// Allowance → points of the charges settled under it.
+    settled_offline: Mutex<HashMap<String, i64>>,
+    /// Charges settled under an allowance.
+    settled_offline_count: AtomicU64,
     /// (account, key) → `refused` calls.
     refused: Mutex<HashMap<(String, String), u64>>,
 }
@@ -147,6 +157,15 @@ impl SyncListener for Tally {
     fn acknowledged(&self, charge: &PendingCharge, receipt: &ChargeReceipt, first_send: bool) {
         if receipt.replayed {
             self.replayed.fetch_add(1, Ordering::SeqCst);
+        }
+        if let Some(allowance) = &charge.allowance_id {
+            self.settled_offline_count.fetch_add(1, Ordering::SeqCst);
+            *self
+                .settled_offline
+                .lock()
+                .unwrap()
+                .entry(allowance.clone())
+                .or_default() += receipt.points;
         }
         if !first_send {
             *self
@@ -538,7 +557,13 @@ async fn charges_through_network_faults_are_each_charged_once_to_their_account()
         tally.clone(),
     );
     let background = tokio::spawn(sync.clone().run());
-    let jobs = Jobs::new(client.clone(), sync.clone(), Arc::new(()));
+    let keys = ledger.allowance_public_keys();
+    let keys =
+        PinnedKeys::from_base64(keys.iter().map(|(id, key)| (id.as_str(), key.as_str()))).unwrap();
+    let mut settings = OfflineSettings::new(keys);
+    settings.device_id = Some("soak-desk".into());
+    let offline = Offline::open(dir.path().join("offline"), settings).unwrap();
+    let jobs = Jobs::new(client.clone(), sync.clone(), Arc::new(())).with_offline(offline);
     let shared = Arc::new(Shared {
         seed,
         target,
@@ -840,6 +865,16 @@ async fn charges_through_network_faults_are_each_charged_once_to_their_account()
     let refusals_heard: u64 = heard.values().sum();
     let refused_records: usize = on_record.values().sum();
     let repeats = shared.repeats.lock().unwrap().clone();
+    let settled_offline = tally.settled_offline.lock().unwrap().clone();
+    let offline_refused =
+        outcomes(|o| matches!(o, Outcome::PreCheck(kind) if kind.starts_with("offline")));
+    println!(
+        "SOAK offline: allowances_used={} charges_settled_under_them={} points={} \
+         refused_before_work={offline_refused}",
+        settled_offline.len(),
+        tally.settled_offline_count.load(Ordering::SeqCst),
+        settled_offline.values().sum::<i64>(),
+    );
     println!(
         "SOAK seed={seed} accounts={ACCOUNTS} jobs={} charges={charges} \
          accounts_charged={accounts_charged} runs_acknowledged={} runs_pending={} webview={} \
@@ -955,6 +990,10 @@ async fn charges_through_network_faults_are_each_charged_once_to_their_account()
         "definitive refusals and declined charges were met"
     );
     assert!(accounts_resent > 0, "the background sync re-sent charges");
+    assert!(
+        !settled_offline.is_empty(),
+        "jobs ran offline on allowances and their charges settled"
+    );
     drop(proxy);
     ledger.shutdown().await;
 }

@@ -17,12 +17,17 @@ CREATE TABLE allowances (
     server_time BIGINT NOT NULL,
     key_id TEXT NOT NULL,
     superseded_at BIGINT,
+    -- The request's `Idempotency-Key`, if it had one: the same request again answers this
+    -- allowance (a retried request never supersedes the allowance its first attempt issued).
+    idempotency_key TEXT,
     CHECK (0 <= spent AND spent <= points AND points <= granted),
     CHECK (issued_at <= not_after)
 );
 -- One live allowance per (user, device).
 CREATE UNIQUE INDEX allowances_live ON allowances (user_id, device_id)
     WHERE superseded_at IS NULL;
+CREATE UNIQUE INDEX allowances_idempotency ON allowances (user_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
 
 -- The allowance a consume was settled under, if any.
 ALTER TABLE journal ADD COLUMN allowance_id TEXT REFERENCES allowances (allowance_id);

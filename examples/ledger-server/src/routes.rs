@@ -367,6 +367,7 @@ pub struct AllowanceBody {
 /// decimal). Verify it with a key of `GET /points/allowance-keys` pinned in the client's
 /// configuration.
 #[utoipa::path(post, path = "/points/allowance", tag = "points", security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Optional; 1 to 255 printable ASCII characters without space, scoped to the user and to allowances; kept for ever. The same key again answers the allowance it issued (re-signed, the same bytes), superseding nothing: a client retrying a request whose answer was lost never has the allowance it holds released by its own retry. Used for another device: 422 `idempotency_conflict`")),
     request_body = AllowanceBody,
     responses(
         (status = 200, description = "The signed allowance", body = SignedAllowance),
@@ -377,8 +378,13 @@ pub struct AllowanceBody {
 pub async fn allowance(
     State(state): State<AppState>,
     User(user): User,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<SignedAllowance>, Problem> {
+    let key = match headers.get(IDEMPOTENCY_KEY) {
+        Some(_) => Some(idempotency_key(&headers)?),
+        None => None,
+    };
     let key_id = state
         .allowance_keys
         .signing_key_id()
@@ -386,7 +392,7 @@ pub async fn allowance(
     let body: AllowanceBody = json_body(&body)?;
     let grant = state
         .ledger
-        .issue_allowance(user, &body.device_id, key_id)
+        .issue_allowance(user, &body.device_id, key_id, key.as_ref())
         .await?;
     let signed = state
         .allowance_keys

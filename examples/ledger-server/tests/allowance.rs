@@ -276,6 +276,57 @@ async fn a_new_allowance_supersedes_the_last_and_releases_its_rest(l: &TestLedge
     assert_allowances_add_up(l).await;
 }
 
+async fn a_retried_request_answers_its_allowance_and_supersedes_nothing(l: &TestLedger) {
+    let (_, token) = l.user_with(100).await;
+    let asked = || async {
+        let response = l
+            .http
+            .post(l.url("/points/allowance"))
+            .bearer_auth(&token)
+            .header("Idempotency-Key", "allowance-request-1")
+            .json(&json!({ "device_id": "desk-1" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.json::<Value>().await.unwrap()
+    };
+    let first = asked().await;
+    let charged = under(l, &token, "job-1", "script", &first["allowance_id"]).await;
+    assert_eq!(charged.status(), 200);
+    // The same request again (its first answer was lost, say): the same allowance, the same
+    // signature, and the first one still covers what is left of it.
+    let again = asked().await;
+    assert_eq!(again, first);
+    assert_eq!(
+        under(l, &token, "job-2", "script", &first["allowance_id"])
+            .await
+            .status(),
+        200,
+        "not superseded by its own retry"
+    );
+    // The key for another device is a conflict; a new request supersedes as ever.
+    let other = l
+        .http
+        .post(l.url("/points/allowance"))
+        .bearer_auth(&token)
+        .header("Idempotency-Key", "allowance-request-1")
+        .json(&json!({ "device_id": "desk-2" }))
+        .send()
+        .await
+        .unwrap();
+    problem(other, 422, "idempotency_conflict").await;
+    let newer = issue(l, &token, "desk-1").await;
+    assert_ne!(newer["allowance_id"], first["allowance_id"]);
+    problem(
+        under(l, &token, "job-3", "script", &first["allowance_id"]).await,
+        422,
+        "allowance_exhausted",
+    )
+    .await;
+    assert_allowances_add_up(l).await;
+}
+
 async fn a_zero_balance_goes_into_debt_up_to_the_allowance_and_no_further(l: &TestLedger) {
     let (_, token) = l.user_with(10).await;
     let a = issue(l, &token, "desk-1").await;
@@ -493,6 +544,7 @@ on_both_backends!(
     the_signature_verifies_with_the_served_key,
     points_are_the_balance_up_to_the_cap,
     a_new_allowance_supersedes_the_last_and_releases_its_rest,
+    a_retried_request_answers_its_allowance_and_supersedes_nothing,
     a_zero_balance_goes_into_debt_up_to_the_allowance_and_no_further,
     another_users_allowance_is_not_found,
     the_grace_period_ends_the_settlement,

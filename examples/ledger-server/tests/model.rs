@@ -270,7 +270,7 @@ async fn run(ops: Vec<Op>, database_url: &str) -> Result<(), TestCaseError> {
                 };
                 let whose = if other { second } else { user };
                 let grant = ledger
-                    .issue_allowance(whose, &format!("device-{device}"), "k1")
+                    .issue_allowance(whose, &format!("device-{device}"), "k1", None)
                     .await
                     .unwrap();
                 for a in allowances.iter_mut() {

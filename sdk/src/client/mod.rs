@@ -608,19 +608,23 @@ impl LedgerClient {
     }
 
     /// `POST /points/allowance` (contract v1.2): a signed offline allowance for `device_id`,
-    /// superseding the device's previous one. Check it with [`crate::allowance::Allowance::
+    /// superseding the device's previous one, under an idempotency key of its own (every retry
+    /// of this call answers the same allowance). Check it with [`crate::allowance::Allowance::
     /// check_for`] against the app's pinned keys before trusting it.
     pub async fn allowance(&self, device_id: &str) -> Result<crate::allowance::Allowance> {
         crate::allowance::check_device_id(device_id)
             .map_err(|refusal| Error::invalid_argument("deviceId", refusal.to_string()))?;
         let body = serde_json::to_vec(&serde_json::json!({ "device_id": device_id }))
             .map_err(|error| Error::protocol(error.to_string()))?;
+        // One key for every attempt of this call: a retry whose first attempt reached the
+        // ledger is answered that attempt's allowance, and supersedes nothing.
+        let key = IdempotencyKey::parse(format!("allowance:{}", uuid::Uuid::new_v4()))?;
         let call = Call {
             method: Method::POST,
             path: "points/allowance",
             query: Vec::new(),
             body: Some(body),
-            idempotency_key: None,
+            idempotency_key: Some(&key),
             service: None,
             token: None,
             endpoint: None,

@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use super::expire::expire_due;
 use super::write::{lock_user, save_account, to_micros, Locked, Tx};
-use super::{retrying, EntryKind, Ledger, LedgerError};
+use super::{retrying, EntryKind, IdempotencyKey, Ledger, LedgerError};
 use crate::amount::MAX_AMOUNT;
 use crate::db::Db;
 
@@ -123,11 +123,12 @@ impl Ledger {
         user: Uuid,
         device_id: &str,
         key_id: &str,
+        idempotency_key: Option<&IdempotencyKey>,
     ) -> Result<AllowanceGrant, LedgerError> {
         if !valid_device_id(device_id) {
             return Err(LedgerError::InvalidDeviceId);
         }
-        retrying(|| self.issue_in_transaction(user, device_id, key_id)).await
+        retrying(|| self.issue_in_transaction(user, device_id, key_id, idempotency_key)).await
     }
 
     async fn issue_in_transaction(
@@ -135,6 +136,7 @@ impl Ledger {
         user: Uuid,
         device_id: &str,
         key_id: &str,
+        idempotency_key: Option<&IdempotencyKey>,
     ) -> Result<AllowanceGrant, LedgerError> {
         let at = self.clock.now();
         let (now, seconds) = (to_micros(at), at.unix_timestamp());
@@ -144,6 +146,33 @@ impl Ledger {
             mut live,
             ..
         } = lock_user(&mut tx, &self.db, user, None, EntryKind::Consume).await?;
+        if let Some(key) = idempotency_key {
+            let issued: Option<(String, String, i64, i64, i64, i64, String)> = sqlx::query_as(
+                "SELECT allowance_id, device_id, granted, issued_at, not_after, server_time, \
+                 key_id FROM allowances WHERE user_id = $1 AND idempotency_key = $2",
+            )
+            .bind(user.to_string())
+            .bind(key.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some((id, device, points, issued_at, not_after, server_time, key_id)) = issued {
+                if device != device_id {
+                    return Err(LedgerError::IdempotencyMismatch);
+                }
+                return Ok(AllowanceGrant {
+                    allowance_id: Uuid::parse_str(&id).map_err(|_| {
+                        LedgerError::InvalidRecharge("a stored allowance id is not a UUID".into())
+                    })?,
+                    user_id: user,
+                    device_id: device,
+                    points,
+                    issued_at,
+                    not_after,
+                    server_time,
+                    key_id,
+                });
+            }
+        }
         let (expired, _) = expire_due(&mut tx, user, &mut account, &mut live, now).await?;
         if expired > 0 {
             save_account(&mut tx, user, &account).await?;
@@ -173,8 +202,8 @@ impl Ledger {
         };
         sqlx::query(
             "INSERT INTO allowances (allowance_id, user_id, device_id, granted, points, spent, \
-             issued_at, not_after, server_time, key_id) \
-             VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8, $9)",
+             issued_at, not_after, server_time, key_id, idempotency_key) \
+             VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8, $9, $10)",
         )
         .bind(grant.allowance_id.to_string())
         .bind(user.to_string())
@@ -185,6 +214,7 @@ impl Ledger {
         .bind(grant.not_after)
         .bind(grant.server_time)
         .bind(&grant.key_id)
+        .bind(idempotency_key.map(IdempotencyKey::as_str))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
