@@ -41,4 +41,24 @@ status: number,
 /**
  * The contract's stable `code`, when the body had one.
  */
-code: string | null, } | { "kind": "protocol", } | { "kind": "storage", } | { "kind": "notConfigured" });
+code: string | null, } | { "kind": "protocol", } | { "kind": "storage", } | { "kind": "notConfigured" } | { "kind": "offlineAllowanceNone", } | { "kind": "offlineAllowanceInvalid", } | { "kind": "offlineAllowanceExpired", 
+/**
+ * Its `not_after` (RFC 3339, UTC).
+ */
+until: string, } | { "kind": "offlineAllowanceExhausted", 
+/**
+ * The service refused.
+ */
+service: string, 
+/**
+ * Its price.
+ */
+required: number, 
+/**
+ * Points left of the allowance on this machine (running jobs counted).
+ */
+remaining: number, } | { "kind": "offlineClockTurnedBack", 
+/**
+ * The latest local time already used (RFC 3339, UTC).
+ */
+mark: string, });
