@@ -9,7 +9,7 @@
 // resort, when this process exits.
 
 import { spawn } from "node:child_process";
-import { createHmac, randomUUID } from "node:crypto";
+import { createHmac, generateKeyPairSync, randomUUID } from "node:crypto";
 import { mkdtempSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -320,8 +320,19 @@ export function tokenFor(secret, user) {
  * A `points-ledger serve` on a fixed port and SQLite file, which can be stopped and started
  * again on both. `close()` stops it and removes its files.
  */
-export async function ledgerProcess() {
+/** A fresh Ed25519 allowance key: the ledger's `KEY_ID:SEED` and the app's `KEY_ID:PUBLIC_KEY`. */
+function allowanceKey() {
+  const { privateKey, publicKey } = generateKeyPairSync("ed25519");
+  const id = `e2e-${randomUUID().slice(0, 8)}`;
+  return {
+    ledger: `${id}:${privateKey.export({ format: "jwk" }).d}`,
+    app: `${id}:${publicKey.export({ format: "jwk" }).x}`,
+  };
+}
+
+export async function ledgerProcess({ allowances = false } = {}) {
   const bin = required("POINTS_LEDGER_BIN");
+  const allowance = allowances ? allowanceKey() : null;
   const files = tempDir("points-e2e-ledger-");
   const port = await freePort();
   const secret = `e2e-secret-${randomUUID()}`;
@@ -332,6 +343,8 @@ export async function ledgerProcess() {
     baseUrl,
     secret,
     adminKey,
+    /** The allowance keys to pin in the app (`POINTS_OFFLINE_KEYS`), when the ledger signs allowances. */
+    offlineKeys: allowance?.app ?? null,
     async start() {
       proc = start(bin, ["serve"], {
         env: {
@@ -339,6 +352,7 @@ export async function ledgerProcess() {
           POINTS_LEDGER_BIND: `127.0.0.1:${port}`,
           POINTS_LEDGER_JWT_SECRET: secret,
           POINTS_LEDGER_ADMIN_KEY: adminKey,
+          ...(allowance ? { POINTS_LEDGER_ALLOWANCE_KEYS: allowance.ledger } : {}),
         },
       });
       const deadline = Date.now() + WAIT_MS;
@@ -403,8 +417,8 @@ export async function ledgerProcess() {
  * them, whom "sign in as another user" switches to (`other: { user, token }`); with `topUp`, the
  * app's "Top up" works (it is given the admin key). `close()` ends both.
  */
-export async function appOnLedgerProcess({ points, jobMs, otherPoints = null, topUp = false }) {
-  const ledger = await ledgerProcess();
+export async function appOnLedgerProcess({ points, jobMs, otherPoints = null, topUp = false, offline = false }) {
+  const ledger = await ledgerProcess({ allowances: offline });
   const user = randomUUID();
   let app = null;
   try {
@@ -424,6 +438,7 @@ export async function appOnLedgerProcess({ points, jobMs, otherPoints = null, to
       Object.assign(env, { POINTS_OTHER_TOKEN: other.token, POINTS_OTHER_ACCOUNT: other.user });
     }
     if (topUp) env.POINTS_ADMIN_KEY = ledger.adminKey;
+    if (offline) env.POINTS_OFFLINE_KEYS = ledger.offlineKeys;
     app = await launchApp({ env });
     const close = async () => {
       await app.close();

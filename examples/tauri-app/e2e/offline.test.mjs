@@ -2,6 +2,7 @@
 // test owns; the ledger goes away while a job runs, and comes back on the same port and file.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { appOnLedgerProcess, click, shown, text, typeInto, waitFor, waitText } from "./harness.mjs";
 import { T } from "./language.mjs";
 
@@ -37,5 +38,46 @@ describe("a charge made while the ledger is down", () => {
     assert.equal((await ledger.get("/points/balance", token)).balance, 15);
     await waitText(browser, "balance", "15");
     assert.equal(await text(browser, "pending-count"), "0");
+  });
+});
+
+describe("desktop jobs with the ledger stopped, on the signed allowance", () => {
+  let setup;
+
+  before(async () => {
+    setup = await appOnLedgerProcess({ points: 20, jobMs: 300, offline: true });
+  });
+  after(async () => setup?.close());
+
+  it("run while the ledger is away, show what is left, and settle once when it is back", async () => {
+    const { ledger, token } = setup;
+    const { browser } = setup.app;
+    await waitText(browser, "balance", "20");
+    assert.equal(await shown(browser, "offline-banner"), false, "online: no offline banner");
+    // The allowance is taken at sign-in; give it a moment to arrive before the ledger goes.
+    await sleep(1500);
+    await ledger.stop();
+
+    await click(browser, "action-compose");
+    await waitText(browser, "job-status", T.pendingCharge(T.services.compose), 30000);
+    await waitFor(browser, "the offline banner", () => shown(browser, "offline-banner"));
+    await waitFor(browser, "15 points left offline", async () =>
+      (await text(browser, "offline-banner")).includes("15"),
+    );
+    await click(browser, "action-cover-design");
+    await waitText(browser, "job-status", T.pendingCharge(T.services.cover_design), 30000);
+    await waitFor(browser, "13 points left offline", async () =>
+      (await text(browser, "offline-banner")).includes("13"),
+    );
+    await waitText(browser, "pending-count", "2");
+
+    await ledger.start();
+    await waitText(browser, "pending-count", "0", 60000);
+    const history = await ledger.get("/points/transactions?limit=50", token);
+    const consumes = history.items.filter((t) => t.kind === "consume");
+    assert.deepEqual(consumes.map((t) => t.service).sort(), ["compose", "cover_design"], JSON.stringify(history.items));
+    assert.equal((await ledger.get("/points/balance", token)).balance, 13);
+    await waitText(browser, "balance", "13");
+    await waitFor(browser, "the offline banner to go", async () => !(await shown(browser, "offline-banner")));
   });
 });
