@@ -148,19 +148,17 @@ impl TimeMark {
     /// [`ClockTurnedBack`] when the local clock is earlier than a local time already used
     /// (beyond the tolerance).
     pub fn now(&self) -> Result<i64, ClockTurnedBack> {
-        let local = self.clock.now();
-        let marks = self.mark.lock().unwrap_or_else(|p| p.into_inner()).0;
-        if local < marks.local.saturating_sub(self.tolerance) {
-            return Err(ClockTurnedBack {
-                local,
-                mark: marks.local,
-            });
-        }
+        let (local, _) = self.read()?;
         Ok(self.raise(local, Some(local)))
     }
 
     /// What [`TimeMark::now`] would answer, without using the local time (nothing raised).
     pub fn peek(&self) -> Result<i64, ClockTurnedBack> {
+        self.read().map(|(local, marks)| marks.mark.max(local))
+    }
+
+    /// The local time now and the marks, or [`ClockTurnedBack`].
+    fn read(&self) -> Result<(i64, Saved), ClockTurnedBack> {
         let local = self.clock.now();
         let marks = self.mark.lock().unwrap_or_else(|p| p.into_inner()).0;
         if local < marks.local.saturating_sub(self.tolerance) {
@@ -169,7 +167,7 @@ impl TimeMark {
                 mark: marks.local,
             });
         }
-        Ok(marks.mark.max(local))
+        Ok((local, marks))
     }
 
     /// Raises the marks (`local`: a local time used) and returns the latest time of all.

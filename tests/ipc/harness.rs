@@ -260,9 +260,10 @@ impl TestApp {
         self.events.lock().unwrap().clear();
     }
 
-    /// Waits (up to 10 s) until `check` holds.
+    /// Waits (up to 30 s: the IPC suite runs its tests side by side on few cores) until `check`
+    /// holds.
     pub fn wait_until(&self, what: &str, check: impl Fn() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while !check() {
             assert!(Instant::now() < deadline, "timed out waiting for {what}");
             std::thread::sleep(Duration::from_millis(10));
