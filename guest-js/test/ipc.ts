@@ -20,6 +20,8 @@ export function mockPlugin(handlers: Record<string, Handler> = {}): Call[] {
       // The store asks which low-balance crossing is in force at start and at every session: a
       // test that gives no handler for it is not about it (no crossing, not recorded).
       if (cmd === "plugin:points|get_low_balance" && !handlers[cmd]) return null;
+      // The same for the offline state: unanswered (the store ignores the failure), not recorded.
+      if (cmd === "plugin:points|get_offline" && !handlers[cmd]) throw `command ${cmd} not found`;
       if (cmd.startsWith("plugin:points|")) calls.push({ cmd, args: { ...args } });
       const handler = handlers[cmd];
       if (!handler) throw `command ${cmd} not found`;
