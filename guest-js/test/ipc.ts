@@ -1,5 +1,14 @@
 import { mockIPC } from "@tauri-apps/api/mocks";
-import type { ChargeOutcome, ChargeReceipt, PendingStatus, PointBalance, PointsError, RefusedCharge } from "../src";
+import type {
+  ChargeOutcome,
+  ChargeReceipt,
+  OfflineErrorKind,
+  PendingStatus,
+  PointBalance,
+  PointsErrorKind,
+  PointsErrorOf,
+  RefusedCharge,
+} from "../src";
 
 export interface Call {
   cmd: string;
@@ -88,8 +97,17 @@ export function acknowledged(receipt: ChargeReceipt): ChargeOutcome {
   return { status: "acknowledged", receipt };
 }
 
-/** One error of every kind of the binding, with fields an app would meet. */
-export const ONE_ERROR_OF_EACH_KIND: PointsError[] = [
+/** One refusal of offline work of every kind, with the fields the plugin sends. */
+export const ONE_OFFLINE_ERROR_OF_EACH_KIND: PointsErrorOf<OfflineErrorKind>[] = [
+  { kind: "offlineAllowanceNone", message: "no offline allowance held" },
+  { kind: "offlineAllowanceInvalid", message: "the offline allowance was signed for another device" },
+  { kind: "offlineAllowanceExpired", until: "2026-03-01T12:05:00Z", message: "the offline allowance expired" },
+  { kind: "offlineAllowanceExhausted", service: "compose", required: 5, remaining: 3, message: "compose needs 5, 3 left" },
+  { kind: "offlineClockTurnedBack", message: "the clock is earlier than a time already seen" },
+];
+
+/** One error of every kind, with fields an app would meet. */
+export const ONE_ERROR_OF_EACH_KIND: PointsErrorOf<PointsErrorKind>[] = [
   INSUFFICIENT,
   { kind: "unauthorized", message: "m" },
   { kind: "unknownService", service: "x", message: "m" },
@@ -102,4 +120,5 @@ export const ONE_ERROR_OF_EACH_KIND: PointsError[] = [
   { kind: "protocol", message: "m" },
   { kind: "storage", message: "m" },
   { kind: "notConfigured", message: "m" },
+  ...ONE_OFFLINE_ERROR_OF_EACH_KIND,
 ];
