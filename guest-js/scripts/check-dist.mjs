@@ -13,7 +13,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const require = createRequire(path.join(root, "package.json"));
 const API = ["getBalance", "checkCost", "charge", "getPrices", "listTransactions", "listBatches", "setSessionToken",
   "clearSessionToken", "isPointsError", "isInsufficientPoints", "onBalanceChanged", "onInsufficientPoints",
-  "onPendingChanged", "onSessionChanged", "onLowBalance", "localizedLowBalance", "localizedRecharged", "onChargeRefused", "getPending", "syncPending", "retryRefused", "dismissRefused", "newIdempotencyKey", "idempotencyKeyOf", "createPointStore", "getPointStore", "insufficientPointsFromBody", "insufficientPointsFromResponse"];
+  "onPendingChanged", "onSessionChanged", "onLowBalance", "localizedLowBalance", "getOffline", "onOfflineChanged", "localizedOffline", "isOfflineError", "localizedRecharged", "onChargeRefused", "getPending", "syncPending", "retryRefused", "dismissRefused", "newIdempotencyKey", "idempotencyKeyOf", "createPointStore", "getPointStore", "insufficientPointsFromBody", "insufficientPointsFromResponse"];
 
 const esm = await import("tauri-plugin-points-api");
 const esmReact = await import("tauri-plugin-points-api/react");
@@ -23,7 +23,7 @@ for (const [name, mod] of [["esm", esm], ["cjs", cjs]]) {
   for (const fn of API) assert.equal(typeof mod[fn], "function", `${name}: ${fn}`);
 }
 for (const mod of [esmReact, cjsReact]) {
-  for (const fn of ["usePoints", "usePointStore", "useRecharged", "useLowBalance"]) assert.equal(typeof mod[fn], "function", fn);
+  for (const fn of ["usePoints", "usePointStore", "useRecharged", "useLowBalance", "useOffline"]) assert.equal(typeof mod[fn], "function", fn);
 }
 assert.equal(esmReact.getPointStore, esm.getPointStore, "ESM /react shares the main entry's code");
 assert.equal(cjsReact.getPointStore, cjs.getPointStore, "CJS /react shares the main entry's code");

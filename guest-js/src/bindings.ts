@@ -9,6 +9,8 @@ export type { DesktopService } from "../bindings/DesktopService";
 export type { InsufficientPoints } from "../bindings/InsufficientPoints";
 export type { KnownService } from "../bindings/KnownService";
 export type { LowBalance } from "../bindings/LowBalance";
+export type { OfflineAllowance } from "../bindings/OfflineAllowance";
+export type { OfflineStatus } from "../bindings/OfflineStatus";
 export type { PendingCharges } from "../bindings/PendingCharges";
 export type { PendingStatus } from "../bindings/PendingStatus";
 export type { PointBalance } from "../bindings/PointBalance";

@@ -8,6 +8,7 @@ import type {
   PendingStatus,
   PointBalance,
   LowBalance,
+  OfflineStatus,
   PriceList,
   TransactionPage,
 } from "./bindings";
@@ -19,6 +20,7 @@ export const PLUGIN_NAME = "points";
 export const COMMANDS = {
   getBalance: "plugin:points|get_balance",
   getLowBalance: "plugin:points|get_low_balance",
+  getOffline: "plugin:points|get_offline",
   checkCost: "plugin:points|check_cost",
   charge: "plugin:points|charge",
   getPrices: "plugin:points|get_prices",
@@ -107,6 +109,15 @@ export function getBalance(): Promise<PointBalance> {
  */
 export function getLowBalance(): Promise<LowBalance | null> {
   return invoke<LowBalance | null>(COMMANDS.getLowBalance);
+}
+
+/**
+ * The offline state of the current session: `offline` is `null` while the ledger is reachable,
+ * else what offline work may still spend. What `points://offline-changed` said, for a window that
+ * opened after it.
+ */
+export function getOffline(): Promise<OfflineStatus> {
+  return invoke<OfflineStatus>(COMMANDS.getOffline);
 }
 
 /**

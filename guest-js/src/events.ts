@@ -3,6 +3,7 @@ import type {
   BalanceChanged,
   InsufficientPoints,
   LowBalance,
+  OfflineStatus,
   PendingCharges,
   RefusedCharge,
   SessionChanged,
@@ -32,6 +33,11 @@ export const EVENTS = {
   sessionChanged: "points://session-changed",
   /** {@link RefusedCharge}: the ledger refused a finished job's charge for good. */
   chargeRefused: "points://charge-refused",
+  /**
+   * {@link OfflineStatus}: the offline state of the session changed (the ledger found unreachable
+   * or reachable again, an offline job spent some of the allowance, the allowance expired).
+   */
+  offlineChanged: "points://offline-changed",
 } as const;
 
 /** Calls `handler` on every balance change; resolves to the function that stops listening. */
@@ -67,4 +73,9 @@ export function onSessionChanged(handler: (payload: SessionChanged) => void): Pr
 /** Calls `handler` when the ledger refuses a charge for good; resolves to the function that stops listening. */
 export function onChargeRefused(handler: (payload: RefusedCharge) => void): Promise<UnlistenFn> {
   return listen<RefusedCharge>(EVENTS.chargeRefused, (event) => handler(event.payload));
+}
+
+/** Calls `handler` at every change of the offline state; resolves to the function that stops listening. */
+export function onOfflineChanged(handler: (payload: OfflineStatus) => void): Promise<UnlistenFn> {
+  return listen<OfflineStatus>(EVENTS.offlineChanged, (event) => handler(event.payload));
 }

@@ -7,6 +7,7 @@ export {
   clearSessionToken,
   dismissRefused,
   getBalance,
+  getOffline,
   getPending,
   getPrices,
   idempotencyKeyOf,
@@ -22,12 +23,16 @@ export {
   type SessionOptions,
 } from "./commands";
 export {
+  OFFLINE_ERROR_KINDS,
   POINTS_ERROR_KINDS,
   errorMessage,
   isInsufficientPoints,
+  isOfflineError,
   isPointsError,
   isPointsErrorKind,
   type InsufficientPointsError,
+  type OfflineError,
+  type OfflineErrorKind,
   type PointsErrorKind,
   type PointsErrorOf,
 } from "./errors";
@@ -42,6 +47,7 @@ export {
   localeOf,
   localizeError,
   localizedLowBalance,
+  localizedOffline,
   localizedRecharge,
   localizedRecharged,
   messagesVersion,
@@ -55,6 +61,7 @@ export {
   type PointsMessages,
   type LowBalanceMessages,
   type LowBalanceTexts,
+  type OfflineMessages,
   type RechargeMessages,
   type RechargeTexts,
 } from "./messages";
@@ -64,6 +71,7 @@ export {
   onChargeRefused,
   onInsufficientPoints,
   onLowBalance,
+  onOfflineChanged,
   onPendingChanged,
   onSessionChanged,
   type UnlistenFn,

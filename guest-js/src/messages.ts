@@ -1,6 +1,6 @@
 // Human texts of the plugin's errors and of the recharge dialog, in Simplified Chinese and
 // English: a small table the host app can override entry by entry, and the language it shows.
-import type { KnownService, PointsError, TransactionKind } from "./bindings";
+import type { KnownService, OfflineAllowance, PointsError, TransactionKind } from "./bindings";
 import type { RefusalFigures } from "./backend";
 import { isPointsError, type PointsErrorKind } from "./errors";
 
@@ -41,9 +41,18 @@ export interface LowBalanceMessages {
   readonly dismiss: string;
 }
 
+/** The texts of the offline banner. `{remaining}` and `{until}` are filled in. */
+export interface OfflineMessages {
+  /** While an allowance covers new jobs: the points it has left and its last moment. */
+  readonly message: string;
+  /** While no usable allowance is held. */
+  readonly messageWithoutAllowance: string;
+}
+
 /**
  * The message table of one language. Error texts may use the error's fields as placeholders
- * (`{service}`, `{field}`, `{status}`, `{code}`); `unexpected` is for a rejection that is not a
+ * (`{service}`, `{field}`, `{status}`, `{code}`, `{required}`, `{remaining}`, `{until}` as a date
+ * and time); `unexpected` is for a rejection that is not a
  * `PointsError` (a Tauri refusal, an `Error`), with its own text in `{detail}`.
  */
 export interface PointsMessages {
@@ -53,6 +62,7 @@ export interface PointsMessages {
   readonly unexpected: string;
   readonly recharge: RechargeMessages;
   readonly lowBalance: LowBalanceMessages;
+  readonly offline: OfflineMessages;
   /** The services' names, put into `{service}` (a service not named here shows its id). */
   readonly services: { readonly [S in KnownService]: string };
   /** The names of the history entries' kinds. */
@@ -73,6 +83,11 @@ const ZH_CN: PointsMessages = {
     protocol: "无法识别服务器返回的数据，请稍后重试。",
     storage: "无法保存本机的扣费记录，请检查磁盘空间后重试。",
     notConfigured: "尚未连接积分服务，请稍后再试。",
+    offlineAllowanceNone: "当前离线，本机没有该账户的离线额度，恢复连接后才能运行桌面任务。",
+    offlineAllowanceInvalid: "本机的离线额度无效，恢复连接后才能运行桌面任务。",
+    offlineAllowanceExpired: "离线额度已于 {until} 到期，恢复连接后才能运行桌面任务。",
+    offlineAllowanceExhausted: "{service}需要 {required} 积分，离线额度仅剩 {remaining} 积分，请恢复连接后再试。",
+    offlineClockTurnedBack: "本机时间早于之前记录的时间，恢复连接前无法运行离线任务，请检查系统时间。",
   },
   unexpected: "操作失败：{detail}",
   recharge: {
@@ -88,6 +103,10 @@ const ZH_CN: PointsMessages = {
     message: "积分余额不足 {threshold}，当前仅剩 {balance} 积分，请及时充值。",
     action: "去充值",
     dismiss: "知道了",
+  },
+  offline: {
+    message: "离线中 — 可用 {remaining} 积分，截至 {until}",
+    messageWithoutAllowance: "离线中 — 恢复连接前无法运行桌面任务",
   },
   services: {
     script: "脚本生成",
@@ -123,6 +142,11 @@ const EN: PointsMessages = {
     protocol: "The server's answer could not be read. Please try again later.",
     storage: "The charge record on this computer could not be saved. Check the free disk space and try again.",
     notConfigured: "The points service is not connected yet. Please try again in a moment.",
+    offlineAllowanceNone: "You are offline and this computer holds no offline allowance for your account: desktop jobs can run once the connection is back.",
+    offlineAllowanceInvalid: "The offline allowance on this computer is not valid: desktop jobs can run once the connection is back.",
+    offlineAllowanceExpired: "The offline allowance ended on {until}: desktop jobs can run once the connection is back.",
+    offlineAllowanceExhausted: "{service} needs {required} points, but the offline allowance has only {remaining} left. Try again once the connection is back.",
+    offlineClockTurnedBack: "This computer's clock is earlier than a time already seen: offline jobs cannot run until the connection is back. Check the system clock.",
   },
   unexpected: "Something went wrong: {detail}",
   recharge: {
@@ -138,6 +162,10 @@ const EN: PointsMessages = {
     message: "Your balance is below {threshold}: {balance} left. Top up soon.",
     action: "Top up",
     dismiss: "Dismiss",
+  },
+  offline: {
+    message: "Offline — {remaining} points available until {until}",
+    messageWithoutAllowance: "Offline — desktop jobs cannot run until the connection is back",
   },
   services: {
     script: "Script writing",
@@ -324,13 +352,21 @@ export function serviceName(service: string, locale: Locale = getLocale()): stri
   return Object.prototype.hasOwnProperty.call(names, service) ? names[service]! : service;
 }
 
-/** The values an error's text can use: its fields, `{service}` by name. */
+/** An RFC 3339 moment as a date and time (to the minute) of `locale`, in local time; as it is when unreadable. */
+function dateTime(moment: string, locale: Locale): string {
+  const at = new Date(moment);
+  if (Number.isNaN(at.getTime())) return moment;
+  return new Intl.DateTimeFormat(locale, { dateStyle: "medium", timeStyle: "short" }).format(at);
+}
+
+/** The values an error's text can use: its fields, `{service}` by name, `{until}` as a date and time. */
 function errorValues(error: PointsError, locale: Locale): Record<string, string | number | null> {
   const values: Record<string, string | number | null> = {};
   for (const [key, value] of Object.entries(error)) {
     if (typeof value === "string" || typeof value === "number") values[key] = value;
   }
   if (typeof values.service === "string") values.service = serviceName(values.service, locale);
+  if (typeof values.until === "string") values.until = dateTime(values.until, locale);
   return values;
 }
 
@@ -389,4 +425,15 @@ export function localizedLowBalance(
     action: table.action,
     dismiss: table.dismiss,
   });
+}
+
+/**
+ * The offline banner's text for the store's `offline`, in `locale` (default {@link getLocale}):
+ * the points left and the allowance's last moment (a date and time of `locale`), or
+ * `offline.messageWithoutAllowance` when `until` is `null`.
+ */
+export function localizedOffline(allowance: OfflineAllowance, locale: Locale = getLocale()): string {
+  const table = getMessages(locale).offline;
+  if (allowance.until === null) return table.messageWithoutAllowance;
+  return formatMessage(table.message, { remaining: allowance.remaining, until: dateTime(allowance.until, locale) }, locale);
 }

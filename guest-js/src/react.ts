@@ -1,5 +1,5 @@
 import { useEffect, useRef, useSyncExternalStore } from "react";
-import type { LowBalance } from "./bindings";
+import type { LowBalance, OfflineAllowance } from "./bindings";
 import { getLocale, onMessagesChanged, type Locale } from "./messages";
 import { getPointStore, type PointState, type PointStore, type Recharged } from "./store";
 
@@ -48,6 +48,7 @@ export type UsePoints = PointState &
     | "handleBackendBody"
     | "onRecharged"
     | "onLowBalance"
+    | "onOffline"
   >;
 
 /**
@@ -91,6 +92,7 @@ export function usePoints(options: UsePointsOptions = {}): UsePoints {
     handleBackendBody: store.handleBackendBody,
     onRecharged: store.onRecharged,
     onLowBalance: store.onLowBalance,
+    onOffline: store.onOffline,
   };
 }
 
@@ -120,6 +122,19 @@ export function useLowBalance(handler: (low: LowBalance) => void, store: PointSt
 }
 
 /**
+ * The store's `offline` (`null` while the ledger is reachable), re-rendering when it changes. On
+ * mount it attaches the store's event listeners, as {@link usePoints} does (once per store).
+ */
+export function useOffline(store: PointStore = getPointStore()): OfflineAllowance | null {
+  useEffect(() => {
+    store.start().catch(() => undefined);
+  }, [store]);
+  return usePointStore(store, selectOffline);
+}
+
+const selectOffline = (state: PointState): OfflineAllowance | null => state.offline;
+
+/**
  * The language of the plugin's texts (`getLocale()`), re-rendering when `setLocale` (or, while
  * the host chose none, the browser's language) changes it. For the host's own texts too.
  */
@@ -128,5 +143,5 @@ export function useLocale(): Locale {
 }
 
 export { getPointStore, createPointStore } from "./store";
-export { getLocale, getMessages, localizeError, localizedRecharge, setLocale, type Locale } from "./messages";
+export { getLocale, getMessages, localizeError, localizedOffline, localizedRecharge, setLocale, type Locale } from "./messages";
 export type { PointState, PointStore, RechargeDialog } from "./store";

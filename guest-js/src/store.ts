@@ -8,6 +8,8 @@ import type {
   DesktopService,
   InsufficientPoints,
   LowBalance,
+  OfflineAllowance,
+  OfflineStatus,
   PendingCharges,
   PendingStatus,
   PointBalance,
@@ -21,6 +23,7 @@ import {
   onChargeRefused,
   onInsufficientPoints,
   onLowBalance as onLowBalanceEvent,
+  onOfflineChanged,
   onPendingChanged,
   onSessionChanged,
   type UnlistenFn,
@@ -79,6 +82,13 @@ export interface PointState {
    * crossing, of a higher threshold, is shown then) and at every change of session.
    */
   readonly lowBalance: LowBalance | null;
+  /**
+   * `null` while the ledger is reachable; else what offline work may still spend (`until` is
+   * `null` when no usable allowance is held: desktop jobs wait for the connection). Of the
+   * session shown: read at start and at every change of session, then as
+   * `points://offline-changed` says.
+   */
+  readonly offline: OfflineAllowance | null;
   /** Whether a balance fetch is in flight. */
   readonly loading: boolean;
   /** The last failure of a store action (cleared by the next success), or `null`. */
@@ -197,6 +207,12 @@ export interface PointStore {
    * started); returns the function that stops it. `lowBalance` holds the crossing too.
    */
   onLowBalance(listener: (low: LowBalance) => void): () => void;
+  /**
+   * Calls `listener` at every change of the offline state of the session shown (once started),
+   * with the new `offline` (`null` once the ledger is reachable again); returns the function that
+   * stops it. A read of the state (at start, at a change of session) calls no listener.
+   */
+  onOffline(listener: (offline: OfflineAllowance | null) => void): () => void;
 
   /**
    * Takes a failure met outside the store (e.g. from a direct command call of this window): keeps
@@ -216,7 +232,8 @@ export interface PointStore {
 
   /**
    * Attaches the listeners of the plugin's events (balance, refusals, pending and refused charges,
-   * session), then reads the pending charges. Calling it again while started does nothing;
+   * session, offline state), then reads the pending charges (and the low-balance crossing and
+   * offline state in force). Calling it again while started does nothing;
    * resolves once the listeners are attached and that read is done (its failure is ignored).
    */
   start(): Promise<void>;
@@ -344,8 +361,8 @@ type Patch = { -readonly [K in keyof PointState]?: PointState[K] };
  * is called.
  *
  * Once started it follows the plugin's session: at every sign-in, sign-out or change of account it
- * empties itself (balance, pending and refused charges, error, dialog) and reads the balance (when
- * signed in) and the pending charges again; an answer to a call made before the change, or an
+ * empties itself (balance, pending and refused charges, offline state, error, dialog) and reads the
+ * balance (when signed in), the pending charges and the offline state again; an answer to a call made before the change, or an
  * event of an older session, is not applied.
  *
  * Balances are whole summaries ordered by the ledger's `seq`: a summary (a fetch's answer, or the
@@ -362,6 +379,7 @@ export function createPointStore(options: PointStoreOptions = {}): PointStore {
   let state: PointState = Object.freeze({
     balance: options.initialBalance ? Object.freeze({ ...options.initialBalance }) : null,
     lowBalance: null,
+    offline: null,
     loading: false,
     error: null,
     pendingCharges: 0,
@@ -392,6 +410,9 @@ export function createPointStore(options: PointStoreOptions = {}): PointStore {
   let dialogSeq: number | null = null;
   const rechargedListeners = new Set<(recharged: Recharged) => void>();
   const lowBalanceListeners = new Set<(low: LowBalance) => void>();
+  const offlineListeners = new Set<(offline: OfflineAllowance | null) => void>();
+  /** Offline events heard: a read of the offline state sent before the latest one is older than it. */
+  let offlineHeard = 0;
 
   let started: Promise<void> | null = null;
   let attachment = 0;
@@ -534,6 +555,7 @@ export function createPointStore(options: PointStoreOptions = {}): PointStore {
     set({
       balance: null,
       lowBalance: null,
+      offline: null,
       loading: false,
       error: null,
       pendingCharges: 0,
@@ -545,7 +567,33 @@ export function createPointStore(options: PointStoreOptions = {}): PointStore {
     });
     if (signedIn === true) store.fetchBalance().catch(() => undefined);
     if (!pendingKnown) readPending(api.getPending, false).catch(() => undefined);
-    if (signedIn !== false) readLowBalance();
+    if (signedIn !== false) {
+      readLowBalance();
+      readOffline();
+    }
+  }
+
+  /** The allowance, keeping the current object when nothing in it changed. */
+  function replaceOffline(offline: OfflineAllowance | null): OfflineAllowance | null {
+    const current = state.offline;
+    if (offline === null) return null;
+    return current !== null && sameFields(current, offline) ? current : Object.freeze({ ...offline });
+  }
+
+  /**
+   * Asks the plugin for the offline state of the session (a window opened after
+   * `points://offline-changed` fired has heard no event) and shows it, unless an event came
+   * meanwhile; calls no `onOffline` listener.
+   */
+  function readOffline(): void {
+    const heard = offlineHeard;
+    api
+      .getOffline()
+      .then((status) => {
+        if (heard !== offlineHeard || !ofCurrentSession(status.session, null, false)) return;
+        set({ offline: replaceOffline(status.offline) });
+      })
+      .catch(() => undefined);
   }
 
   /**
@@ -613,6 +661,16 @@ export function createPointStore(options: PointStoreOptions = {}): PointStore {
     );
     set({ lowBalance: crossings[0]!.low });
     notify(lowBalanceListeners, crossing.low);
+  }
+
+  function onOfflineEvent(status: OfflineStatus): void {
+    if (state.session !== null && status.session < state.session) return;
+    // Counted first: a read sent when this event empties the store for its session answers later.
+    offlineHeard++;
+    if (!ofCurrentSession(status.session, null, false)) return;
+    const offline = replaceOffline(status.offline);
+    set({ offline });
+    notify(offlineListeners, offline);
   }
 
   function onInsufficient(info: InsufficientPoints): void {
@@ -759,6 +817,11 @@ export function createPointStore(options: PointStoreOptions = {}): PointStore {
       lowBalanceListeners.add(own);
       return () => void lowBalanceListeners.delete(own);
     },
+    onOffline(listener) {
+      const own = (offline: OfflineAllowance | null) => listener(offline);
+      offlineListeners.add(own);
+      return () => void offlineListeners.delete(own);
+    },
 
     handleError(error) {
       fail(error);
@@ -794,6 +857,7 @@ export function createPointStore(options: PointStoreOptions = {}): PointStore {
           heard.push({ refused, reads });
           set({ refusedCharges: withRefusals(state.refusedCharges, [refused]) });
         }),
+        onOfflineChanged(onOfflineEvent),
       ];
       const attempt: Promise<void> = Promise.allSettled(attaching).then(async (results) => {
         const attached = results.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
@@ -806,6 +870,7 @@ export function createPointStore(options: PointStoreOptions = {}): PointStore {
         }
         unlisteners = attached;
         readLowBalance();
+        readOffline();
         // A restart with charges still pending shows them at once.
         await readPending(api.getPending, false).catch(() => undefined);
       });

@@ -3,12 +3,18 @@
 import {
   charge,
   dismissRefused,
+  getOffline,
   idempotencyKeyOf,
+  localizedOffline,
+  onOfflineChanged,
   newIdempotencyKey,
   retryRefused,
   type ChargeOptions,
   type ChargeOutcome,
   type DesktopService,
+  type Locale,
+  type OfflineAllowance,
+  type OfflineStatus,
   type PendingStatus,
   type PointState,
   type PointStore,
@@ -16,8 +22,9 @@ import {
   type PointsMessages,
   type RechargeDialog,
   type RechargeTexts,
+  type UnlistenFn,
 } from "../src";
-import type { UsePoints } from "../src/react";
+import type { UsePoints, useOffline } from "../src/react";
 import type { Equals, Expect } from "./bindings.types";
 
 export type CommandsMatchTheIpcDoc = [
@@ -27,6 +34,8 @@ export type CommandsMatchTheIpcDoc = [
   Expect<Equals<typeof dismissRefused, (idempotencyKey: string) => Promise<PendingStatus>>>,
   Expect<Equals<typeof newIdempotencyKey, () => string>>,
   Expect<Equals<typeof idempotencyKeyOf, (outcome: ChargeOutcome) => string>>,
+  Expect<Equals<typeof getOffline, () => Promise<OfflineStatus>>>,
+  Expect<Equals<typeof onOfflineChanged, (handler: (payload: OfflineStatus) => void) => Promise<UnlistenFn>>>,
 ];
 
 export type StoreMatchesTheCommands = [
@@ -38,6 +47,11 @@ export type StoreMatchesTheCommands = [
   Expect<Equals<UsePoints["retryRefused"], PointStore["retryRefused"]>>,
   Expect<Equals<UsePoints["dismissRefused"], PointStore["dismissRefused"]>>,
   Expect<Equals<UsePoints["pendingOtherAccounts"], number>>,
+  Expect<Equals<PointState["offline"], OfflineAllowance | null>>,
+  Expect<Equals<PointStore["onOffline"], (listener: (offline: OfflineAllowance | null) => void) => () => void>>,
+  Expect<Equals<UsePoints["onOffline"], PointStore["onOffline"]>>,
+  Expect<Equals<typeof useOffline, (store?: PointStore) => OfflineAllowance | null>>,
+  Expect<Equals<typeof localizedOffline, (allowance: OfflineAllowance, locale?: Locale) => string>>,
 ];
 
 export type MessagesMatchTheBindings = [

@@ -83,6 +83,9 @@ describe("the bindings type test", { timeout: 60_000 }, () => {
     expectAssertionFailure(typeErrors(altered("BalanceChanged", /summary: PointBalance,/, "summary: PointBalance | null,")));
     expectAssertionFailure(typeErrors(altered("LowBalance", /threshold: number,/, "threshold: bigint,")));
     expectAssertionFailure(typeErrors(altered("PendingStatus", /session: number,/, "session: bigint,")));
+    expectAssertionFailure(typeErrors(altered("OfflineStatus", /session: number,/, "session: bigint,")));
+    expectAssertionFailure(typeErrors(altered("OfflineAllowance", /remaining: number,/, "remaining: bigint,")));
+    expectAssertionFailure(typeErrors(altered("OfflineAllowance", /until: string \| null,/, "until: string,")));
   });
 
   it("fails when PendingStatus loses or retypes otherAccounts", () => {

@@ -11,6 +11,8 @@ import type {
   InsufficientPoints,
   KnownService,
   LowBalance,
+  OfflineAllowance,
+  OfflineStatus,
   PendingCharges,
   PendingStatus,
   PointBalance,
@@ -113,6 +115,8 @@ export type ShapesMatchTheIpcDoc = [
   Expect<Equals<Batch, { id: string; points: number; remaining: number; expiresAt: string; createdAt: string }>>,
   Expect<Equals<BalanceChanged, { balance: number; summary: PointBalance; seq: number | null; session: number }>>,
   Expect<Equals<LowBalance, { threshold: number; balance: number; session: number }>>,
+  Expect<Equals<OfflineAllowance, { remaining: number; until: string | null }>>,
+  Expect<Equals<OfflineStatus, { offline: OfflineAllowance | null; session: number }>>,
   Expect<
     Equals<
       InsufficientPoints,
@@ -201,6 +205,7 @@ export type NoBigintAnywhere = Expect<
       | BalanceChanged
       | InsufficientPoints
       | PendingCharges
+      | OfflineStatus
       | SessionChanged
       | RefusedCharge
       | PendingStatus

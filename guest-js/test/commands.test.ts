@@ -7,6 +7,7 @@ import {
   clearSessionToken,
   dismissRefused,
   getBalance,
+  getOffline,
   getPending,
   getPrices,
   idempotencyKeyOf,
@@ -20,6 +21,7 @@ import {
   type ChargeOutcome,
   type ChargeReceipt,
   type CostCheck,
+  type OfflineStatus,
   type PriceList,
   type TransactionPage,
 } from "../src";
@@ -66,6 +68,19 @@ describe("command wrappers", () => {
     const calls = mockPlugin({ "plugin:points|get_balance": () => BALANCE });
     await expect(getBalance()).resolves.toEqual(BALANCE);
     expect(calls).toEqual([{ cmd: "plugin:points|get_balance", args: {} }]);
+  });
+
+  it("get_offline: no arguments, returns the offline state of the session", async () => {
+    expect(COMMANDS.getOffline).toBe("plugin:points|get_offline");
+    const away: OfflineStatus = { offline: { remaining: 40, until: "2026-03-01T12:00:00Z" }, session: 2 };
+    const answers: OfflineStatus[] = [away, { offline: null, session: 2 }];
+    const calls = mockPlugin({ "plugin:points|get_offline": () => answers.shift() });
+    await expect(getOffline()).resolves.toEqual(away);
+    await expect(getOffline()).resolves.toEqual({ offline: null, session: 2 });
+    expect(calls).toEqual([
+      { cmd: "plugin:points|get_offline", args: {} },
+      { cmd: "plugin:points|get_offline", args: {} },
+    ]);
   });
 
   it("check_cost: service, and duration only when given", async () => {

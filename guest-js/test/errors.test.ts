@@ -1,14 +1,16 @@
 import { clearMocks } from "@tauri-apps/api/mocks";
 import { afterEach, describe, expect, expectTypeOf, it } from "vitest";
 import {
+  OFFLINE_ERROR_KINDS,
   POINTS_ERROR_KINDS,
   charge,
   errorMessage,
   isInsufficientPoints,
+  isOfflineError,
   isPointsError,
   isPointsErrorKind,
 } from "../src";
-import { INSUFFICIENT, ONE_ERROR_OF_EACH_KIND as SAMPLES, mockPlugin } from "./ipc";
+import { INSUFFICIENT, ONE_ERROR_OF_EACH_KIND as SAMPLES, ONE_OFFLINE_ERROR_OF_EACH_KIND as OFFLINE, mockPlugin } from "./ipc";
 
 afterEach(() => clearMocks());
 
@@ -51,6 +53,21 @@ describe("error guards", () => {
     if (!isPointsErrorKind(error, "backend")) throw new Error("not narrowed");
     expectTypeOf(error.status).toEqualTypeOf<number>();
     expect(error.status).toBe(503);
+  });
+
+  it("know the offline kinds: PointsErrors, none of them a lack of points", () => {
+    expect([...OFFLINE_ERROR_KINDS].sort()).toEqual(OFFLINE.map((e) => e.kind).sort());
+    expect(SAMPLES.filter(isOfflineError)).toEqual(OFFLINE);
+    for (const error of OFFLINE) {
+      expect(isPointsError(error)).toBe(true);
+      expect(isInsufficientPoints(error)).toBe(false);
+    }
+    expect(isOfflineError({ kind: "network", message: "m" })).toBe(false);
+    expect(isOfflineError("offlineAllowanceNone")).toBe(false);
+    const error: unknown = OFFLINE[3];
+    if (!isPointsErrorKind(error, "offlineAllowanceExhausted")) throw new Error("not narrowed");
+    expectTypeOf(error.remaining).toEqualTypeOf<number>();
+    expect([error.service, error.required, error.remaining]).toEqual(["compose", 5, 3]);
   });
 
   it("narrows a real rejection of a command", async () => {

@@ -7,11 +7,13 @@ import {
   onChargeRefused,
   onInsufficientPoints,
   onLowBalance,
+  onOfflineChanged,
   onPendingChanged,
   onSessionChanged,
   type BalanceChanged,
   type InsufficientPoints,
   type LowBalance,
+  type OfflineStatus,
   type PendingCharges,
   type RefusedCharge,
   type SessionChanged,
@@ -29,6 +31,7 @@ describe("event listeners", () => {
       pendingChanged: "points://pending-changed",
       sessionChanged: "points://session-changed",
       chargeRefused: "points://charge-refused",
+      offlineChanged: "points://offline-changed",
     });
   });
 
@@ -68,6 +71,20 @@ describe("event listeners", () => {
     unlisten();
     await emit("points://low-balance", payload);
     expect(handler).toHaveBeenCalledTimes(1);
+  });
+
+  it("onOfflineChanged hands over the payload, until unlistened", async () => {
+    mockPlugin();
+    const handler = vi.fn();
+    const unlisten = await onOfflineChanged(handler);
+    const payload: OfflineStatus = { offline: { remaining: 30, until: "2026-03-01T12:00:00Z" }, session: 1 };
+    await emit("points://offline-changed", payload);
+    await emit("points://pending-changed", { count: 0, session: 1 });
+    await emit("points://offline-changed", { offline: null, session: 1 });
+    expect(handler.mock.calls).toEqual([[payload], [{ offline: null, session: 1 }]]);
+    unlisten();
+    await emit("points://offline-changed", payload);
+    expect(handler).toHaveBeenCalledTimes(2);
   });
 
   it("onPendingChanged hands over the payload, until unlistened", async () => {

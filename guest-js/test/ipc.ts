@@ -1,5 +1,14 @@
 import { mockIPC } from "@tauri-apps/api/mocks";
-import type { ChargeOutcome, ChargeReceipt, PendingStatus, PointBalance, PointsError, RefusedCharge } from "../src";
+import type {
+  ChargeOutcome,
+  ChargeReceipt,
+  OfflineErrorKind,
+  PendingStatus,
+  PointBalance,
+  PointsErrorKind,
+  PointsErrorOf,
+  RefusedCharge,
+} from "../src";
 
 export interface Call {
   cmd: string;
@@ -20,6 +29,8 @@ export function mockPlugin(handlers: Record<string, Handler> = {}): Call[] {
       // The store asks which low-balance crossing is in force at start and at every session: a
       // test that gives no handler for it is not about it (no crossing, not recorded).
       if (cmd === "plugin:points|get_low_balance" && !handlers[cmd]) return null;
+      // The same for the offline state: unanswered (the store ignores the failure), not recorded.
+      if (cmd === "plugin:points|get_offline" && !handlers[cmd]) throw `command ${cmd} not found`;
       if (cmd.startsWith("plugin:points|")) calls.push({ cmd, args: { ...args } });
       const handler = handlers[cmd];
       if (!handler) throw `command ${cmd} not found`;
@@ -86,8 +97,17 @@ export function acknowledged(receipt: ChargeReceipt): ChargeOutcome {
   return { status: "acknowledged", receipt };
 }
 
-/** One error of every kind of the binding, with fields an app would meet. */
-export const ONE_ERROR_OF_EACH_KIND: PointsError[] = [
+/** One refusal of offline work of every kind, with the fields the plugin sends. */
+export const ONE_OFFLINE_ERROR_OF_EACH_KIND: PointsErrorOf<OfflineErrorKind>[] = [
+  { kind: "offlineAllowanceNone", message: "no offline allowance held" },
+  { kind: "offlineAllowanceInvalid", message: "the offline allowance was signed for another device" },
+  { kind: "offlineAllowanceExpired", until: "2026-03-01T12:05:00Z", message: "the offline allowance expired" },
+  { kind: "offlineAllowanceExhausted", service: "compose", required: 5, remaining: 3, message: "compose needs 5, 3 left" },
+  { kind: "offlineClockTurnedBack", message: "the clock is earlier than a time already seen" },
+];
+
+/** One error of every kind, with fields an app would meet. */
+export const ONE_ERROR_OF_EACH_KIND: PointsErrorOf<PointsErrorKind>[] = [
   INSUFFICIENT,
   { kind: "unauthorized", message: "m" },
   { kind: "unknownService", service: "x", message: "m" },
@@ -100,4 +120,5 @@ export const ONE_ERROR_OF_EACH_KIND: PointsError[] = [
   { kind: "protocol", message: "m" },
   { kind: "storage", message: "m" },
   { kind: "notConfigured", message: "m" },
+  ...ONE_OFFLINE_ERROR_OF_EACH_KIND,
 ];

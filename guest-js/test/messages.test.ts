@@ -11,6 +11,7 @@ import {
   localeOf,
   localizeError,
   localizedLowBalance,
+  localizedOffline,
   localizedRecharge,
   localizedRecharged,
   overrideMessages,
@@ -31,6 +32,7 @@ afterEach(() => {
   stores = [];
   setLocale(null);
   resetMessages();
+  vi.unstubAllEnvs();
   clearMocks();
 });
 
@@ -50,6 +52,7 @@ describe("the message table", () => {
         ...Object.values(table.errors),
         ...Object.values(table.recharge),
         ...Object.values(table.lowBalance),
+        ...Object.values(table.offline),
         ...Object.values(table.services),
         ...Object.values(table.transactionKinds),
         table.unexpected,
@@ -83,6 +86,23 @@ describe("the message table", () => {
     );
     expect(localizeError({ kind: "timeout", message: "m" }, "en")).toBe(
       "The server took too long to answer. Please try again later.",
+    );
+  });
+
+  it("words the offline refusals, with the service's name, the figures and the moment in the locale", () => {
+    vi.stubEnv("TZ", "Asia/Shanghai");
+    const exhausted = { kind: "offlineAllowanceExhausted", service: "compose", required: 1200, remaining: 3, message: "m" } as const;
+    const expired = { kind: "offlineAllowanceExpired", until: "2026-03-01T12:05:00Z", message: "m" } as const;
+    expect(localizeError(exhausted, "zh-CN")).toBe("视频合成需要 1,200 积分，离线额度仅剩 3 积分，请恢复连接后再试。");
+    expect(localizeError(exhausted, "en")).toBe(
+      "Video composition needs 1,200 points, but the offline allowance has only 3 left. Try again once the connection is back.",
+    );
+    expect(localizeError(expired, "zh-CN")).toBe("离线额度已于 2026年3月1日 20:05 到期，恢复连接后才能运行桌面任务。");
+    expect(localizeError(expired, "en")).toMatch(
+      /^The offline allowance ended on Mar 1, 2026, 8:05\sPM: desktop jobs can run once the connection is back\.$/,
+    );
+    expect(localizeError({ kind: "offlineClockTurnedBack", message: "m" }, "zh-CN")).toBe(
+      "本机时间早于之前记录的时间，恢复连接前无法运行离线任务，请检查系统时间。",
     );
   });
 
@@ -135,6 +155,22 @@ describe("the recharge dialog's texts", () => {
     });
     overrideMessages("en", { lowBalance: { dismiss: "Hide" } });
     expect(localizedLowBalance({ threshold: 50, balance: 3 }, "en").dismiss).toBe("Hide");
+  });
+
+  it("the offline banner says the points left and the last moment in the locale, or that jobs wait", () => {
+    vi.stubEnv("TZ", "Asia/Shanghai");
+    const allowance = { remaining: 1500, until: "2026-03-01T12:05:00Z" };
+    expect(localizedOffline(allowance, "zh-CN")).toBe("离线中 — 可用 1,500 积分，截至 2026年3月1日 20:05");
+    expect(localizedOffline(allowance, "en")).toMatch(/^Offline — 1,500 points available until Mar 1, 2026, 8:05\sPM$/);
+    expect(localizedOffline({ remaining: 0, until: null }, "zh-CN")).toBe("离线中 — 恢复连接前无法运行桌面任务");
+    expect(localizedOffline({ remaining: 40, until: null }, "en")).toBe("Offline — desktop jobs cannot run until the connection is back");
+    // The language of the moment by default, and the host's wording.
+    setLocale("zh-CN");
+    expect(localizedOffline({ remaining: 2, until: "2026-12-31T15:59:00Z" })).toBe("离线中 — 可用 2 积分，截至 2026年12月31日 23:59");
+    overrideMessages("en", { offline: { messageWithoutAllowance: "Offline" } });
+    expect(localizedOffline({ remaining: 0, until: null }, "en")).toBe("Offline");
+    // An unreadable moment is shown as it came.
+    expect(localizedOffline({ remaining: 2, until: "soon" }, "en")).toBe("Offline — 2 points available until soon");
   });
 
   it("formatMessage fills known placeholders and leaves the others", () => {

@@ -3,8 +3,8 @@ import { emit } from "@tauri-apps/api/event";
 import { clearMocks, mockWindows } from "@tauri-apps/api/mocks";
 import { StrictMode } from "react";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { createPointStore, getPointStore, resetMessages, type PointStore } from "../src";
-import { setLocale, useLocale, useLowBalance, usePointStore, usePoints, useRecharged } from "../src/react";
+import { createPointStore, getPointStore, localizedOffline, resetMessages, type PointStore } from "../src";
+import { setLocale, useLocale, useLowBalance, useOffline, usePointStore, usePoints, useRecharged } from "../src/react";
 import { BALANCE, INSUFFICIENT, OTHER_BALANCE, mockPlugin, pending, refusedCharge } from "./ipc";
 
 let stores: PointStore[] = [];
@@ -251,5 +251,37 @@ describe("useRecharged and useLowBalance", () => {
     await emit("points://low-balance", { threshold: 10, balance: 2, session: 1 });
     expect(heard).toHaveBeenCalledTimes(1);
     expect(calls).toHaveLength(2);
+  });
+});
+
+describe("useOffline", () => {
+  it("starts the store, shows its offline state read and followed, and re-renders only when it changes", async () => {
+    mockWindows("main");
+    const until = "2026-03-01T12:05:00Z";
+    mockPlugin({
+      "plugin:points|get_pending": () => pending(0, 1),
+      "plugin:points|get_offline": () => ({ offline: { remaining: 40, until }, session: 1 }),
+    });
+    const store = newStore();
+    let renders = 0;
+    function Banner() {
+      renders++;
+      const offline = useOffline(store);
+      return <p data-testid="offline">{offline ? localizedOffline(offline, "en") : "online"}</p>;
+    }
+    render(
+      <StrictMode>
+        <Banner />
+      </StrictMode>,
+    );
+    await waitFor(() => expect(screen.getByTestId("offline").textContent).toMatch(/^Offline — 40 points available until /));
+
+    await act(() => emit("points://offline-changed", { offline: { remaining: 40, until: null }, session: 1 }));
+    expect(screen.getByTestId("offline").textContent).toBe("Offline — desktop jobs cannot run until the connection is back");
+    const before = renders;
+    await act(() => emit("points://pending-changed", { count: 1, session: 1 }));
+    expect(renders).toBe(before);
+    await act(() => emit("points://offline-changed", { offline: null, session: 1 }));
+    expect(screen.getByTestId("offline").textContent).toBe("online");
   });
 });

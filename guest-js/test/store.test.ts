@@ -64,6 +64,7 @@ describe("createPointStore: snapshots", () => {
     expect(first).toEqual({
       balance: null,
       lowBalance: null,
+      offline: null,
       loading: false,
       error: null,
       pendingCharges: 0,
@@ -514,12 +515,12 @@ describe("createPointStore: plugin events", () => {
     const store = newStore();
     await Promise.all([store.start(), store.start()]);
     await store.start();
-    expect(eventCommands().filter((c) => c === "plugin:event|listen")).toHaveLength(6);
+    expect(eventCommands().filter((c) => c === "plugin:event|listen")).toHaveLength(7);
 
     store.dispose();
     await emit("points://pending-changed", { count: 4, session: 1 });
     expect(store.getSnapshot().pendingCharges).toBe(0);
-    await vi.waitFor(() => expect(eventCommands().filter((c) => c === "plugin:event|unlisten")).toHaveLength(6));
+    await vi.waitFor(() => expect(eventCommands().filter((c) => c === "plugin:event|unlisten")).toHaveLength(7));
 
     await store.start();
     await emit("points://pending-changed", { count: 4, session: 1 });
@@ -657,6 +658,7 @@ describe("createPointStore: sessions", () => {
       expect(store.getSnapshot()).toEqual({
         balance: null,
         lowBalance: null,
+        offline: null,
         loading: false,
         error: null,
         pendingCharges: 0,

@@ -8,11 +8,13 @@ import {
   listBatches,
   listTransactions,
   localizedLowBalance,
+  localizedOffline,
   localizedRecharged,
   type Batch,
   type DesktopService,
   type Locale,
   type LowBalance,
+  type OfflineAllowance,
   type PointBalance,
   type Transaction,
 } from "tauri-plugin-points-api";
@@ -83,6 +85,7 @@ export function App() {
   const current = signedIn && pluginSession !== null && pointState.session === pluginSession;
   const balance = current ? pointState.balance : null;
   const lowBalance = current ? pointState.lowBalance : null;
+  const offline = current ? pointState.offline : null;
 
   // A top-up made anywhere that pays for the open dialog's refusal: the store closed it; say so.
   useRecharged(({ summary }) => setStatus({ say: (_, locale) => localizedRecharged(summary, locale) }), store);
@@ -119,7 +122,7 @@ export function App() {
       else if (refused) setStatus({ say: (t, locale) => t.jobRefused(nameOf(service), describeError(refused, locale)) });
       else setStatus({ say: (t) => t.jobNotCharged(nameOf(service)) });
     } catch (e) {
-      // Too few points opens the dialog; the reason is also said in the status line.
+      // Too few points opens the dialog; the reason (an offline refusal's too) is said in the status line.
       store.handleError(e);
       setStatus(failure(e));
     } finally {
@@ -152,6 +155,7 @@ export function App() {
       </p>
       <Totals balance={balance} texts={t} />
       {lowBalance && balance && <LowBalanceBanner low={lowBalance} balance={balance.balance} locale={locale} />}
+      {offline && <OfflineBanner offline={offline} locale={locale} />}
 
       <section className="row">
         <span data-testid="user">{signedIn ? t.signedInAs(session?.user ?? "") : t.signedOut}</span>
@@ -312,6 +316,25 @@ function LowBalanceBanner({ low, balance, locale }: { low: LowBalance; balance: 
       <button data-testid="low-balance-dismiss" onClick={() => setDismissed(low)}>
         {texts.dismiss}
       </button>
+    </div>
+  );
+}
+
+/**
+ * The offline banner, while the ledger cannot be reached (the store's `offline`, in every window):
+ * what the offline allowance still covers and until when, or that desktop jobs wait for the
+ * connection.
+ */
+function OfflineBanner({ offline, locale }: { offline: OfflineAllowance; locale: Locale }) {
+  return (
+    <div
+      className="banner offline"
+      role="status"
+      data-testid="offline-banner"
+      data-remaining={offline.remaining}
+      data-until={offline.until ?? ""}
+    >
+      <span data-testid="offline-message">{localizedOffline(offline, locale)}</span>
     </div>
   );
 }
