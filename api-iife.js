@@ -7,6 +7,7 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
     const COMMANDS = {
         getBalance: "plugin:points|get_balance",
         getLowBalance: "plugin:points|get_low_balance",
+        getOffline: "plugin:points|get_offline",
         checkCost: "plugin:points|check_cost",
         charge: "plugin:points|charge",
         getPrices: "plugin:points|get_prices",
@@ -59,6 +60,14 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
      */
     function getLowBalance() {
         return core.invoke(COMMANDS.getLowBalance);
+    }
+    /**
+     * The offline state of the current session: `offline` is `null` while the ledger is reachable,
+     * else what offline work may still spend. What `points://offline-changed` said, for a window that
+     * opened after it.
+     */
+    function getOffline() {
+        return core.invoke(COMMANDS.getOffline);
     }
     /**
      * The price of one use of `service` and whether the balance covers it. `duration` (seconds) is
@@ -145,7 +154,8 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
         return core.invoke(COMMANDS.dismissRefused, { idempotencyKey });
     }
 
-    // Keyed by the binding's kinds: a kind added to or removed from the Rust enum fails to compile here.
+    // Keyed by the binding's kinds (and the offline ones): a kind added to the Rust enum, or one of the
+    // binding's removed from it, fails to compile here.
     const KINDS = {
         insufficientPoints: true,
         unauthorized: true,
@@ -159,9 +169,23 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
         protocol: true,
         storage: true,
         notConfigured: true,
+        offlineAllowanceNone: true,
+        offlineAllowanceInvalid: true,
+        offlineAllowanceExpired: true,
+        offlineAllowanceExhausted: true,
+        offlineClockTurnedBack: true,
+    };
+    const OFFLINE_KINDS = {
+        offlineAllowanceNone: true,
+        offlineAllowanceInvalid: true,
+        offlineAllowanceExpired: true,
+        offlineAllowanceExhausted: true,
+        offlineClockTurnedBack: true,
     };
     /** Every kind of {@link PointsError}. */
     const POINTS_ERROR_KINDS = Object.keys(KINDS);
+    /** Every kind of {@link OfflineError}. */
+    const OFFLINE_ERROR_KINDS = Object.keys(OFFLINE_KINDS);
     /**
      * Whether a rejection of a plugin command is the plugin's own error. Tauri's own refusals (a
      * command the capability does not allow, an unknown command) are plain strings: not these.
@@ -179,6 +203,13 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
     /** Whether `error` says the user has too few points (the app should offer a recharge). */
     function isInsufficientPoints(error) {
         return isPointsErrorKind(error, "insufficientPoints");
+    }
+    /**
+     * Whether `error` is a refusal of offline work for want of a usable allowance, or for a clock set
+     * back (the job can run once the ledger is reached again). Never a lack of points.
+     */
+    function isOfflineError(error) {
+        return isPointsError(error) && Object.prototype.hasOwnProperty.call(OFFLINE_KINDS, error.kind);
     }
     /** A human-readable text for any rejection: a PointsError, a Tauri refusal, an Error. */
     function errorMessage(error) {
@@ -212,6 +243,11 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
             protocol: "无法识别服务器返回的数据，请稍后重试。",
             storage: "无法保存本机的扣费记录，请检查磁盘空间后重试。",
             notConfigured: "尚未连接积分服务，请稍后再试。",
+            offlineAllowanceNone: "当前离线，本机没有该账户的离线额度，恢复连接后才能运行桌面任务。",
+            offlineAllowanceInvalid: "本机的离线额度无效，恢复连接后才能运行桌面任务。",
+            offlineAllowanceExpired: "离线额度已于 {until} 到期，恢复连接后才能运行桌面任务。",
+            offlineAllowanceExhausted: "{service}需要 {required} 积分，离线额度仅剩 {remaining} 积分，请恢复连接后再试。",
+            offlineClockTurnedBack: "本机时间早于之前记录的时间，恢复连接前无法运行离线任务，请检查系统时间。",
         },
         unexpected: "操作失败：{detail}",
         recharge: {
@@ -227,6 +263,10 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
             message: "积分余额不足 {threshold}，当前仅剩 {balance} 积分，请及时充值。",
             action: "去充值",
             dismiss: "知道了",
+        },
+        offline: {
+            message: "离线中 — 可用 {remaining} 积分，截至 {until}",
+            messageWithoutAllowance: "离线中 — 恢复连接前无法运行桌面任务",
         },
         services: {
             script: "脚本生成",
@@ -261,6 +301,11 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
             protocol: "The server's answer could not be read. Please try again later.",
             storage: "The charge record on this computer could not be saved. Check the free disk space and try again.",
             notConfigured: "The points service is not connected yet. Please try again in a moment.",
+            offlineAllowanceNone: "You are offline and this computer holds no offline allowance for your account: desktop jobs can run once the connection is back.",
+            offlineAllowanceInvalid: "The offline allowance on this computer is not valid: desktop jobs can run once the connection is back.",
+            offlineAllowanceExpired: "The offline allowance ended on {until}: desktop jobs can run once the connection is back.",
+            offlineAllowanceExhausted: "{service} needs {required} points, but the offline allowance has only {remaining} left. Try again once the connection is back.",
+            offlineClockTurnedBack: "This computer's clock is earlier than a time already seen: offline jobs cannot run until the connection is back. Check the system clock.",
         },
         unexpected: "Something went wrong: {detail}",
         recharge: {
@@ -276,6 +321,10 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
             message: "Your balance is below {threshold}: {balance} left. Top up soon.",
             action: "Top up",
             dismiss: "Dismiss",
+        },
+        offline: {
+            message: "Offline — {remaining} points available until {until}",
+            messageWithoutAllowance: "Offline — desktop jobs cannot run until the connection is back",
         },
         services: {
             script: "Script writing",
@@ -430,7 +479,14 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
         const names = getMessages(locale).services;
         return Object.prototype.hasOwnProperty.call(names, service) ? names[service] : service;
     }
-    /** The values an error's text can use: its fields, `{service}` by name. */
+    /** An RFC 3339 moment as a date and time (to the minute) of `locale`, in local time; as it is when unreadable. */
+    function dateTime(moment, locale) {
+        const at = new Date(moment);
+        if (Number.isNaN(at.getTime()))
+            return moment;
+        return new Intl.DateTimeFormat(locale, { dateStyle: "medium", timeStyle: "short" }).format(at);
+    }
+    /** The values an error's text can use: its fields, `{service}` by name, `{until}` as a date and time. */
     function errorValues(error, locale) {
         const values = {};
         for (const [key, value] of Object.entries(error)) {
@@ -439,6 +495,8 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
         }
         if (typeof values.service === "string")
             values.service = serviceName(values.service, locale);
+        if (typeof values.until === "string")
+            values.until = dateTime(values.until, locale);
         return values;
     }
     /**
@@ -496,6 +554,17 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
             dismiss: table.dismiss,
         });
     }
+    /**
+     * The offline banner's text for the store's `offline`, in `locale` (default {@link getLocale}):
+     * the points left and the allowance's last moment (a date and time of `locale`), or
+     * `offline.messageWithoutAllowance` when `until` is `null`.
+     */
+    function localizedOffline(allowance, locale = getLocale()) {
+        const table = getMessages(locale).offline;
+        if (allowance.until === null)
+            return table.messageWithoutAllowance;
+        return formatMessage(table.message, { remaining: allowance.remaining, until: dateTime(allowance.until, locale) }, locale);
+    }
 
     /** The events the plugin emits to every window. */
     const EVENTS = {
@@ -518,6 +587,11 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
         sessionChanged: "points://session-changed",
         /** {@link RefusedCharge}: the ledger refused a finished job's charge for good. */
         chargeRefused: "points://charge-refused",
+        /**
+         * {@link OfflineStatus}: the offline state of the session changed (the ledger found unreachable
+         * or reachable again, an offline job spent some of the allowance, the allowance expired).
+         */
+        offlineChanged: "points://offline-changed",
     };
     /** Calls `handler` on every balance change; resolves to the function that stops listening. */
     function onBalanceChanged(handler) {
@@ -545,6 +619,10 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
     /** Calls `handler` when the ledger refuses a charge for good; resolves to the function that stops listening. */
     function onChargeRefused(handler) {
         return event.listen(EVENTS.chargeRefused, (event) => handler(event.payload));
+    }
+    /** Calls `handler` at every change of the offline state; resolves to the function that stops listening. */
+    function onOfflineChanged(handler) {
+        return event.listen(EVENTS.offlineChanged, (event) => handler(event.payload));
     }
 
     /** The HTTP status of "insufficient points". */
@@ -714,8 +792,8 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
      * is called.
      *
      * Once started it follows the plugin's session: at every sign-in, sign-out or change of account it
-     * empties itself (balance, pending and refused charges, error, dialog) and reads the balance (when
-     * signed in) and the pending charges again; an answer to a call made before the change, or an
+     * empties itself (balance, pending and refused charges, offline state, error, dialog) and reads the
+     * balance (when signed in), the pending charges and the offline state again; an answer to a call made before the change, or an
      * event of an older session, is not applied.
      *
      * Balances are whole summaries ordered by the ledger's `seq`: a summary (a fetch's answer, or the
@@ -732,6 +810,7 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
         let state = Object.freeze({
             balance: options.initialBalance ? Object.freeze({ ...options.initialBalance }) : null,
             lowBalance: null,
+            offline: null,
             loading: false,
             error: null,
             pendingCharges: 0,
@@ -761,6 +840,9 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
         let dialogSeq = null;
         const rechargedListeners = new Set();
         const lowBalanceListeners = new Set();
+        const offlineListeners = new Set();
+        /** Offline events heard: a read of the offline state sent before the latest one is older than it. */
+        let offlineHeard = 0;
         let started = null;
         let attachment = 0;
         let unlisteners = [];
@@ -901,6 +983,7 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
             set({
                 balance: null,
                 lowBalance: null,
+                offline: null,
                 loading: false,
                 error: null,
                 pendingCharges: 0,
@@ -914,8 +997,32 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
                 store.fetchBalance().catch(() => undefined);
             if (!pendingKnown)
                 readPending(getPending, false).catch(() => undefined);
-            if (signedIn !== false)
+            if (signedIn !== false) {
                 readLowBalance();
+                readOffline();
+            }
+        }
+        /** The allowance, keeping the current object when nothing in it changed. */
+        function replaceOffline(offline) {
+            const current = state.offline;
+            if (offline === null)
+                return null;
+            return current !== null && sameFields(current, offline) ? current : Object.freeze({ ...offline });
+        }
+        /**
+         * Asks the plugin for the offline state of the session (a window opened after
+         * `points://offline-changed` fired has heard no event) and shows it, unless an event came
+         * meanwhile; calls no `onOffline` listener.
+         */
+        function readOffline() {
+            const heard = offlineHeard;
+            getOffline()
+                .then((status) => {
+                if (heard !== offlineHeard || !ofCurrentSession(status.session, null, false))
+                    return;
+                set({ offline: replaceOffline(status.offline) });
+            })
+                .catch(() => undefined);
         }
         /**
          * Asks the plugin which crossing is in force (a window opened after `points://low-balance`
@@ -986,6 +1093,17 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
             crossings = [...crossings.filter((c) => c.low.threshold !== low.threshold), crossing].sort((a, b) => a.low.threshold - b.low.threshold);
             set({ lowBalance: crossings[0].low });
             notify(lowBalanceListeners, crossing.low);
+        }
+        function onOfflineEvent(status) {
+            if (state.session !== null && status.session < state.session)
+                return;
+            // Counted first: a read sent when this event empties the store for its session answers later.
+            offlineHeard++;
+            if (!ofCurrentSession(status.session, null, false))
+                return;
+            const offline = replaceOffline(status.offline);
+            set({ offline });
+            notify(offlineListeners, offline);
         }
         function onInsufficient(info) {
             const mine = ownLabel();
@@ -1132,6 +1250,11 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
                 lowBalanceListeners.add(own);
                 return () => void lowBalanceListeners.delete(own);
             },
+            onOffline(listener) {
+                const own = (offline) => listener(offline);
+                offlineListeners.add(own);
+                return () => void offlineListeners.delete(own);
+            },
             handleError(error) {
                 fail(error);
                 return isInsufficientPoints(error);
@@ -1168,6 +1291,7 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
                         heard.push({ refused, reads });
                         set({ refusedCharges: withRefusals(state.refusedCharges, [refused]) });
                     }),
+                    onOfflineChanged(onOfflineEvent),
                 ];
                 const attempt = Promise.allSettled(attaching).then(async (results) => {
                     const attached = results.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
@@ -1183,6 +1307,7 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
                     }
                     unlisteners = attached;
                     readLowBalance();
+                    readOffline();
                     // A restart with charges still pending shows them at once.
                     await readPending(getPending, false).catch(() => undefined);
                 });
@@ -1217,6 +1342,7 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
     exports.EVENTS = EVENTS;
     exports.FALLBACK_LOCALE = FALLBACK_LOCALE;
     exports.LOCALES = LOCALES;
+    exports.OFFLINE_ERROR_KINDS = OFFLINE_ERROR_KINDS;
     exports.PAYMENT_REQUIRED = PAYMENT_REQUIRED;
     exports.PLUGIN_NAME = PLUGIN_NAME;
     exports.POINTS_ERROR_KINDS = POINTS_ERROR_KINDS;
@@ -1231,6 +1357,7 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
     exports.getBalance = getBalance;
     exports.getLocale = getLocale;
     exports.getMessages = getMessages;
+    exports.getOffline = getOffline;
     exports.getPending = getPending;
     exports.getPointStore = getPointStore;
     exports.getPrices = getPrices;
@@ -1238,6 +1365,7 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
     exports.insufficientPointsFromBody = insufficientPointsFromBody;
     exports.insufficientPointsFromResponse = insufficientPointsFromResponse;
     exports.isInsufficientPoints = isInsufficientPoints;
+    exports.isOfflineError = isOfflineError;
     exports.isPointsError = isPointsError;
     exports.isPointsErrorKind = isPointsErrorKind;
     exports.listBatches = listBatches;
@@ -1245,6 +1373,7 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
     exports.localeOf = localeOf;
     exports.localizeError = localizeError;
     exports.localizedLowBalance = localizedLowBalance;
+    exports.localizedOffline = localizedOffline;
     exports.localizedRecharge = localizedRecharge;
     exports.localizedRecharged = localizedRecharged;
     exports.messagesVersion = messagesVersion;
@@ -1254,6 +1383,7 @@ var __TAURI_PLUGIN_POINTS__ = (function (exports, core, event, webview) {
     exports.onInsufficientPoints = onInsufficientPoints;
     exports.onLowBalance = onLowBalance;
     exports.onMessagesChanged = onMessagesChanged;
+    exports.onOfflineChanged = onOfflineChanged;
     exports.onPendingChanged = onPendingChanged;
     exports.onSessionChanged = onSessionChanged;
     exports.overrideMessages = overrideMessages;

@@ -172,6 +172,16 @@ export type ErrorsMatchTheIpcDoc = [
   Expect<Equals<Kind<"protocol">, { kind: "protocol"; message: string }>>,
   Expect<Equals<Kind<"storage">, { kind: "storage"; message: string }>>,
   Expect<Equals<Kind<"notConfigured">, { kind: "notConfigured"; message: string }>>,
+  Expect<Equals<Kind<"offlineAllowanceNone">, { kind: "offlineAllowanceNone"; message: string }>>,
+  Expect<Equals<Kind<"offlineAllowanceInvalid">, { kind: "offlineAllowanceInvalid"; message: string }>>,
+  Expect<Equals<Kind<"offlineAllowanceExpired">, { kind: "offlineAllowanceExpired"; message: string; until: string }>>,
+  Expect<
+    Equals<
+      Kind<"offlineAllowanceExhausted">,
+      { kind: "offlineAllowanceExhausted"; message: string; service: string; required: number; remaining: number }
+    >
+  >,
+  Expect<Equals<Kind<"offlineClockTurnedBack">, { kind: "offlineClockTurnedBack"; message: string; mark: string }>>,
   Expect<
     Equals<
       PointsError["kind"],
@@ -187,6 +197,11 @@ export type ErrorsMatchTheIpcDoc = [
       | "protocol"
       | "storage"
       | "notConfigured"
+      | "offlineAllowanceNone"
+      | "offlineAllowanceInvalid"
+      | "offlineAllowanceExpired"
+      | "offlineAllowanceExhausted"
+      | "offlineClockTurnedBack"
     >
   >,
 ];
