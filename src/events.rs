@@ -432,6 +432,14 @@ impl<R: Runtime> crate::watch::WatchListener for Notices<R> {
         }
     }
 
+    fn reachability(&self, session: &Session, reachable: bool) {
+        if let Some(points) = crate::points::points_of(&self.app) {
+            if let Some(offline) = points.jobs().offline() {
+                offline.set_reachable(Some(session.account()), reachable);
+            }
+        }
+    }
+
     fn foreground(&self) -> bool {
         use tauri::Manager;
         let windows = self.app.webview_windows();

@@ -84,6 +84,12 @@ pub trait WatchListener: Send + Sync + 'static {
     fn foreground(&self) -> bool {
         true
     }
+
+    /// The ledger answered (`true`: the stream opened, a poll was answered) or could not be
+    /// reached (`false`: a network error, a timeout, a 5xx) for `session`.
+    fn reachability(&self, session: &Session, reachable: bool) {
+        let _ = (session, reachable);
+    }
 }
 
 impl WatchListener for () {
@@ -235,7 +241,10 @@ impl BalanceWatch {
     ) -> Ended {
         let client = self.inner.client.as_token(session.token());
         let mut stream = match client.open_stream(*last_seq).await {
-            Ok(stream) => stream,
+            Ok(stream) => {
+                self.inner.listener.reachability(session, true);
+                stream
+            }
             Err(Error::Backend {
                 status: 404 | 405 | 501,
                 ..
@@ -245,6 +254,9 @@ impl BalanceWatch {
             Err(Error::Unauthorized) => return Ended::Token,
             Err(Error::NotConfigured) => return Ended::NotConfigured,
             Err(error) => {
+                if crate::offline::unreachable(&error) {
+                    self.inner.listener.reachability(session, false);
+                }
                 tracing::debug!(%error, "the balance stream could not be opened");
                 *failures = failures.saturating_add(1);
                 return Ended::Retry;
@@ -290,9 +302,15 @@ impl BalanceWatch {
         let client = self.inner.client.as_token(session.token());
         match client.balance_stated().await {
             Ok(stated) => {
+                self.inner.listener.reachability(session, true);
                 self.deliver(session, generation, stated, last_seq, FigureSource::Poll);
             }
-            Err(error) => tracing::debug!(%error, "a balance poll failed"),
+            Err(error) => {
+                if crate::offline::unreachable(&error) {
+                    self.inner.listener.reachability(session, false);
+                }
+                tracing::debug!(%error, "a balance poll failed");
+            }
         }
     }
 

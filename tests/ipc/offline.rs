@@ -92,6 +92,14 @@ fn desktop_jobs_run_offline_on_the_allowance_and_settle_once_when_the_ledger_is_
     // refusal, not a 402 (no recharge dialog).
     let app = self::app(&ledger, &proxy, journal.path());
     let points = app.app.points();
+    // No job yet: the live balance's failed connections tell the offline state by themselves.
+    app.wait_until("the offline state, from the live balance", || {
+        app.invoke("get_offline", json!({})).unwrap()["offline"]["remaining"] == 0
+    });
+    assert!(app
+        .events_named(OFFLINE_CHANGED)
+        .iter()
+        .any(|status| status["offline"]["remaining"] == 0));
     let refused = app
         .invoke(
             "charge",

@@ -285,6 +285,11 @@ pub struct ConsumeBody {
     /// grace period after its `not_after` (30 days by default); else 422
     /// `allowance_not_found`, `allowance_expired` or `allowance_exhausted`, writing nothing.
     #[serde(default)]
+    #[schema(
+        value_type = Option<String>,
+        format = Uuid,
+        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     pub allowance_id: Option<Uuid>,
 }
 
@@ -367,12 +372,14 @@ pub struct AllowanceBody {
 /// decimal). Verify it with a key of `GET /points/allowance-keys` pinned in the client's
 /// configuration.
 #[utoipa::path(post, path = "/points/allowance", tag = "points", security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Optional; 1 to 255 printable ASCII characters without space, scoped to the user and to allowances; kept for ever. The same key again answers the allowance it issued (re-signed, the same bytes), superseding nothing: a client retrying a request whose answer was lost never has the allowance it holds released by its own retry. Used for another device: 422 `idempotency_conflict`")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Optional; 1 to 255 printable ASCII characters without space, scoped to the user and to allowances; kept for ever. The same key again answers the allowance it issued (re-signed, the same bytes), superseding nothing: a client retrying a request whose answer was lost never has the allowance it holds released by its own retry. Used for another device: 422 `idempotency_conflict`",
+        min_length = 1, max_length = 255, pattern = "^[\\x21-\\x7E]+$")),
     request_body = AllowanceBody,
     responses(
         (status = 200, description = "The signed allowance", body = SignedAllowance),
         (status = 400, description = "`invalid_request` (unparseable body, or a `device_id` that is not 1 to 128 of `[A-Za-z0-9._:-]`)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_idempotency_key` (an `Idempotency-Key` that is not 1 to 255 printable ASCII characters without space) or `idempotency_conflict` (the key was used for another device)", body = Problem, content_type = "application/problem+json"),
         (status = 501, description = "`allowance_unavailable`: this ledger has no allowance key and issues no allowance", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn allowance(
