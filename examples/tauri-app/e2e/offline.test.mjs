@@ -55,7 +55,7 @@ describe("desktop jobs with the ledger stopped, on the signed allowance", () => 
     await waitText(browser, "balance", "20");
     assert.equal(await shown(browser, "offline-banner"), false, "online: no offline banner");
     // The allowance is taken at sign-in; give it a moment to arrive before the ledger goes.
-    await sleep(1500);
+    await sleep(4000);
     await ledger.stop();
 
     await click(browser, "action-compose");
