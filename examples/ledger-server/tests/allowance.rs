@@ -6,6 +6,7 @@
 //! case the books balance and every allowance's settled consumes add up to its `spent`, within
 //! what it granted.
 
+#[macro_use]
 mod common;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -513,31 +514,6 @@ async fn device_ids_are_checked(l: &TestLedger) {
         .unwrap();
     problem(keys, 401, "unauthorized").await;
     assert_allowances_add_up(l).await;
-}
-
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    let l = crate::common::start(crate::Backend::Sqlite).await.expect("SQLite");
-                    super::$case(&l).await;
-                    l.finish().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    let Some(l) = crate::common::start(crate::Backend::Postgres).await else { return };
-                    super::$case(&l).await;
-                    l.finish().await;
-                }
-            )*
-        }
-    };
 }
 
 on_both_backends!(

@@ -1,8 +1,9 @@
 //! The wire contract over HTTP: every route and every error code, on SQLite and on PostgreSQL.
 
+#[macro_use]
 mod common;
 
-use common::{assert_books_balance, Backend, ClockExt, TestLedger};
+use common::{assert_books_balance, ClockExt, TestLedger};
 use serde_json::{json, Value};
 use time::Duration;
 use uuid::Uuid;
@@ -1123,31 +1124,6 @@ async fn openapi_and_unknown_routes(l: &TestLedger) {
         "not_found",
     )
     .await;
-}
-
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    let l = crate::common::start(crate::Backend::Sqlite).await.expect("SQLite");
-                    super::$case(&l).await;
-                    l.finish().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    let Some(l) = crate::common::start(crate::Backend::Postgres).await else { return };
-                    super::$case(&l).await;
-                    l.finish().await;
-                }
-            )*
-        }
-    };
 }
 
 on_both_backends!(

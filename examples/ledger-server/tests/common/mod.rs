@@ -286,3 +286,31 @@ pub async fn assert_books_balance(ledger: &points_ledger::Ledger) {
         }
     }
 }
+
+/// Runs each named `async fn(&TestLedger)` of the calling file as a test on SQLite and, when its
+/// URL is set, on PostgreSQL (`mod sqlite` / `mod postgres`).
+#[allow(unused_macros)]
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let l = crate::common::start(crate::common::Backend::Sqlite).await.expect("SQLite");
+                    super::$case(&l).await;
+                    l.finish().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let Some(l) = crate::common::start(crate::common::Backend::Postgres).await else { return };
+                    super::$case(&l).await;
+                    l.finish().await;
+                }
+            )*
+        }
+    };
+}
