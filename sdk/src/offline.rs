@@ -328,16 +328,16 @@ impl Offline {
         journal: &Journal,
         use_time: bool,
     ) -> Result<(Allowance, i64)> {
-        let held = {
+        let (held, asking) = {
             let state = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
-            find(&state, session.account()).and_then(|a| a.held.clone())
+            find(&state, session.account()).map_or((None, false), |a| (a.held.clone(), a.asking))
         };
         let Some(held) = held else {
             return Err(Error::OfflineAllowanceNone {
                 reason: "no allowance is held for this account on this machine".into(),
             });
         };
-        if self.is_asking(session.account()) {
+        if asking {
             return Err(Error::OfflineAllowanceNone {
                 reason: "the answer to the last allowance request was lost: the allowance held \
                          may have been superseded"
@@ -556,7 +556,12 @@ impl Offline {
         }
     }
 
-    fn due(&self, session: &Session, journal: &Journal, balance: Option<i64>) -> bool {
+    /// Whether a new allowance is due for `session` (see the module's rules): checked before a
+    /// request is even spawned, and again under the request lock.
+    pub(crate) fn due(&self, session: &Session, journal: &Journal, balance: Option<i64>) -> bool {
+        if self.inner.keys.is_empty() {
+            return false;
+        }
         let held = {
             let state = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
             find(&state, session.account()).and_then(|a| a.held.clone())

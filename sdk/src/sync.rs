@@ -241,6 +241,9 @@ impl ChargeSync {
         let Some(offline) = self.inner.offline.get().cloned() else {
             return;
         };
+        if !offline.due(&session, &self.inner.journal, balance) {
+            return; // Most calls (one per pre-check and per charge): nothing to spawn.
+        }
         let (client, journal) = (self.inner.client.clone(), self.inner.journal.clone());
         tokio::spawn(async move {
             if let Err(error) = offline

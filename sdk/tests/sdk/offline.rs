@@ -79,7 +79,7 @@ impl Rig {
     }
 
     /// The desktop side signed in as `token`, pinning `keys`.
-    fn open_with(&self, token: &str, keys: PinnedKeys) -> Desk {
+    async fn open_with(&self, token: &str, keys: PinnedKeys) -> Desk {
         let sessions = Arc::new(Sessions::new(None));
         sessions.sign_in(Session::new(token, None).unwrap());
         let client = client_for(&self.proxy.base_url, None);
@@ -89,7 +89,7 @@ impl Rig {
             if journal.is_ok() {
                 break;
             }
-            std::thread::sleep(std::time::Duration::from_millis(20));
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             journal = Journal::open(self.dir.path().join("journal"));
         }
         let journal = Arc::new(journal.unwrap());
@@ -116,8 +116,8 @@ impl Rig {
         }
     }
 
-    fn open(&self) -> Desk {
-        self.open_with(&self.ledger.token, self.pinned())
+    async fn open(&self) -> Desk {
+        self.open_with(&self.ledger.token, self.pinned()).await
     }
 
     async fn balance(&self) -> points_sdk::models::PointBalance {
@@ -181,7 +181,7 @@ fn assert_pending(outcome: Result<ChargeOutcome, Error>) {
 #[tokio::test]
 async fn offline_jobs_run_on_the_allowance_and_settle_exactly_once_when_the_ledger_is_back() {
     let rig = Rig::start(12).await;
-    let desk = rig.open();
+    let desk = rig.open().await;
     assert!(
         matches!(
             desk.job("compose", "before").await,
@@ -247,13 +247,13 @@ async fn offline_jobs_run_on_the_allowance_and_settle_exactly_once_when_the_ledg
 #[tokio::test]
 async fn what_was_spent_offline_is_counted_across_restarts() {
     let rig = Rig::start(8).await;
-    let desk = rig.open();
+    let desk = rig.open().await;
     desk.refresh().await;
     rig.proxy.set(Fault::Refuse);
     assert_pending(desk.job("compose", "first-run").await);
     desk.close();
 
-    let desk = rig.open();
+    let desk = rig.open().await;
     assert_eq!(
         desk.journal.len(),
         1,
@@ -274,7 +274,7 @@ async fn what_was_spent_offline_is_counted_across_restarts() {
     assert_eq!(desk.sync.sync_now().await.acknowledged.len(), 2);
     rig.proxy.set(Fault::Refuse);
     desk.close();
-    let desk = rig.open();
+    let desk = rig.open().await;
     assert!(desk.journal.is_empty());
     // Either still the first allowance (7 of 8 spent) or the one taken once both settled (of
     // the balance left, 1): one point either way.
@@ -289,7 +289,7 @@ async fn what_was_spent_offline_is_counted_across_restarts() {
 #[tokio::test]
 async fn a_job_running_when_the_allowance_expires_is_still_settled_and_the_next_is_refused() {
     let rig = Rig::start(20).await;
-    let desk = rig.open();
+    let desk = rig.open().await;
     desk.refresh().await;
     let allowance = desk.offline.allowance_of(desk.session().account()).unwrap();
     rig.proxy.set(Fault::Refuse);
@@ -320,7 +320,7 @@ async fn a_job_running_when_the_allowance_expires_is_still_settled_and_the_next_
 #[tokio::test]
 async fn a_clock_set_back_refuses_offline_jobs_until_the_ledger_is_reached() {
     let rig = Rig::start(20).await;
-    let desk = rig.open();
+    let desk = rig.open().await;
     desk.refresh().await;
     rig.proxy.set(Fault::Refuse);
     assert_pending(desk.job("cover_design", "on-time").await);
@@ -331,7 +331,7 @@ async fn a_clock_set_back_refuses_offline_jobs_until_the_ledger_is_reached() {
     ));
     // Across a restart too.
     desk.close();
-    let desk = rig.open();
+    let desk = rig.open().await;
     assert!(matches!(
         desk.job("cover_design", "set-back-2").await,
         Err(Error::OfflineClockTurnedBack { .. })
@@ -352,7 +352,7 @@ async fn tampered_foreign_and_unknown_key_allowances_run_nothing() {
 
     // Never online: no allowance.
     rig.proxy.set(Fault::Refuse);
-    let desk = rig.open();
+    let desk = rig.open().await;
     assert!(matches!(
         desk.job("compose", "none").await,
         Err(Error::OfflineAllowanceNone { .. })
@@ -368,7 +368,7 @@ async fn tampered_foreign_and_unknown_key_allowances_run_nothing() {
     saved["accounts"][0]["held"]["allowance"]["points"] = 5_000.into();
     std::fs::write(&file, serde_json::to_vec(&saved).unwrap()).unwrap();
     rig.proxy.set(Fault::Refuse);
-    let desk = rig.open();
+    let desk = rig.open().await;
     assert!(matches!(
         desk.job("compose", "tampered").await,
         Err(Error::OfflineAllowanceInvalid { .. })
@@ -385,7 +385,7 @@ async fn tampered_foreign_and_unknown_key_allowances_run_nothing() {
         .await
         .unwrap();
     let other_token = rig.ledger.ledger.token_for(other);
-    let theirs = rig.open_with(&other_token, rig.pinned());
+    let theirs = rig.open_with(&other_token, rig.pinned()).await;
     theirs.refresh().await;
     theirs.close();
     let mut saved: serde_json::Value =
@@ -396,7 +396,7 @@ async fn tampered_foreign_and_unknown_key_allowances_run_nothing() {
     accounts[0]["held"] = their_held;
     std::fs::write(&file, serde_json::to_vec(&saved).unwrap()).unwrap();
     rig.proxy.set(Fault::Refuse);
-    let desk = rig.open();
+    let desk = rig.open().await;
     assert!(matches!(
         desk.job("compose", "foreign").await,
         Err(Error::OfflineAllowanceInvalid { .. })
@@ -413,7 +413,7 @@ async fn tampered_foreign_and_unknown_key_allowances_run_nothing() {
             .map(|(id, key)| (id.as_str(), key.as_str())),
     )
     .unwrap();
-    let desk = rig.open_with(&rig.ledger.token, foreign);
+    let desk = rig.open_with(&rig.ledger.token, foreign).await;
     assert!(matches!(
         desk.job("compose", "unknown-key").await,
         Err(Error::OfflineAllowanceInvalid { .. })
@@ -426,7 +426,7 @@ async fn tampered_foreign_and_unknown_key_allowances_run_nothing() {
 #[tokio::test]
 async fn only_an_unreachable_ledger_falls_back_to_the_allowance() {
     let rig = Rig::start(20).await;
-    let desk = rig.open();
+    let desk = rig.open().await;
     desk.refresh().await;
     rig.proxy.set(Fault::Answer {
         status: 401,
@@ -450,7 +450,7 @@ async fn only_an_unreachable_ledger_falls_back_to_the_allowance() {
 async fn an_allowance_request_whose_answer_was_lost_runs_nothing_on_the_allowance_it_may_have_superseded(
 ) {
     let rig = Rig::start(30).await;
-    let desk = rig.open();
+    let desk = rig.open().await;
     desk.refresh().await;
     // The ledger issues a new allowance (releasing the held one's points), and the answer is
     // lost; then the network goes.
@@ -468,7 +468,7 @@ async fn an_allowance_request_whose_answer_was_lost_runs_nothing_on_the_allowanc
         .is_err());
     desk.close();
     rig.proxy.set(Fault::Refuse);
-    let desk = rig.open();
+    let desk = rig.open().await;
     assert!(
         matches!(
             desk.job("cover_design", "after-a-lost-answer").await,
