@@ -132,8 +132,8 @@ struct Inner {
     mark: TimeMark,
     state: Mutex<Saved>,
     file: Option<Arc<StateFile>>,
-    /// Allowance id → the prices of the jobs running on it.
-    running: Mutex<HashMap<String, i64>>,
+    /// Allowance id → the jobs running on it.
+    running: Mutex<HashMap<String, RunningOn>>,
     /// Whether the last call to the ledger found it unreachable.
     unreachable: AtomicBool,
     /// Account → when its allowance was last asked for.
@@ -141,6 +141,14 @@ struct Inner {
     /// One allowance request at a time.
     refreshing: tokio::sync::Mutex<()>,
     listener: Mutex<Arc<dyn OfflineListener>>,
+}
+
+/// The jobs running on one allowance.
+struct RunningOn {
+    /// The ledger account the allowance was issued to.
+    ledger_user: String,
+    /// Their prices.
+    points: i64,
 }
 
 /// Why a job may not run offline.
@@ -262,7 +270,7 @@ impl Offline {
         Some(match self.usable(session, journal, false) {
             Ok((allowance, remaining)) => OfflineAllowance {
                 remaining: remaining
-                    .saturating_sub(running.get(&allowance.allowance_id).copied().unwrap_or(0))
+                    .saturating_sub(running.get(&allowance.allowance_id).map_or(0, |r| r.points))
                     .max(0),
                 until: Some(rfc3339(allowance.not_after)),
             },
@@ -298,7 +306,7 @@ impl Offline {
                 reason: format!("no offline price is known for `{service}`"),
             });
         };
-        let already = running.get(&allowance.allowance_id).copied().unwrap_or(0);
+        let already = running.get(&allowance.allowance_id).map_or(0, |r| r.points);
         let left = remaining.saturating_sub(already);
         if price > left {
             return Err(Error::OfflineAllowanceExhausted {
@@ -307,7 +315,13 @@ impl Offline {
                 remaining: left.max(0),
             });
         }
-        *running.entry(allowance.allowance_id.clone()).or_insert(0) += price;
+        running
+            .entry(allowance.allowance_id.clone())
+            .or_insert_with(|| RunningOn {
+                ledger_user: allowance.user_id.clone(),
+                points: 0,
+            })
+            .points += price;
         drop(running);
         self.changed(session.account());
         Ok(OfflineReservation {
@@ -423,6 +437,21 @@ impl Offline {
             .unwrap_or_else(|p| p.into_inner())
             .insert(session.account().to_owned(), Instant::now());
         let client = client.as_token(session.token());
+        if expected_user(session).is_none()
+            && journal.tally_where(|c| c.allowance_id.is_some()).0 > 0
+        {
+            // Offline charges wait, perhaps of this ledger account under another label: whose
+            // they are is told by the ledger account, so this token's is learnt first.
+            match client.balance_stated().await {
+                Ok(stated) => session.learn_ledger_user(stated.user_id.as_deref()),
+                Err(error) => {
+                    if unreachable(&error) {
+                        self.set_reachable(Some(session.account()), false);
+                    }
+                    return Err(error);
+                }
+            }
+        }
         self.set_asking(session.account(), true).await;
         if self.in_use(session, journal) {
             // A job took the allowance meanwhile (before the mark): not now.
@@ -457,6 +486,17 @@ impl Offline {
         session.learn_ledger_user(Some(&allowance.user_id));
         {
             let mut state = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
+            // The one live allowance of this ledger account on this device: one held under
+            // another label of it is superseded.
+            for other in &mut state.accounts {
+                if other
+                    .held
+                    .as_ref()
+                    .is_some_and(|held| held.allowance.user_id == allowance.user_id)
+                {
+                    other.held = None;
+                }
+            }
             let mut entry = take(&mut state, session.account());
             entry.held = Some(Held {
                 allowance,
@@ -482,23 +522,29 @@ impl Offline {
         Ok(true)
     }
 
-    /// Whether a charge made under `session`'s allowance is pending or a job runs on it.
+    /// Whether a charge of `session`'s made under any allowance is pending, or a job runs on an
+    /// allowance of its ledger account: a new allowance would release what the ledger still owes
+    /// them. Not only the held allowance: an account's entry may have been put aside for others
+    /// ([`MAX_ACCOUNTS`]) while its offline charges wait, and one ledger account may be signed in
+    /// under two labels.
     fn in_use(&self, session: &Session, journal: &Journal) -> bool {
-        let Some(id) = self
+        let user = expected_user(session);
+        let held = self
             .allowance_of(session.account())
-            .map(|allowance| allowance.allowance_id)
-        else {
-            return false;
-        };
-        self.inner
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(&id)
-            || journal
-                .pending_of(session.account())
-                .iter()
-                .any(|charge| charge.allowance_id.as_deref() == Some(id.as_str()))
+            .map(|allowance| allowance.allowance_id);
+        let running = self.inner.running.lock().unwrap_or_else(|p| p.into_inner());
+        let runs = running.iter().any(|(id, on)| {
+            Some(id) == held.as_ref() || user.as_deref() == Some(on.ledger_user.as_str())
+        });
+        drop(running);
+        runs || journal
+            .tally_where(|charge| {
+                charge.allowance_id.is_some()
+                    && (session.owns(&charge.account, charge.ledger_user.as_deref())
+                        || (user.is_some() && charge.ledger_user == user))
+            })
+            .0
+            > 0
     }
 
     /// Whether `account`'s allowance was asked for less than `interval` ago.
@@ -611,9 +657,9 @@ impl Offline {
     fn release(&self, account: &str, allowance_id: &str, price: i64) {
         {
             let mut running = self.inner.running.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(points) = running.get_mut(allowance_id) {
-                *points = points.saturating_sub(price);
-                if *points <= 0 {
+            if let Some(on) = running.get_mut(allowance_id) {
+                on.points = on.points.saturating_sub(price);
+                if on.points <= 0 {
                     running.remove(allowance_id);
                 }
             }

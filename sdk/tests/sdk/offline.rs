@@ -485,3 +485,88 @@ async fn an_allowance_request_whose_answer_was_lost_runs_nothing_on_the_allowanc
     assert_eq!(desk.sync.sync_now().await.acknowledged.len(), 1);
     assert_eq!(rig.balance().await.balance, 28);
 }
+
+#[tokio::test]
+async fn an_account_put_aside_for_others_asks_for_no_allowance_while_its_offline_charges_wait() {
+    let rig = Rig::start(30).await;
+    let desk = rig.open().await;
+    let first = desk.session();
+    desk.refresh().await;
+    rig.proxy.set(Fault::Refuse);
+    assert_pending(desk.job("cover_design", "offline-then-put-aside").await);
+    // The network is back but the charge waits (no sync pass yet); more accounts than the
+    // machine keeps allowances for take one each, putting the first account's entry aside.
+    rig.proxy.set(Fault::Pass);
+    for _ in 0..points_sdk::offline::MAX_ACCOUNTS {
+        let user = Uuid::new_v4();
+        rig.ledger
+            .ledger
+            .recharge(user, 10, in_days(30))
+            .await
+            .unwrap();
+        desk.sessions
+            .sign_in(Session::new(rig.ledger.ledger.token_for(user), None).unwrap());
+        assert!(desk.refresh().await, "another account's allowance");
+    }
+    assert!(desk.offline.allowance_of(first.account()).is_none());
+    // The first account again: a new allowance would release the points its charge is owed.
+    desk.sessions.sign_in(first.clone());
+    assert!(
+        !desk.refresh().await,
+        "no allowance is asked for while a charge made under the last one waits"
+    );
+    let report = desk.sync.sync_now().await;
+    assert_eq!(
+        (report.acknowledged.len(), report.refused.len()),
+        (1, 0),
+        "the offline charge settles under its allowance: {report:?}"
+    );
+    assert_eq!(rig.balance().await.balance, 28);
+    // Settled: now one is asked for (by the sync after the charge, or here).
+    desk.refresh().await;
+    wait_for(|| desk.offline.allowance_of(first.account())).await;
+}
+
+#[tokio::test]
+async fn one_ledger_account_signed_in_under_two_labels_holds_one_allowance() {
+    let rig = Rig::start(30).await;
+    let desk = rig.open().await;
+    let by_jwt = desk.session();
+    desk.refresh().await;
+    rig.proxy.set(Fault::Refuse);
+    assert_pending(desk.job("cover_design", "under-the-jwt-label").await);
+    rig.proxy.set(Fault::Pass);
+    // The same account through a gateway's opaque token: another label on this machine.
+    rig.proxy
+        .exchange_token("opaque-of-the-same-user", &rig.ledger.token);
+    let by_gateway = Session::new("opaque-of-the-same-user", Some("acct-7".into())).unwrap();
+    assert_ne!(by_gateway.account(), by_jwt.account());
+    desk.sessions.sign_in(by_gateway.clone());
+    assert!(
+        !desk.refresh().await,
+        "no allowance while a charge of this ledger account under the other label waits"
+    );
+    desk.sessions.sign_in(by_jwt.clone());
+    let report = desk.sync.sync_now().await;
+    assert_eq!(
+        (report.acknowledged.len(), report.refused.len()),
+        (1, 0),
+        "{report:?}"
+    );
+    // Now the gateway label takes one: the allowance held under the other label is superseded
+    // and runs nothing more.
+    desk.sessions.sign_in(by_gateway.clone());
+    desk.refresh().await;
+    wait_for(|| desk.offline.allowance_of(by_gateway.account())).await;
+    assert!(desk.offline.allowance_of(by_jwt.account()).is_none());
+    desk.sessions.sign_in(by_jwt);
+    rig.proxy.set(Fault::Refuse);
+    assert!(
+        matches!(
+            desk.job("cover_design", "on-a-superseded-one").await,
+            Err(Error::OfflineAllowanceNone { .. })
+        ),
+        "the superseded allowance runs nothing"
+    );
+    assert_eq!(rig.balance().await.balance, 28);
+}
