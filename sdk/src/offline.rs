@@ -4,9 +4,11 @@
 //! Rules:
 //! - an allowance is asked for while the ledger is reachable ([`Offline::refresh_if_due`]: none
 //!   held, less than half of it left on this machine, less than half of its window left, the
-//!   balance below what is left, or a balance that would grant more), never while a charge made
-//!   under it is still pending or a job runs on it (a new allowance supersedes the old one,
-//!   whose unspent points the ledger releases);
+//!   balance below what is left, or a balance that would grant more), never while an offline
+//!   charge of the account is still pending or a job runs on one of its allowances, whichever
+//!   allowance is held now (a new allowance supersedes the old one, whose unspent points the
+//!   ledger releases); one ledger account holds one allowance on this machine, under whichever
+//!   label it signed in last;
 //! - it is checked against the pinned keys, for the session's ledger account and this device,
 //!   each time it is used, against a clock that cannot be turned back ([`TimeMark`]);
 //! - what is spent under it on this machine is the prices of the jobs running on it, of its
