@@ -570,3 +570,67 @@ async fn one_ledger_account_signed_in_under_two_labels_holds_one_allowance() {
     );
     assert_eq!(rig.balance().await.balance, 28);
 }
+
+#[tokio::test]
+async fn an_app_quitting_while_a_job_runs_offline_journals_its_charge_and_counts_it_after_restart()
+{
+    let rig = Rig::start(8).await;
+    let desk = rig.open().await;
+    desk.refresh().await;
+    rig.proxy.set(Fault::Refuse);
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let running = tokio::spawn({
+        let jobs = desk.jobs.clone();
+        async move {
+            jobs.run(
+                JobSpec::new("compose", IdempotencyKey::parse("running-at-exit").unwrap()),
+                || async move {
+                    let _ = started_tx.send(());
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                    Ok::<_, Error>(())
+                },
+            )
+            .await
+            .map(|charged| charged.charge)
+        }
+    });
+    started_rx.await.expect("the job runs offline");
+    // The app quits: the running job finishes and its charge is journaled; no new job starts.
+    let quitting = {
+        let jobs = desk.jobs.clone();
+        tokio::spawn(async move { jobs.shutdown(std::time::Duration::from_secs(5)).await })
+    };
+    while !desk.jobs.is_closing() {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        desk.job("cover_design", "started-while-quitting")
+            .await
+            .is_err(),
+        "no job starts while the app quits"
+    );
+    assert!(
+        quitting.await.unwrap(),
+        "the running job finished before exit"
+    );
+    assert_pending(running.await.unwrap());
+    desk.close();
+
+    let desk = rig.open().await;
+    assert_eq!(desk.journal.len(), 1, "the charge survived the exit");
+    assert!(
+        matches!(
+            desk.job("compose", "after-the-restart").await,
+            Err(Error::OfflineAllowanceExhausted { remaining: 3, .. })
+        ),
+        "what the job spent before the exit is counted"
+    );
+    rig.proxy.set(Fault::Pass);
+    let report = desk.sync.sync_now().await;
+    assert_eq!(
+        (report.acknowledged.len(), report.refused.len()),
+        (1, 0),
+        "{report:?}"
+    );
+    assert_eq!(rig.balance().await.balance, 3);
+}
