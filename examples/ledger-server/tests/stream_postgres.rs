@@ -119,6 +119,47 @@ async fn writes_through_one_instance_stream_on_the_other() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_that_expires_a_batch_streams_the_expiry_then_its_consumes() {
+    let Some((writer, reader)) = two_instances().await else {
+        return;
+    };
+    let (user, token) = writer.user_with(100).await;
+    let mut remote = sse::open(reader.running.addr(), &token, None).await;
+    assert_eq!(remote.balance(WAIT).await["seq"], 1);
+    let tomorrow = {
+        use points_ledger::Clock;
+        writer.clock.now() + time::Duration::days(1)
+    };
+    writer
+        .running
+        .recharge_once(user, 7, tomorrow, "pay-soon-gone")
+        .await
+        .unwrap();
+    writer.clock.advance(time::Duration::days(2));
+    // No sweep: the group's first charge expires the batch inside the group function; the
+    // expiry entry and each charge reach the other instance, in their order.
+    let group: Vec<_> = (0..3)
+        .map(|i| charge(user, &format!("after-expiry-{i}")))
+        .collect();
+    for answer in writer.running.ledger().consume_many(&group).await {
+        answer.unwrap();
+    }
+    let events = events_from(&mut remote, 2, 6).await;
+    let kinds: Vec<_> = events
+        .iter()
+        .map(|e| e["change"]["kind"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["recharge", "expire", "consume", "consume", "consume"],
+        "{events:?}"
+    );
+    assert_eq!(remote.quiet_for(Duration::from_millis(500)).await, Ok(()));
+    writer.running.shutdown().await;
+    reader.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_listener_connection_resyncs_every_stream() {
     let Some((writer, reader)) = two_instances().await else {
         return;
