@@ -439,11 +439,9 @@ impl Offline {
             .unwrap_or_else(|p| p.into_inner())
             .insert(session.account().to_owned(), Instant::now());
         let client = client.as_token(session.token());
-        if expected_user(session).is_none()
-            && journal.tally_where(|c| c.allowance_id.is_some()).0 > 0
-        {
-            // Offline charges wait, perhaps of this ledger account under another label: whose
-            // they are is told by the ledger account, so this token's is learnt first.
+        if expected_user(session).is_none() {
+            // Offline work of this ledger account under another label (charges waiting, jobs
+            // running) is found by the ledger account: this token's is learnt first, once.
             match client.balance_stated().await {
                 Ok(stated) => session.learn_ledger_user(stated.user_id.as_deref()),
                 Err(error) => {
@@ -530,15 +528,15 @@ impl Offline {
     /// ([`MAX_ACCOUNTS`]) while its offline charges wait, and one ledger account may be signed in
     /// under two labels.
     fn in_use(&self, session: &Session, journal: &Journal) -> bool {
+        // A job only runs on an allowance checked for the session's ledger account.
         let user = expected_user(session);
-        let held = self
-            .allowance_of(session.account())
-            .map(|allowance| allowance.allowance_id);
-        let running = self.inner.running.lock().unwrap_or_else(|p| p.into_inner());
-        let runs = running.iter().any(|(id, on)| {
-            Some(id) == held.as_ref() || user.as_deref() == Some(on.ledger_user.as_str())
-        });
-        drop(running);
+        let runs = self
+            .inner
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .any(|on| user.as_deref() == Some(on.ledger_user.as_str()));
         runs || journal
             .tally_where(|charge| {
                 charge.allowance_id.is_some()
