@@ -634,3 +634,52 @@ async fn an_app_quitting_while_a_job_runs_offline_journals_its_charge_and_counts
     );
     assert_eq!(rig.balance().await.balance, 3);
 }
+
+#[tokio::test]
+async fn no_allowance_is_asked_for_while_a_job_runs_on_the_last_one() {
+    let rig = Rig::start(30).await;
+    let desk = rig.open().await;
+    desk.refresh().await;
+    rig.proxy.set(Fault::Refuse);
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let (finish_tx, finish_rx) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn({
+        let jobs = desk.jobs.clone();
+        async move {
+            jobs.run(
+                JobSpec::new("compose", IdempotencyKey::parse("running-offline").unwrap()),
+                || async move {
+                    let _ = started_tx.send(());
+                    let _ = finish_rx.await;
+                    Ok::<_, Error>(())
+                },
+            )
+            .await
+            .map(|charged| charged.charge)
+        }
+    });
+    started_rx.await.expect("the job runs offline");
+    // The ledger is back and a new allowance would be due (a balance below what is left), but
+    // the job's charge will be made under the one it runs on.
+    rig.proxy.set(Fault::Pass);
+    assert!(
+        !desk
+            .offline
+            .refresh_if_due(&desk.client, &desk.session(), &desk.journal, Some(1))
+            .await
+            .unwrap(),
+        "no allowance is asked for while a job runs on the last one"
+    );
+    finish_tx.send(()).unwrap();
+    let outcome = running.await.unwrap();
+    assert!(
+        matches!(
+            outcome,
+            Ok(ChargeOutcome::Acknowledged { .. } | ChargeOutcome::Pending { .. })
+        ),
+        "{outcome:?}"
+    );
+    let report = desk.sync.sync_now().await;
+    assert!(report.refused.is_empty(), "{report:?}");
+    assert_eq!(rig.balance().await.balance, 25);
+}
