@@ -153,6 +153,16 @@ impl Desk {
             .map(|charged| charged.charge)
     }
 
+    /// One sync pass, which must settle exactly one charge and refuse none.
+    async fn settle_one(&self) {
+        let report = self.sync.sync_now().await;
+        assert_eq!(
+            (report.acknowledged.len(), report.refused.len()),
+            (1, 0),
+            "one charge settles under its allowance: {report:?}"
+        );
+    }
+
     /// Saves what is held and releases the journal (the app quits).
     fn close(self) {
         self.offline.save_now();
@@ -515,12 +525,7 @@ async fn an_account_put_aside_for_others_asks_for_no_allowance_while_its_offline
         !desk.refresh().await,
         "no allowance is asked for while a charge made under the last one waits"
     );
-    let report = desk.sync.sync_now().await;
-    assert_eq!(
-        (report.acknowledged.len(), report.refused.len()),
-        (1, 0),
-        "the offline charge settles under its allowance: {report:?}"
-    );
+    desk.settle_one().await;
     assert_eq!(rig.balance().await.balance, 28);
     // Settled: now one is asked for (by the sync after the charge, or here).
     desk.refresh().await;
@@ -547,12 +552,7 @@ async fn one_ledger_account_signed_in_under_two_labels_holds_one_allowance() {
         "no allowance while a charge of this ledger account under the other label waits"
     );
     desk.sessions.sign_in(by_jwt.clone());
-    let report = desk.sync.sync_now().await;
-    assert_eq!(
-        (report.acknowledged.len(), report.refused.len()),
-        (1, 0),
-        "{report:?}"
-    );
+    desk.settle_one().await;
     // Now the gateway label takes one: the allowance held under the other label is superseded
     // and runs nothing more.
     desk.sessions.sign_in(by_gateway.clone());
@@ -626,12 +626,7 @@ async fn an_app_quitting_while_a_job_runs_offline_journals_its_charge_and_counts
         "what the job spent before the exit is counted"
     );
     rig.proxy.set(Fault::Pass);
-    let report = desk.sync.sync_now().await;
-    assert_eq!(
-        (report.acknowledged.len(), report.refused.len()),
-        (1, 0),
-        "{report:?}"
-    );
+    desk.settle_one().await;
     assert_eq!(rig.balance().await.balance, 3);
 }
 
