@@ -395,9 +395,10 @@ fn outcome(
             balance: row.try_get(5)?,
         }),
         other => {
-            return Err(
-                sqlx::Error::Decode(format!("points_consume answered `{other}`").into()).into(),
+            return Err(sqlx::Error::Decode(
+                format!("points_consume_batch answered `{other}`").into(),
             )
+            .into())
         }
     })
 }

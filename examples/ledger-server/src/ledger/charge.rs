@@ -1,6 +1,6 @@
 //! One charge applied inside a write transaction, by the rules of [`super::consume`]: the SQLite
-//! path of a group of consumes ([`super::batch`]); PostgreSQL's `points_consume` function
-//! (`migrations-postgres/`) is the same rules in PL/pgSQL.
+//! path of a group of consumes ([`super::batch`]); PostgreSQL's `points_consume_batch`
+//! function (`migrations-postgres/`) is the same rules in PL/pgSQL.
 //!
 //! Invariants: a refusal (a short balance, a total out of range, a key used for another
 //! request) is decided before the first write and writes nothing; the due batches expire
@@ -113,8 +113,10 @@ pub(super) async fn charge_in_transaction(
         }
         let burn = batch.remaining.min(left);
         left -= burn;
-        sqlx::query("UPDATE batches SET remaining = $1 WHERE id = $2")
-            .bind(batch.remaining - burn)
+        let left_over = batch.remaining - burn;
+        sqlx::query("UPDATE batches SET remaining = $1, emptied_at = $2 WHERE id = $3")
+            .bind(left_over)
+            .bind((left_over == 0).then_some(now))
             .bind(&batch.id)
             .execute(&mut **tx)
             .await?;

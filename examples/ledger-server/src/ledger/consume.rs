@@ -7,7 +7,7 @@
 //! conflict; a free service writes nothing. Charges are applied in groups ([`super::batch`]):
 //! each charge of a group gets the answer it would get alone, in the group's order, and none is
 //! answered before the group is committed. The SQLite path ([`super::charge`]) and
-//! PostgreSQL's `points_consume` function (`migrations-postgres/`) follow the same rules, held
+//! PostgreSQL's `points_consume_batch` function (`migrations-postgres/`) follow the same rules, held
 //! to the same model test.
 //!
 //! A consume naming an offline allowance ([`Ledger::consume_under`]) is rare (the settlement of

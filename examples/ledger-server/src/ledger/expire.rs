@@ -74,7 +74,7 @@ impl Ledger {
         loop {
             let users: Vec<String> = sqlx::query_scalar(
                 "SELECT DISTINCT user_id FROM batches \
-                 WHERE remaining > 0 AND expires_at <= $1 AND user_id > $2 \
+                 WHERE emptied_at IS NULL AND expires_at <= $1 AND user_id > $2 \
                  ORDER BY user_id LIMIT $3",
             )
             .bind(now)
@@ -141,7 +141,7 @@ impl Ledger {
     pub(super) async fn expire_user_if_due(&self, user: Uuid) -> Result<(), LedgerError> {
         let now = to_micros(self.clock.now());
         let due: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM batches WHERE user_id = $1 AND remaining > 0 AND expires_at <= $2 LIMIT 1",
+            "SELECT id FROM batches WHERE user_id = $1 AND emptied_at IS NULL AND expires_at <= $2 LIMIT 1",
         )
         .bind(user.to_string())
         .bind(now)
@@ -168,7 +168,8 @@ pub(super) async fn expire_due(
     *live = keep;
     let mut points = 0;
     for batch in &due {
-        sqlx::query("UPDATE batches SET remaining = 0 WHERE id = $1")
+        sqlx::query("UPDATE batches SET remaining = 0, emptied_at = $1 WHERE id = $2")
+            .bind(now)
             .bind(&batch.id)
             .execute(&mut **tx)
             .await?;

@@ -6,13 +6,16 @@
 //! import in one direction: consume → batch → charge → allowance → expire → write.
 //!
 //! Invariants every operation keeps (the model test, `tests/model.rs`, checks them on SQLite and
-//! on PostgreSQL, whose consume is the `points_consume` function of `migrations-postgres/`):
+//! on PostgreSQL, whose consume is the `points_consume_batch` function of `migrations-postgres/`):
 //! - `balance == total_recharged - total_consumed - total_expired` on every summary row (also a
 //!   `CHECK` of the schema), and every amount, balance and total within ±(2^53 − 1): a write
 //!   that would leave the range writes nothing.
 //! - Every write runs in one transaction holding the user's summary row lock, expires the user's
 //!   due batches first, and appends to the journal: one entry per recharge, charge and expired
 //!   batch, numbered by `seq` without gaps per user.
+//! - A batch's `emptied_at` is set exactly when its `remaining` reaches zero (a `CHECK`), by
+//!   the statement that empties it; live batches are found by `emptied_at IS NULL`, the
+//!   predicate of their indexes, so a burn that leaves points rewrites no index entry.
 //! - An idempotency key is used at most once per user and kind of write (a unique index): the
 //!   same request again answers the first receipt (`replayed`), another request under it is a
 //!   conflict, and a key still being applied in this instance is refused (in flight).

@@ -70,7 +70,7 @@ impl Ledger {
         let now = to_micros(self.clock.now());
         let rows = sqlx::query(
             "SELECT id, points, remaining, expires_at, created_at FROM batches \
-             WHERE user_id = $1 AND remaining > 0 AND expires_at > $2 \
+             WHERE user_id = $1 AND emptied_at IS NULL AND expires_at > $2 \
              ORDER BY expires_at, created_at, id",
         )
         .bind(user.to_string())

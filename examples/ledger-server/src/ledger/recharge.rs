@@ -134,8 +134,8 @@ impl Ledger {
         // expiry and the same creation instant burn in recharge order.
         let batch_id = Uuid::now_v7().to_string();
         sqlx::query(
-            "INSERT INTO batches (id, user_id, points, remaining, expires_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO batches (id, user_id, points, remaining, expires_at, created_at, \
+             emptied_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&batch_id)
         .bind(user.to_string())
@@ -143,6 +143,8 @@ impl Ledger {
         .bind(remaining)
         .bind(to_micros(expires_at))
         .bind(now)
+        // A batch that only paid a debt is empty from the start.
+        .bind((remaining == 0).then_some(now))
         .execute(&mut *tx)
         .await?;
         let transaction_id = append_entry(

@@ -73,7 +73,7 @@ pub(super) const READ_LOCKED_USER_SQL: &str =
      b.id, b.remaining, b.expires_at \
      FROM accounts a \
      LEFT JOIN journal j ON j.user_id = a.user_id AND j.kind = $3 AND j.idempotency_key = $2 \
-     LEFT JOIN batches b ON b.user_id = a.user_id AND b.remaining > 0 \
+     LEFT JOIN batches b ON b.user_id = a.user_id AND b.emptied_at IS NULL \
      WHERE a.user_id = $1 \
      ORDER BY b.expires_at, b.created_at, b.id";
 
